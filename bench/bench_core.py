@@ -1,0 +1,147 @@
+"""Speed of the scheduler core and of the digital twin (a benchmark, not a timed test).
+
+(a) One core decision with the platform's 5 units busy and 100 jobs queued: the time of
+    ``Scheduler.handle`` for a job arrival, a job finish (dispatch from the queue) and a
+    control tick (DVFS + rebalancing), each on a fresh copy of the same state.
+    Target: median <= 100 us.
+(b) Twin throughput: simulated jobs per wall-clock second for each shipped workload.
+    Target: >= 20,000 jobs/s.
+Missed targets are reported (FAIL), not an error: the exit code is 0 when the bench ran.
+
+    python bench/bench_core.py [--policy twill] [--repeat 300] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform as host
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from twill_ros.core.catalog import load_catalog
+from twill_ros.core.events import Dispatch, JobArrived, JobFinished, Tick
+from twill_ros.core.jobs import Job
+from twill_ros.core.metrics import percentile
+from twill_ros.core.platform import load_platform
+from twill_ros.core.scheduler import Scheduler
+from twill_ros.sim.simulator import simulate
+from twill_ros.sim.workload import SCENARIOS, generate_jobs, load_workload
+
+DECISION_TARGET_US = 100.0
+THROUGHPUT_TARGET = 20_000.0
+QUEUED = 100
+MODELS = ("resnet50", "resnet152", "vgg19", "yolov8s", "mobilenetv2", "bert-base",
+          "bert-large", "llama-3.2-1b")
+
+
+def _loaded_scheduler(platform, catalog, policy: str) -> tuple[Scheduler, Dispatch]:
+    """A scheduler whose units are busy and which holds QUEUED waiting jobs; returns it and
+    the dispatch of one running DNN job (to finish)."""
+    rng = random.Random(0)
+    sched = Scheduler(platform, catalog, policy, 15.0, seed=0)
+    running: list[Dispatch] = []
+    n = 0
+    while sum(u.queued for u in sched.units.values()) < QUEUED:
+        model = MODELS[n % len(MODELS)]
+        llm = catalog.get(model).is_llm
+        job = Job(job_id=f"j{n}", model=model, priority=rng.randrange(256), submit_s=0.0,
+                  deadline_s=rng.choice((None, 0.05, 0.2)), stream=f"s{n % 7}",
+                  prompt_tokens=64 if llm else 0, max_new_tokens=32 if llm else 0)
+        running += [a for a in sched.handle(JobArrived(0.0, job))
+                    if isinstance(a, Dispatch) and not llm]
+        n += 1
+    return sched, running[0]
+
+
+def bench_decisions(policy: str, repeat: int) -> list[dict]:
+    catalog = load_catalog()
+    platform = load_platform("orin_nx_16gb")
+    base, running = _loaded_scheduler(platform, catalog, policy)
+    probe = Job(job_id="probe", model="resnet50", priority=200, submit_s=0.001, deadline_s=0.05,
+                stream="probe")
+    events = {
+        "arrival": JobArrived(0.001, probe),
+        "finish": JobFinished(0.001, running.job_id, running.unit),
+        "tick": Tick(0.1),
+    }
+    # immutable inputs are shared, not copied (they hold read-only mapping proxies)
+    shared = [catalog, platform, *catalog, *platform.units]
+    out = []
+    for name, event in events.items():
+        samples = []
+        for _ in range(repeat):
+            sched = copy.deepcopy(base, {id(x): x for x in shared})
+            start = time.perf_counter()
+            sched.handle(event)
+            samples.append((time.perf_counter() - start) * 1e6)
+        median = statistics.median(samples)
+        out.append(_row(f"decision ({name}), {policy}, {len(platform.units)} units, "
+                        f"{QUEUED} queued: median", median, "µs", DECISION_TARGET_US,
+                        f"≤ {DECISION_TARGET_US:g} µs", median <= DECISION_TARGET_US))
+        out.append(_row(f"decision ({name}), {policy}: p99", percentile(samples, 99), "µs"))
+    return out
+
+
+def bench_twin(policy: str) -> list[dict]:
+    catalog = load_catalog()
+    platform = load_platform("orin_nx_16gb")
+    out = []
+    for scenario in SCENARIOS:
+        jobs = generate_jobs(load_workload(scenario, catalog), 1)
+        start = time.perf_counter()
+        simulate(jobs, platform, catalog, policy, 15.0, 1)
+        rate = len(jobs) / (time.perf_counter() - start)
+        out.append(_row(f"twin throughput, {scenario} ({len(jobs)} jobs), {policy} @ 15 W",
+                        rate, "jobs/s", THROUGHPUT_TARGET, f"≥ {THROUGHPUT_TARGET:,.0f} jobs/s",
+                        rate >= THROUGHPUT_TARGET))
+    return out
+
+
+def _row(name: str, value: float, unit: str, target: float | None = None,
+         target_text: str = "", passed: bool | None = None) -> dict:
+    return {"name": name, "value": value, "unit": unit, "target": target,
+            "target_text": target_text, "passed": passed}
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return host.processor() or "unknown CPU"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--policy", default="twill")
+    parser.add_argument("--repeat", type=int, default=300)
+    parser.add_argument("--json", metavar="OUT")
+    args = parser.parse_args()
+    results = bench_decisions(args.policy, args.repeat) + bench_twin(args.policy)
+    machine = (f"{_cpu_model()} ({os.cpu_count()} logical CPUs, {host.machine()}), "
+               f"{host.python_implementation()} {host.python_version()}")
+    width = max(len(r["name"]) for r in results)
+    for r in results:
+        verdict = "" if r["passed"] is None else ("PASS" if r["passed"] else "FAIL")
+        print(f"{r['name']:<{width}}  {r['value']:>12,.1f} {r['unit']:<7} "
+              f"{r['target_text']:<20} {verdict}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"machine": machine, "results": results},
+                                              indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""Start the Twill scheduler: `ros2 launch twill_ros twill.launch.py policy:=gpu_fifo budget:=10.0`."""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+
+def generate_launch_description() -> LaunchDescription:
+    args = [
+        DeclareLaunchArgument("namespace", default_value="",
+                              description="Namespace of the scheduler node."),
+        DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution(
+            [FindPackageShare("twill_ros"), "config", "twill.yaml"]),
+            description="Parameter file for twill_scheduler."),
+        DeclareLaunchArgument("platform", default_value="orin_nx_16gb",
+                              description="Platform file under config/platforms/ or a path."),
+        DeclareLaunchArgument("policy", default_value="twill",
+                              description="Scheduling policy (twill, gpu_fifo, edf, ...)."),
+        DeclareLaunchArgument("budget", default_value="15.0",
+                              description="Module power budget in watts."),
+    ]
+    scheduler = Node(
+        package="twill_ros",
+        executable="twill_scheduler",
+        name="twill_scheduler",
+        namespace=LaunchConfiguration("namespace"),
+        output="screen",
+        parameters=[
+            LaunchConfiguration("params_file"),
+            {
+                "platform": LaunchConfiguration("platform"),
+                "policy": LaunchConfiguration("policy"),
+                "power_budget_w": LaunchConfiguration("budget"),
+            },
+        ],
+    )
+    return LaunchDescription([*args, scheduler])

@@ -1,0 +1,140 @@
+"""Real ROS 2 processes for tests: the scheduler as its installed entry point, a client node.
+
+Every process gets a ROS_DOMAIN_ID of this test run and discovery limited to localhost, so
+parallel runs cannot answer each other and nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PARAMS_FILE = REPO / "config" / "twill.yaml"
+
+
+def test_domain_id() -> int:
+    """A domain for this pytest run (ids 10..99 stay clear of the default 0)."""
+    return 10 + os.getpid() % 90
+
+
+test_domain_id.__test__ = False  # a helper, not a test
+
+
+def ros_env(domain_id: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(ROS_DOMAIN_ID=str(domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+               ROS_LOCALHOST_ONLY="1", PYTHONUNBUFFERED="1")
+    return env
+
+
+class SchedulerProcess:
+    """``twill_scheduler --ros-args --params-file ...`` in its own process."""
+
+    def __init__(self, domain_id: int, params: dict[str, object] | None = None,
+                 params_file: Path = PARAMS_FILE) -> None:
+        exe = shutil.which("twill_scheduler")
+        if exe is None:
+            raise RuntimeError("twill_scheduler is not on PATH: run scripts/setup.sh and "
+                               "source env.sh first")
+        args = [exe, "--ros-args", "--params-file", str(params_file)]
+        for name, value in (params or {}).items():
+            args += ["-p", f"{name}:={value}"]
+        self.log: list[str] = []
+        self.proc = subprocess.Popen(args, env=ros_env(domain_id), stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.log.append(line.rstrip())
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, sig: int = signal.SIGINT, timeout_s: float = 15.0) -> int:
+        if self.alive():
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("scheduler did not exit after "
+                                 f"{signal.Signals(sig).name}:\n" + "\n".join(self.log[-40:]))
+        finally:
+            self._reader.join(2.0)
+
+
+class ClientNode:
+    """A client node with TwillClient, spun by a background executor in this process.
+
+    It also records every message on /twill/results, /twill/state and /diagnostics, so tests
+    can check what observers see (exactly one result per job, state and health changes).
+    """
+
+    def __init__(self, domain_id: int, name: str = "test_client") -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.context import Context
+        from rclpy.executors import MultiThreadedExecutor
+        from twill_msgs.msg import JobResult, SchedulerState
+
+        from twill_ros.client import RESULT_QOS, TwillClient
+
+        os.environ.update(ros_env(domain_id))
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.client = TwillClient(self.node)
+        self.results: dict[str, list] = defaultdict(list)
+        self.states: list = []
+        self.diagnostics: list = []
+        self._lock = threading.Lock()
+        self.node.create_subscription(JobResult, "/twill/results", self._on_result, RESULT_QOS)
+        self.node.create_subscription(SchedulerState, "/twill/state", self._on_state, 10)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        self.executor = MultiThreadedExecutor(num_threads=3, context=self.context)
+        self.executor.add_node(self.node)
+        self._spin = threading.Thread(target=self.executor.spin, daemon=True)
+        self._spin.start()
+
+    def _on_result(self, msg) -> None:
+        with self._lock:
+            self.results[msg.job_id].append(msg)
+
+    def _on_state(self, msg) -> None:
+        with self._lock:
+            self.states.append((time.monotonic(), msg))
+
+    def _on_diag(self, msg) -> None:
+        with self._lock:
+            self.diagnostics.append((time.monotonic(), msg))
+
+    def results_for(self, job_id: str) -> list:
+        with self._lock:
+            return list(self.results.get(job_id, ()))
+
+    def wait_until(self, predicate, timeout_s: float, poll_s: float = 0.05) -> bool:
+        """Poll ``predicate`` (no sleeps-as-assertions: it returns as soon as it holds)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if predicate():
+                    return True
+            time.sleep(poll_s)
+        with self._lock:
+            return bool(predicate())
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.context.try_shutdown()
+        self._spin.join(2.0)

@@ -1,0 +1,33 @@
+"""Both packages build with the colcon line the README gives robot users."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_colcon_finds_and_builds_both_packages(tmp_path):
+    colcon = shutil.which("colcon")
+    assert colcon, "colcon not on PATH: source env.sh"
+    listed = subprocess.run([colcon, "list", "--names-only", "--base-paths", str(REPO),
+                             str(REPO / "twill_msgs")], capture_output=True, text=True,
+                            check=True).stdout.split()
+    assert sorted(listed) == ["twill_msgs", "twill_ros"]
+    build = subprocess.run(
+        [colcon, "--log-base", str(tmp_path / "log"), "build",
+         "--base-paths", str(REPO), str(REPO / "twill_msgs"),
+         "--build-base", str(tmp_path / "build"), "--install-base", str(tmp_path / "install"),
+         "--cmake-args", "-DBUILD_TESTING=OFF"],
+        capture_output=True, text=True, cwd=tmp_path)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    install = tmp_path / "install"
+    assert (install / "twill_msgs" / "share" / "twill_msgs" / "msg" / "JobRequest.msg").is_file()
+    assert list((install / "twill_msgs" / "lib").glob("libtwill_msgs__rosidl_typesupport_c.so"))
+    ros_share = install / "twill_ros" / "share" / "twill_ros"
+    for shipped in ("package.xml", "launch/twill.launch.py", "config/twill.yaml",
+                    "config/platforms/orin_nx_16gb.yaml", "models/catalog.yaml"):
+        assert (ros_share / shipped).is_file(), shipped
+    assert (install / "twill_ros" / "lib" / "twill_ros" / "twill_scheduler").is_file()

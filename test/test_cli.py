@@ -1,0 +1,123 @@
+"""The CLI: the compare JSON contract, determinism, sim, errors, subcommand discovery."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from twill_ros import cli
+
+SHORT = """\
+name: short
+duration_s: 2
+streams:
+  - name: camera
+    model: yolov8n
+    priority: 200
+    deadline_ms: 50
+    arrival: {type: periodic, period_ms: 50, jitter_ms: 1}
+  - name: text
+    model: bert-base
+    arrival: {type: poisson, rate_hz: 5}
+  - name: chat
+    model: tinyllama-1.1b
+    priority: 40
+    prompt_tokens: 32
+    max_new_tokens: 8
+    arrival: {type: trace, times_s: [0.2, 1.0]}
+"""
+
+RESULT_KEYS = ["policy", "budget_w", "jobs", "completed", "failed", "rejected", "cancelled",
+               "latency_ms", "slowdown_mean", "deadline_violation_rate", "power_w",
+               "budget_violation_fraction", "energy_j_per_job", "llm", "per_stream"]
+
+
+@pytest.fixture
+def workload(tmp_path):
+    path = tmp_path / "short.yaml"
+    path.write_text(SHORT)
+    return str(path)
+
+
+def compare(workload: str, out: str, *extra: str) -> dict:
+    code = cli.main(["compare", "--workload", workload, "--platform", "orin_nx_16gb",
+                     "--budgets", "10,15", "--policies", "twill,gpu_fifo", "--seed", "3",
+                     "--json", out, *extra])
+    assert code == 0
+    with open(out, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def test_compare_writes_the_json_contract(workload, tmp_path, capsys):
+    data = compare(workload, str(tmp_path / "out.json"))
+    assert list(data) == ["workload", "platform", "seed", "results"]
+    assert (data["workload"], data["platform"], data["seed"]) == ("short", "orin_nx_16gb", 3)
+    assert [(r["policy"], r["budget_w"]) for r in data["results"]] == [
+        ("twill", 10.0), ("gpu_fifo", 10.0), ("twill", 15.0), ("gpu_fifo", 15.0)]
+    for r in data["results"]:
+        assert list(r) == RESULT_KEYS
+        assert set(r["latency_ms"]) == {"mean", "p50", "p95", "p99"}
+        assert set(r["power_w"]) == {"mean", "peak"}
+        assert set(r["llm"]) == {"ttft_ms_mean", "tps_mean"}
+        assert list(r["per_stream"]) == ["camera", "text", "chat"]
+        for s in r["per_stream"].values():
+            assert set(s) == {"jobs", "latency_ms", "slowdown_mean", "deadline_violation_rate"}
+        assert r["jobs"] == r["completed"] + r["failed"] + r["rejected"] + r["cancelled"]
+    assert "gpu_fifo" in capsys.readouterr().out      # the table went to stdout
+
+
+def test_same_seed_gives_identical_json(workload, tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    compare(workload, str(a))
+    compare(workload, str(b))
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_report_writes_markdown_and_plots(workload, tmp_path):
+    compare(workload, str(tmp_path / "out.json"), "--report", str(tmp_path / "rep"))
+    lines = (tmp_path / "rep" / "REPORT.md").read_text().splitlines()
+    assert sum(line.startswith("| twill |") for line in lines) == 2   # one table per budget
+    assert len(list((tmp_path / "rep").glob("*.png"))) == 8      # 4 figures x 2 budgets
+
+
+def test_sim_runs_one_policy(workload, tmp_path):
+    out = tmp_path / "sim.json"
+    assert cli.main(["sim", "--workload", workload, "--policy", "edf", "--budget", "12",
+                     "--seed", "1", "--json", str(out)]) == 0
+    results = json.loads(out.read_text())["results"]
+    assert [(r["policy"], r["budget_w"]) for r in results] == [("edf", 12.0)]
+
+
+@pytest.mark.parametrize("argv", [
+    ["sim", "--policy", "no_such_policy"],
+    ["compare", "--budgets", "10,abc"],
+    ["compare", "--budgets", "-5"],
+    ["sim", "--budget", "0"],
+])
+def test_user_errors_exit_2_with_a_message(workload, argv, capsys):
+    assert cli.main([argv[0], "--workload", workload, *argv[1:]]) == 2
+    assert "twill: error:" in capsys.readouterr().err
+
+
+def test_invalid_workload_exits_2(tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text(textwrap.dedent(SHORT).replace("rate_hz: 5", "rate_hz: -5"))
+    assert cli.main(["compare", "--workload", str(path)]) == 2
+    assert "bad.yaml: stream 'text': field 'arrival.rate_hz'" in capsys.readouterr().err
+
+
+def test_missing_subcommand_modules_are_skipped(monkeypatch):
+    monkeypatch.setattr(cli, "COMMANDS", ("sim", "not_written_yet"))
+    parser = cli.build_parser()
+    assert parser.parse_args(["sim", "--workload", "x"]).command == "sim"
+
+
+def test_broken_subcommand_imports_are_not_hidden(monkeypatch):
+    def broken(name):
+        raise ModuleNotFoundError("No module named 'numpyy'", name="numpyy")
+
+    monkeypatch.setattr(cli.importlib, "import_module", broken)
+    with pytest.raises(ModuleNotFoundError, match="numpyy"):
+        cli.build_parser()

@@ -1,0 +1,100 @@
+"""The evaluation document's computed parts: target checks, losses, preserved discussion."""
+
+from __future__ import annotations
+
+import pytest
+
+from twill_ros.comparison import Comparison, Run
+from twill_ros.core.jobs import Job, JobRecord, JobStatus
+from twill_ros.evaluation import (
+    HAND_BEGIN,
+    HAND_END,
+    HAND_PLACEHOLDER,
+    losses,
+    lost_jobs,
+    preserved_discussion,
+    target_checks,
+)
+from twill_ros.sim.simulator import SimResult
+from twill_ros.sim.workload import Arrival, StreamSpec, Workload
+
+WORKLOAD = Workload(name="paper_mix", duration_s=10.0, streams=(
+    StreamSpec("camera", "yolov8s", Arrival("poisson", {"rate_hz": 1.0}), priority=200),
+    StreamSpec("chat", "llama-3.2-1b", Arrival("poisson", {"rate_hz": 1.0}), priority=50),
+))
+
+
+def summary(policy: str, mean: float, *, camera_slowdown: float = 1.0, bvf: float = 0.0,
+            tps: float | None = 20.0, chat_mean: float | None = 500.0) -> dict:
+    def lat(m):
+        return {"mean": m, "p50": m, "p95": m, "p99": m}
+
+    return {"policy": policy, "budget_w": 15.0, "jobs": 10, "completed": 10, "failed": 0,
+            "rejected": 0, "cancelled": 0, "latency_ms": lat(mean), "slowdown_mean": 1.0,
+            "deadline_violation_rate": None, "power_w": {"mean": 9.0, "peak": 12.0},
+            "budget_violation_fraction": bvf, "energy_j_per_job": 0.5,
+            "llm": {"ttft_ms_mean": 100.0, "tps_mean": tps},
+            "per_stream": {
+                "camera": {"jobs": 8, "latency_ms": lat(mean), "slowdown_mean": camera_slowdown,
+                           "deadline_violation_rate": None},
+                "chat": {"jobs": 2, "latency_ms": lat(chat_mean), "slowdown_mean": 1.0,
+                         "deadline_violation_rate": None}}}
+
+
+def comparison(*summaries: dict) -> Comparison:
+    runs = tuple(Run(s["policy"], s["budget_w"], s, SimResult([], [], [], 10.0))
+                 for s in summaries)
+    return Comparison(workload=WORKLOAD, platform="orin_nx_16gb", seed=1, runs=runs)
+
+
+def test_targets_against_gpu_fifo_best_baseline_budget_and_high_priority_slowdown():
+    checks = target_checks(comparison(
+        summary("twill", 40.0, camera_slowdown=1.6, bvf=0.005),
+        summary("gpu_fifo", 100.0),
+        summary("edf", 50.0),
+        summary("twill_no_dvfs", 10.0),          # ablations are not baselines
+    ))
+    by_name = {c.criterion.split(" (")[0]: c for c in checks}
+    fifo = by_name["mean latency ≤ 0.46 × gpu_fifo"]
+    assert (fifo.value, fifo.limit, fifo.passed) == (40.0, pytest.approx(46.0), True)
+    best = by_name["mean latency ≤ 0.9 × best baseline"]
+    assert "edf" in best.criterion and best.limit == pytest.approx(45.0) and best.passed
+    assert by_name["budget violation fraction"].passed
+    slow = [c for c in checks if "slowdown" in c.criterion]
+    assert len(slow) == 1 and "'camera'" in slow[0].criterion      # chat has priority 50
+    assert (slow[0].value, slow[0].passed) == (1.6, False)
+
+
+def test_losses_report_the_best_rival_beyond_the_margin():
+    found = losses(comparison(
+        summary("twill", 40.0, tps=20.0, chat_mean=None),
+        summary("gpu_fifo", 39.0, tps=25.0),       # 2.5 % better latency: below the margin
+        summary("edf", 30.0, tps=21.0),            # 25 % better latency
+        summary("dream", 35.0, tps=30.0),          # best tokens/s
+    ))
+    found = {loss.metric: loss for loss in found}
+    assert (found["mean latency (ms)"].winner, found["mean latency (ms)"].value) == ("edf", 30.0)
+    assert found["LLM tokens/s"].winner == "dream"
+    chat = found["'chat' mean latency (ms)"]          # Twill completed no chat job
+    assert chat.twill is None and chat.winner == "gpu_fifo"
+    assert "budget violation fraction" not in found   # all equal
+
+
+def test_lost_jobs_detects_missing_duplicate_and_unfinished_records():
+    def rec(job_id: str, status: JobStatus = JobStatus.COMPLETED) -> JobRecord:
+        return JobRecord(job=Job(job_id, "m", 100, 0.0), status=status)
+
+    good = Run("twill", 15.0, {}, SimResult([rec("a"), rec("b")], [], [], 1.0))
+    dup = Run("edf", 15.0, {}, SimResult([rec("a"), rec("a")], [], [], 1.0))
+    live = Run("dream", 15.0, {}, SimResult([rec("a"), rec("b", JobStatus.QUEUED)], [], [], 1.0))
+    c = Comparison(workload=WORKLOAD, platform="p", seed=0, runs=(good, dup, live))
+    problems = lost_jobs(c, ["a", "b"])
+    assert len(problems) == 2
+    assert "edf" in problems[0] and "dream" in problems[1]
+
+
+def test_hand_written_discussion_is_preserved(tmp_path):
+    doc = tmp_path / "EVALUATION.md"
+    assert preserved_discussion(str(doc)) == HAND_PLACEHOLDER
+    doc.write_text(f"# old\n{HAND_BEGIN}\nTwill loses on energy because...\n{HAND_END}\nrest\n")
+    assert preserved_discussion(str(doc)) == "Twill loses on energy because..."

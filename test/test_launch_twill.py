@@ -1,0 +1,60 @@
+"""launch/twill.launch.py under launch_pytest, on machines that have it (a ROS install).
+
+Where launch_pytest is missing (PyPI-wheel environments) this module skips as a whole;
+test_launch_equivalent.py runs the same scenario with processes everywhere.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+launch_pytest = pytest.importorskip(
+    "launch_pytest", reason="launch_pytest is not installed (it ships with ROS 2, not PyPI)")
+
+from launch.actions import SetLaunchConfiguration  # noqa: E402
+from launch_pytest.tools import process as process_tools  # noqa: E402
+from launch_ros.actions import Node  # noqa: E402
+
+from launch import LaunchDescription  # noqa: E402
+
+LAUNCH_FILE = Path(__file__).resolve().parents[1] / "launch" / "twill.launch.py"
+
+
+def _twill_launch() -> LaunchDescription:
+    spec = importlib.util.spec_from_file_location("twill_launch", LAUNCH_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.generate_launch_description()
+
+
+@pytest.fixture
+def twill_launch() -> LaunchDescription:
+    return _twill_launch()
+
+
+@pytest.fixture
+def scheduler_action(twill_launch) -> Node:
+    return next(e for e in twill_launch.entities if isinstance(e, Node))
+
+
+@launch_pytest.fixture
+def launch_description(twill_launch):
+    # Launch arguments given on the command line are launch configurations set beforehand.
+    return LaunchDescription([
+        SetLaunchConfiguration("policy", "gpu_fifo"),
+        SetLaunchConfiguration("budget", "12.0"),
+        *twill_launch.entities,
+        launch_pytest.actions.ReadyToTest(),
+    ])
+
+
+@pytest.mark.launch(fixture=launch_description)
+async def test_scheduler_starts_with_launch_arguments(scheduler_action, launch_context):
+    def started(output: str) -> bool:
+        return "policy gpu_fifo, budget 12.0 W" in output
+
+    assert await process_tools.wait_for_output(launch_context, scheduler_action, started,
+                                               timeout=30)

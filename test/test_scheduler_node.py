@@ -1,0 +1,244 @@
+"""The scheduler node as a robot uses it: its own process, real DDS, real twill_msgs."""
+
+from __future__ import annotations
+
+import math
+import struct
+
+import pytest
+from ros_harness import ClientNode, SchedulerProcess, test_domain_id
+from twill_msgs.msg import JobRequest, JobResult, Tensor
+
+from twill_ros.client import SchedulerError, make_request
+
+UNITS = {"gpu", "dla0", "dla1", "cpu_a", "cpu_b"}
+MAX_NEW_TOKENS = 256
+MAX_PAYLOAD = 1_000_000
+RESULT_TIMEOUT_S = 20.0
+
+
+@pytest.fixture(scope="module")
+def domain() -> int:
+    return test_domain_id()
+
+
+@pytest.fixture(scope="module")
+def scheduler(domain):
+    proc = SchedulerProcess(domain, {"max_new_tokens": MAX_NEW_TOKENS,
+                                     "max_payload_bytes": MAX_PAYLOAD})
+    yield proc
+    assert proc.stop() == 0, "\n".join(proc.log[-40:])
+
+
+@pytest.fixture(scope="module")
+def ros(domain, scheduler):
+    client = ClientNode(domain)
+    assert client.client.wait_for_scheduler(30.0), "scheduler not reachable:\n" + \
+        "\n".join(scheduler.log[-40:])
+    yield client
+    client.close()
+
+
+def image_tensor(shape=(1, 3, 32, 32), dtype="float32", name="input", nbytes=None) -> Tensor:
+    size = math.prod(shape) * 4 if nbytes is None else nbytes
+    return Tensor(name=name, shape=list(shape), dtype=dtype, data=bytes(size))
+
+
+def check_timing(result: JobResult) -> None:
+    assert result.unit in UNITS
+    assert result.exec_ms > 0
+    assert result.queue_ms >= 0 and result.frozen_ms >= 0
+    assert result.total_ms >= result.exec_ms
+    assert result.total_ms == pytest.approx(
+        result.queue_ms + result.exec_ms + result.frozen_ms, abs=1.0)
+    assert result.total_ms < RESULT_TIMEOUT_S * 1000
+
+
+def test_topic_job_gets_exactly_one_completed_result(ros):
+    stamp = ros.node.get_clock().now().to_msg()
+    request = make_request("tiny-cnn", priority=JobRequest.HIGH, deadline_ms=500.0,
+                           inputs=[image_tensor()])
+    request.stamp = stamp
+    job_id = ros.client.submit(request, via="topic")
+    result = ros.client.wait_result(job_id, RESULT_TIMEOUT_S)
+    assert result is not None, "no result for a topic job"
+    assert result.status == JobResult.COMPLETED, result.message
+    assert result.model == "tiny-cnn"
+    assert result.client_id == ros.client.client_id
+    assert (result.stamp.sec, result.stamp.nanosec) == (stamp.sec, stamp.nanosec)
+    assert result.deadline_met
+    check_timing(result)
+    assert ros.wait_until(lambda: len(ros.results.get(job_id, ())) >= 1, 2.0)
+    assert len(ros.results_for(job_id)) == 1
+
+
+def test_service_job_result_arrives_on_topic(ros):
+    job_id = ros.client.submit(make_request("resnet50"), via="service")
+    assert job_id.startswith("twill-"), "the scheduler assigns an id when none is given"
+    result = ros.client.wait_result(job_id, RESULT_TIMEOUT_S)
+    assert result is not None and result.status == JobResult.COMPLETED, result
+    check_timing(result)
+
+
+def test_many_jobs_each_get_exactly_one_result(ros):
+    models = ["tiny-cnn", "resnet50", "mobilenetv2", "tiny-bert", "bert-base"]
+    ids = [ros.client.submit(make_request(models[i % len(models)],
+                                          priority=50 + 10 * (i % 10)), via="topic")
+           for i in range(60)]
+    results = {job_id: ros.client.wait_result(job_id, RESULT_TIMEOUT_S) for job_id in ids}
+    assert all(r is not None and r.status == JobResult.COMPLETED for r in results.values())
+    # Let any duplicate arrive before counting.
+    ros.wait_until(lambda: False, 0.5)
+    assert all(len(ros.results_for(job_id)) == 1 for job_id in ids)
+
+
+def test_action_streams_feedback_with_unit_and_tokens(ros):
+    feedback = []
+    run = ros.client.run(make_request("tiny-llm", prompt="plan a path to the dock",
+                                      max_new_tokens=12), feedback=feedback.append)
+    result = run.result(RESULT_TIMEOUT_S)
+    assert result.status == JobResult.COMPLETED, result.message
+    assert result.tokens == 12
+    assert result.ttft_ms > 0
+    check_timing(result)
+    running = [f for f in feedback if f.state == "running"]
+    assert running and all(f.unit in UNITS for f in running)
+    assert running[0].unit == result.unit or result.migrations > 0
+    tokens = [f.tokens for f in feedback]
+    assert tokens == sorted(tokens) and tokens[-1] >= 1
+    assert all(f.elapsed_ms >= 0 for f in feedback)
+
+
+def test_cancel_a_queued_job(ros):
+    # More long generations than LLM-capable units (gpu, cpu_a, cpu_b) ...
+    long_ids = [ros.client.submit(make_request("llama-3.2-1b", prompt="describe the map " * 20,
+                                               max_new_tokens=MAX_NEW_TOKENS), via="service")
+                for _ in range(5)]
+    # ... so one more of the same priority waits in the queue; its feedback says so.
+    feedback = []
+    run = ros.client.run(make_request("llama-3.2-1b", prompt="queued",
+                                      max_new_tokens=MAX_NEW_TOKENS, job_id="to-cancel"),
+                         feedback=feedback.append)
+    assert ros.wait_until(lambda: any(f.state == "queued" for f in feedback), 10.0)
+    assert not any(f.state == "running" for f in feedback)
+    cancelled, message = ros.client.cancel("to-cancel")
+    assert cancelled, message
+    result = run.result(RESULT_TIMEOUT_S)
+    assert result.status == JobResult.CANCELLED
+    assert result.message
+    assert result.exec_ms == 0
+    # A running job can be cancelled too; an unknown one cannot.
+    for job_id in long_ids:
+        assert ros.client.cancel(job_id)[0]
+        assert ros.client.wait_result(job_id, RESULT_TIMEOUT_S).status == JobResult.CANCELLED
+    cancelled, message = ros.client.cancel("no-such-job")
+    assert not cancelled and "no-such-job" in message
+
+
+def test_action_cancel(ros):
+    run = ros.client.run(make_request("llama-3.2-1b", prompt="a long answer",
+                                      max_new_tokens=MAX_NEW_TOKENS))
+    assert ros.wait_until(lambda: run._goal_handle is not None, 10.0)
+    run.cancel()
+    result = run.result(RESULT_TIMEOUT_S)
+    assert result.status == JobResult.CANCELLED
+
+
+BAD_REQUESTS = {
+    "unknown model": (make_request("resnet9000"), "unknown model 'resnet9000'"),
+    "empty model": (make_request(""), "model is empty"),
+    "wrong dtype": (make_request("tiny-cnn", inputs=[image_tensor(dtype="uint8")]),
+                    "dtype 'uint8'"),
+    "wrong shape": (make_request("tiny-cnn", inputs=[image_tensor(shape=(1, 3, 64, 64))]),
+                    "shape [1, 3, 64, 64]"),
+    "data length": (make_request("tiny-cnn", inputs=[image_tensor(nbytes=100)]),
+                    "data has 100 bytes"),
+    "negative deadline": (make_request("tiny-cnn", deadline_ms=-5.0), "deadline_ms"),
+    "nan deadline": (make_request("tiny-cnn", deadline_ms=float("nan")), "deadline_ms"),
+    "llm without prompt": (make_request("tiny-llm", max_new_tokens=4), "prompt must not be"),
+    "llm zero tokens": (make_request("tiny-llm", prompt="hi", max_new_tokens=0),
+                        "max_new_tokens must be > 0"),
+    "llm too many tokens": (make_request("tiny-llm", prompt="hi",
+                                         max_new_tokens=MAX_NEW_TOKENS + 1),
+                            f"exceeds the limit of {MAX_NEW_TOKENS}"),
+    "payload too large": (make_request("tiny-llm", prompt="x" * (MAX_PAYLOAD + 1),
+                                       max_new_tokens=4), "exceeds max_payload_bytes"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
+def test_bad_request_by_topic_is_rejected_with_reason(ros, case):
+    request, reason = BAD_REQUESTS[case]
+    job_id = ros.client.submit(request, via="topic")
+    result = ros.client.wait_result(job_id, RESULT_TIMEOUT_S)
+    assert result is not None, f"{case}: no REJECTED result"
+    assert result.status == JobResult.REJECTED
+    assert reason in result.message, result.message
+
+
+@pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
+def test_bad_request_by_service_is_refused_with_reason(ros, case):
+    request, reason = BAD_REQUESTS[case]
+    request.job_id = ""
+    with pytest.raises(SchedulerError, match="job refused") as refused:
+        ros.client.submit(request, via="service")
+    assert reason in str(refused.value)
+
+
+def test_bad_goal_is_aborted_with_reason(ros):
+    request, reason = BAD_REQUESTS["unknown model"]
+    result = ros.client.run(request).result(RESULT_TIMEOUT_S)
+    assert result.status == JobResult.REJECTED and reason in result.message
+
+
+def test_duplicate_live_job_id_is_rejected(ros):
+    first = make_request("llama-3.2-1b", prompt="long", max_new_tokens=64, job_id="dup-1")
+    assert ros.client.submit(first, via="service") == "dup-1"
+    with pytest.raises(SchedulerError, match="duplicate job_id 'dup-1'"):
+        ros.client.submit(make_request("tiny-cnn", job_id="dup-1"), via="service")
+    assert ros.client.cancel("dup-1")[0]
+    assert ros.client.wait_result("dup-1", RESULT_TIMEOUT_S).status == JobResult.CANCELLED
+
+
+def test_node_survives_bad_input_and_still_completes_jobs(ros, scheduler):
+    garbage = make_request("tiny-cnn", inputs=[Tensor(name="input", shape=[2**31, 2**31],
+                                                      dtype="float32", data=b"\x00")])
+    garbage_id = ros.client.submit(garbage, via="topic")
+    assert ros.client.wait_result(garbage_id, RESULT_TIMEOUT_S).status == JobResult.REJECTED
+    job_id = ros.client.submit(make_request("tiny-cnn", inputs=[image_tensor()]))
+    result = ros.client.wait_result(job_id, RESULT_TIMEOUT_S)
+    assert result.status == JobResult.COMPLETED
+    assert scheduler.alive()
+
+
+def test_power_budget_service_and_parameter_limits(ros):
+    assert ros.client.set_power_budget(12.5) == pytest.approx(12.5)
+    assert ros.wait_until(lambda: ros.states and ros.states[-1][1].power_budget_w == 12.5, 5.0)
+    for bad in (-3.0, float("nan"), 1e6):
+        with pytest.raises(SchedulerError, match="budget refused: .*power_budget_w"):
+            ros.client.set_power_budget(bad)
+    # The old value stays in force.
+    assert ros.wait_until(lambda: ros.states[-1][1].power_budget_w == 12.5, 2.0)
+    assert ros.client.set_power_budget(15.0) == pytest.approx(15.0)
+
+
+def test_state_and_diagnostics_are_published(ros):
+    assert ros.wait_until(lambda: len(ros.diagnostics) >= 2 and len(ros.states) >= 5, 5.0)
+    _, state = ros.states[-1]
+    assert state.policy == "twill" and state.platform == "orin_nx_16gb"
+    assert {u.name for u in state.units} == UNITS
+    assert all(0 < u.frequency_hz <= u.max_frequency_hz for u in state.units)
+    assert state.power_w > 0
+    _, diag = ros.diagnostics[-1]
+    names = {s.name for s in diag.status}
+    assert {"twill/power", "twill/queue", "twill/platform"} <= names
+    assert {f"twill/units/{u}" for u in UNITS} <= names
+    assert all(s.hardware_id == "orin_nx_16gb" for s in diag.status)
+
+
+def test_tensor_payload_roundtrip_through_dds(ros):
+    """Little-endian float data of the right size passes validation end to end."""
+    values = struct.pack("<" + "f" * (3 * 32 * 32), *([0.5] * (3 * 32 * 32)))
+    tensor = Tensor(name="input", shape=[1, 3, 32, 32], dtype="float32", data=values)
+    job_id = ros.client.submit(make_request("tiny-cnn", inputs=[tensor]), via="service")
+    assert ros.client.wait_result(job_id, RESULT_TIMEOUT_S).status == JobResult.COMPLETED

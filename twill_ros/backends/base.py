@@ -1,0 +1,92 @@
+"""The execution-backend interface the scheduler node drives, and the factory that picks one.
+
+The core decides and a backend executes: the node applies ``Dispatch``/``Unfreeze`` as
+``start``, ``Freeze`` as ``freeze``, ``Cancel`` as ``cancel`` and ``SetFrequency`` as
+``set_frequency``; the backend reports what happened as core events through the node's sink,
+stamped with the node's clock. Backends own their threads, so the node never blocks on work.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from twill_ros.core.events import Event
+from twill_ros.core.jobs import Job
+
+if TYPE_CHECKING:
+    from twill_ros.core.catalog import Catalog
+    from twill_ros.core.platform import PlatformSpec
+    from twill_ros.core.profiler import Profiler
+
+EventSink = Callable[[Event], None]
+"""Thread-safe callback the node supplies; backends call it from their own threads."""
+
+Clock = Callable[[], float]
+"""The node's monotonic time in seconds; every event ``t`` comes from it."""
+
+# kind -> (module, class); imported only when asked for, so heavy runtimes (torch, TensorRT)
+# load only on machines that use them.
+BACKENDS: dict[str, tuple[str, str]] = {
+    "simulated": ("twill_ros.backends.twin", "TwinBackend"),
+}
+
+
+class Backend(ABC):
+    """Executes jobs on one or more units; reports progress as core events through the sink."""
+
+    units: tuple[str, ...]
+
+    @abstractmethod
+    def start(self, job: Job, unit: str, tokens_done: int = 0) -> None:
+        """Dispatch ``job`` on ``unit``, or resume it (Unfreeze).
+
+        ``tokens_done > 0`` resumes an LLM after the tokens it already generated (its KV cache);
+        a different unit than before is a migration.
+        """
+
+    @abstractmethod
+    def freeze(self, job_id: str) -> None:
+        """Stop at the next step boundary -> ``JobFrozen(t, job_id, unit, tokens_done)``.
+
+        A job that ends first (or cannot be preempted) answers with ``JobFinished`` instead;
+        an unknown id is ignored (the job may just have ended).
+        """
+
+    @abstractmethod
+    def cancel(self, job_id: str) -> None:
+        """Stop now and drop the job's state; no further events for it once this returns."""
+
+    @abstractmethod
+    def set_frequency(self, unit: str, freq_hz: int) -> None:
+        """Pin ``unit``'s clock (snapped to its frequency table)."""
+
+    @abstractmethod
+    def frequency_hz(self, unit: str) -> int:
+        """The clock ``unit`` is set to."""
+
+    @abstractmethod
+    def utilization(self, unit: str) -> float:
+        """Busy share (0..1) of ``unit`` since the last call for that unit."""
+
+    @abstractmethod
+    def power_w(self) -> float | None:
+        """Modelled or measured power of its units in W (None if it cannot tell)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop threads; jobs still running get no events."""
+
+
+def make_backend(kind: str, units: Iterable[str], platform: PlatformSpec, catalog: Catalog,
+                 profiler: Profiler, sink: EventSink, clock: Clock) -> Backend:
+    """Build the backend ``kind`` for ``units`` (a ValueError lists the known kinds)."""
+    try:
+        module, name = BACKENDS[kind]
+    except KeyError:
+        raise ValueError(f"unknown backend kind {kind!r}; known kinds: "
+                         f"{', '.join(sorted(BACKENDS))}") from None
+    cls = getattr(importlib.import_module(module), name)
+    return cls(units, platform, catalog, profiler, sink, clock)

@@ -1,0 +1,177 @@
+"""TwillClient: submit, run, cancel and await Twill jobs from any rclpy node in a few lines.
+
+    client = TwillClient(node)                 # node spun by an executor in another thread
+    client.wait_for_scheduler(5.0)
+    job_id = client.submit(make_request("resnet50", priority=JobRequest.HIGH))
+    result = client.wait_result(job_id, timeout_s=5.0)
+
+The node must be spinning elsewhere (e.g. a MultiThreadedExecutor thread): the blocking
+calls here wait on futures and events, never spin themselves.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Future
+
+from rclpy.action import ActionClient
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from twill_msgs.action import RunJob
+from twill_msgs.msg import JobRequest, JobResult
+from twill_msgs.srv import CancelJob, SetPowerBudget, SubmitJob
+
+# Results nobody waits for are dropped oldest-first beyond this many.
+MAX_UNCLAIMED_RESULTS = 10_000
+RESULT_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+
+
+class SchedulerError(RuntimeError):
+    """The scheduler refused a call or did not answer in time."""
+
+
+def make_request(model: str, *, priority: int = JobRequest.NORMAL, deadline_ms: float = 0.0,
+                 prompt: str = "", max_new_tokens: int = 0, job_id: str = "",
+                 inputs=()) -> JobRequest:
+    return JobRequest(job_id=job_id, model=model, priority=priority, deadline_ms=deadline_ms,
+                      prompt=prompt, max_new_tokens=max_new_tokens, inputs=list(inputs))
+
+
+class TwillClient:
+    """Client side of the /twill interfaces, bound to one node."""
+
+    def __init__(self, node: Node, namespace: str = "/twill") -> None:
+        self.node = node
+        self.client_id = node.get_fully_qualified_name()
+        group = ReentrantCallbackGroup()
+        self._jobs_pub = node.create_publisher(JobRequest, f"{namespace}/jobs", RESULT_QOS)
+        self._submit = node.create_client(SubmitJob, f"{namespace}/submit", callback_group=group)
+        self._cancel = node.create_client(CancelJob, f"{namespace}/cancel", callback_group=group)
+        self._budget = node.create_client(SetPowerBudget, f"{namespace}/set_power_budget",
+                                          callback_group=group)
+        self._run = ActionClient(node, RunJob, f"{namespace}/run", callback_group=group)
+        self._lock = threading.Lock()
+        self._waiting: dict[str, threading.Event] = {}
+        self._results: OrderedDict[str, JobResult] = OrderedDict()
+        node.create_subscription(JobResult, f"{namespace}/results", self._on_result, RESULT_QOS,
+                                 callback_group=group)
+
+    def wait_for_scheduler(self, timeout_s: float = 10.0) -> bool:
+        """True once the submit service and the action server are reachable."""
+        return (self._submit.wait_for_service(timeout_sec=timeout_s)
+                and self._run.wait_for_server(timeout_sec=timeout_s))
+
+    # ------------------------------------------------------------ results
+    def _on_result(self, result: JobResult) -> None:
+        """Keep this client's results until awaited (a result may beat the submit reply)."""
+        if result.client_id != self.client_id:
+            return
+        with self._lock:
+            self._results[result.job_id] = result
+            while len(self._results) > MAX_UNCLAIMED_RESULTS:
+                dropped, _ = self._results.popitem(last=False)
+                self._waiting.pop(dropped, None)
+            self._arrived(result.job_id).set()
+
+    def _arrived(self, job_id: str) -> threading.Event:
+        return self._waiting.setdefault(job_id, threading.Event())
+
+    def wait_result(self, job_id: str, timeout_s: float = 10.0) -> JobResult | None:
+        """The JobResult of a job this client submitted, or None on timeout."""
+        with self._lock:
+            arrived = self._arrived(job_id)
+        if not arrived.wait(timeout_s):
+            return None
+        with self._lock:
+            self._waiting.pop(job_id, None)
+            return self._results.pop(job_id)
+
+    # ------------------------------------------------------------ submission
+    def submit(self, request: JobRequest, via: str = "topic", timeout_s: float = 5.0) -> str:
+        """Submit by topic (fire and forget) or service (acknowledged); returns the job id.
+
+        A refused service call raises SchedulerError with the scheduler's reason; a bad
+        request sent by topic comes back as a REJECTED result instead.
+        """
+        request.client_id = request.client_id or self.client_id
+        if via == "topic":
+            request.job_id = request.job_id or f"{self.node.get_name()}-{uuid.uuid4().hex[:12]}"
+            self._jobs_pub.publish(request)
+            return request.job_id
+        if via != "service":
+            raise ValueError(f"via must be 'topic' or 'service', got {via!r}")
+        response = self._call(self._submit, SubmitJob.Request(request=request), timeout_s)
+        if not response.accepted:
+            raise SchedulerError(f"job refused: {response.message}")
+        return response.job_id
+
+    def run(self, request: JobRequest,
+            feedback: Callable[[RunJob.Feedback], None] | None = None) -> JobRun:
+        """Run a job as an action; ``JobRun.result()`` is the goal's JobResult.
+
+        ``feedback`` receives state (queued/running/frozen), unit and tokens as they change.
+        """
+        request.client_id = request.client_id or self.client_id
+        run = JobRun()
+
+        def on_goal(goal_future) -> None:
+            handle = goal_future.result()
+            if not handle.accepted:
+                run._future.set_exception(SchedulerError("goal refused by the scheduler"))
+                return
+            run._goal_handle = handle
+            handle.get_result_async().add_done_callback(
+                lambda f: run._future.set_result(f.result().result.result))
+
+        self._run.send_goal_async(
+            RunJob.Goal(request=request),
+            feedback_callback=(lambda msg: feedback(msg.feedback)) if feedback else None,
+        ).add_done_callback(on_goal)
+        return run
+
+    def cancel(self, job_id: str, timeout_s: float = 5.0) -> tuple[bool, str]:
+        response = self._call(self._cancel, CancelJob.Request(job_id=job_id), timeout_s)
+        return response.cancelled, response.message
+
+    def set_power_budget(self, budget_w: float, timeout_s: float = 5.0) -> float:
+        """Set the module power budget; returns the budget in force, raises if refused."""
+        response = self._call(self._budget, SetPowerBudget.Request(budget_w=budget_w),
+                              timeout_s)
+        if not response.success:
+            raise SchedulerError(f"budget refused: {response.message}")
+        return response.budget_w
+
+    @staticmethod
+    def _call(client, request, timeout_s: float):
+        if not client.wait_for_service(timeout_sec=timeout_s):
+            raise SchedulerError(f"service {client.srv_name} not available")
+        future = client.call_async(request)
+        finished = threading.Event()
+        future.add_done_callback(lambda _f: finished.set())
+        if not finished.wait(timeout_s):
+            raise SchedulerError(f"service {client.srv_name} did not answer in {timeout_s} s")
+        return future.result()
+
+
+class JobRun:
+    """An action goal in flight: wait for its JobResult or cancel it."""
+
+    def __init__(self) -> None:
+        self._future: Future = Future()
+        self._goal_handle = None
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    def result(self, timeout_s: float | None = None) -> JobResult:
+        """The goal's JobResult; TimeoutError if it has not finished in time."""
+        return self._future.result(timeout_s)
+
+    def cancel(self) -> None:
+        """Ask the scheduler to cancel the goal (no effect before it was accepted)."""
+        if self._goal_handle is not None:
+            self._goal_handle.cancel_goal_async()

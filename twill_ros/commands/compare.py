@@ -1,0 +1,79 @@
+"""``twill compare``: one workload under several policies and power budgets on the twin.
+
+Writes the ``compare`` JSON contract (workload, platform, seed, results) and prints one
+table per budget; ``--report DIR`` adds a Markdown summary with plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from twill_ros.comparison import Comparison, parse_budgets, parse_policies, run_comparison
+from twill_ros.report import text_table, write_report
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments shared with ``twill sim``."""
+    parser.add_argument("--workload", required=True,
+                        help="workload YAML path or shipped scenario name (e.g. paper_mix)")
+    parser.add_argument("--platform", default="orin_nx_16gb",
+                        help="platform name or YAML path (default: orin_nx_16gb)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser.add_argument("--json", metavar="OUT", help="write the results JSON here")
+    parser.add_argument("--report", metavar="DIR", help="write REPORT.md and PNG plots here")
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("compare", help="compare policies across power budgets",
+                                   description=__doc__)
+    add_run_arguments(parser)
+    parser.add_argument("--budgets", default="10,15,20",
+                        help="comma-separated module power budgets in W (default: 10,15,20)")
+    parser.add_argument("--policies", default="all",
+                        help="comma-separated policy names, or 'all' (default)")
+    parser.set_defaults(func=run)
+
+
+def user_error(exc: Exception) -> int:
+    print(f"twill: error: {exc}", file=sys.stderr)
+    return 2
+
+
+def execute(args: argparse.Namespace, budgets: Sequence[float], policies: Sequence[str]) -> int:
+    """Run, print, and write the outputs; user errors become exit code 2."""
+    try:
+        comparison = run_comparison(args.workload, args.platform, budgets, policies,
+                                    args.seed, progress=True)
+    except (ValueError, FileNotFoundError) as exc:
+        return user_error(exc)
+    print_tables(comparison)
+    if args.json:
+        write_json(comparison, args.json)
+        print(f"wrote {args.json}")
+    if args.report:
+        print(f"wrote {write_report(comparison, args.report)}")
+    return 0
+
+
+def print_tables(comparison: Comparison) -> None:
+    w = comparison.workload
+    for budget in comparison.budgets:
+        print(f"\n{w.name} on {comparison.platform} @ {budget:g} W (seed {comparison.seed})")
+        print(text_table([r.summary for r in comparison.runs if r.budget_w == budget]))
+
+
+def write_json(comparison: Comparison, path: str) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(comparison.to_json(), fh, indent=2)
+        fh.write("\n")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        budgets = parse_budgets(args.budgets)
+    except ValueError as exc:
+        return user_error(exc)
+    return execute(args, budgets, parse_policies(args.policies))

@@ -1,0 +1,101 @@
+"""``twill evaluate``: regenerate docs/EVALUATION.md from the shipped workloads.
+
+Runs every shipped workload under every policy at each budget (the ``compare`` JSON and the
+plots go to ``--eval-dir``), runs ``bench/bench_core.py`` when the source checkout has it,
+checks the targets and writes the document. Its hand-written discussion section is kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from twill_ros.commands.compare import write_json
+from twill_ros.comparison import parse_budgets, parse_policies, run_comparison
+from twill_ros.evaluation import WorkloadEvaluation, lost_jobs, render
+from twill_ros.report import write_plots
+from twill_ros.sim.workload import SCENARIOS, generate_jobs
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "bench" / "bench_core.py"
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("evaluate", help="regenerate docs/EVALUATION.md",
+                                   description=__doc__)
+    parser.add_argument("--out", default="docs/EVALUATION.md", help="the document to write")
+    parser.add_argument("--eval-dir", default="docs/eval",
+                        help="directory for the per-workload JSON and PNG files")
+    parser.add_argument("--platform", default="orin_nx_16gb")
+    parser.add_argument("--budgets", default="10,15,20")
+    parser.add_argument("--policies", default="all")
+    parser.add_argument("--workloads", default=",".join(SCENARIOS),
+                        help="comma-separated scenario names or paths")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="workloads simulated in parallel processes (default 1)")
+    parser.add_argument("--no-bench", action="store_true",
+                        help="keep the previous benchmark figures (eval-dir/bench.json)")
+    parser.set_defaults(func=run)
+
+
+def _evaluate(workload: str, args: argparse.Namespace) -> WorkloadEvaluation:
+    """One workload: simulate, write its JSON and plots (runs in a worker process)."""
+    comparison = run_comparison(workload, args.platform, parse_budgets(args.budgets),
+                                parse_policies(args.policies), args.seed, progress=True)
+    name = comparison.workload.name
+    json_path = os.path.join(args.eval_dir, f"{name}.json")
+    write_json(comparison, json_path)
+    figures = write_plots(comparison, os.path.join(args.eval_dir, name))
+    generated = [job.job_id for job in generate_jobs(comparison.workload, args.seed)]
+    return WorkloadEvaluation(comparison=comparison, figures=figures, json_path=json_path,
+                              lost=lost_jobs(comparison, generated))
+
+
+def _bench(args: argparse.Namespace) -> dict | None:
+    """Fresh figures from bench/bench_core.py, or the previous ones with --no-bench."""
+    path = os.path.join(args.eval_dir, "bench.json")
+    if not args.no_bench and BENCH.is_file():
+        subprocess.run([sys.executable, str(BENCH), "--json", path], check=True,
+                       stdout=sys.stderr)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def _commands(args: argparse.Namespace, workloads: list[str]) -> list[str]:
+    """The exact commands that reproduce the document (run from the repository root)."""
+    common = (f"--platform {args.platform} --budgets {args.budgets} --policies "
+              f"{args.policies} --seed {args.seed}")
+    lines = ["# everything below, in one command:",
+             (f"python -m twill_ros.cli evaluate {common} --workloads {','.join(workloads)} "
+              f"--out {args.out} --eval-dir {args.eval_dir}"),
+             "# or piece by piece:"]
+    lines += [f"python -m twill_ros.cli compare --workload {w} {common} "
+              f"--json {args.eval_dir}/{Path(w).stem}.json --report {args.eval_dir}/{Path(w).stem}"
+              for w in workloads]
+    lines.append(f"python bench/bench_core.py --json {args.eval_dir}/bench.json")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    os.makedirs(args.eval_dir, exist_ok=True)
+    try:
+        with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            evaluations = list(pool.map(_evaluate, workloads, [args] * len(workloads)))
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"twill: error: {exc}", file=sys.stderr)
+        return 2
+    text = render(evaluations, _bench(args), _commands(args, workloads), args.out)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    print(f"wrote {args.out}")
+    return 0

@@ -1,0 +1,232 @@
+"""Model catalog: per-model latency / token rates per unit kind, as the twin and scheduler see them.
+
+Figures are for one job alone at the unit's maximum frequency on the catalog's reference
+platform, under the conditions stated in the entry (precision, input). ``models/catalog.yaml``
+cites a source or a derivation for each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from twill_ros.resources import Fields, find_resource, load_yaml_mapping
+
+MODEL_KINDS = ("dnn", "transformer", "llm")
+UNIT_KINDS = ("gpu", "dla", "cpu")
+LLM_UNIT_KINDS = ("gpu", "cpu")  # the DLA cannot run attention / LayerNorm / GELU
+_EMPTY: Mapping[str, float] = MappingProxyType({})
+
+
+class CatalogError(ValueError):
+    """An invalid catalog file; the message names the file, the model id and the field."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    """What the scheduler knows about one model (times in seconds, per unit kind)."""
+
+    id: str
+    kind: str
+    precision: str
+    input: str
+    inputs: tuple[TensorSpec, ...]
+    dla_fraction: float
+    dla_compatible: bool
+    latency_s: Mapping[str, float] = field(default_factory=lambda: _EMPTY, hash=False)
+    prefill_tokens_per_s: Mapping[str, float] = field(default_factory=lambda: _EMPTY, hash=False)
+    decode_tokens_per_s: Mapping[str, float] = field(default_factory=lambda: _EMPTY, hash=False)
+    freq_sensitivity: Mapping[str, float] = field(default_factory=lambda: _EMPTY, hash=False)
+    utilization: Mapping[str, float] = field(default_factory=lambda: _EMPTY, hash=False)
+    memory_mb: float = 0.0
+    default_prompt_tokens: int = 0
+    default_max_new_tokens: int = 0
+    sources: tuple[str, ...] = ()
+    # llm only: prefill is compute-bound and scales with clock more than (memory-bound) decode,
+    # whose sensitivity is ``freq_sensitivity``; empty -> use ``freq_sensitivity``.
+    prefill_freq_sensitivity: Mapping[str, float] = field(
+        default_factory=lambda: _EMPTY, hash=False
+    )
+
+    @property
+    def is_llm(self) -> bool:
+        return self.kind == "llm"
+
+    @property
+    def unit_kinds(self) -> tuple[str, ...]:
+        """Unit kinds this model can run on (``dla`` only when ``dla_compatible``)."""
+        rates = self.decode_tokens_per_s if self.is_llm else self.latency_s
+        return tuple(k for k in UNIT_KINDS if k in rates and (k != "dla" or self.dla_compatible))
+
+
+class Catalog:
+    """Model profiles by id; ``add`` registers profiles derived at run time (e.g. from ONNX)."""
+
+    def __init__(
+        self,
+        profiles: Mapping[str, ModelProfile] | None = None,
+        reference_platform: str = "",
+        path: str = "",
+    ) -> None:
+        self.reference_platform = reference_platform
+        self.path = path
+        self._profiles: dict[str, ModelProfile] = dict(profiles or {})
+
+    def get(self, model_id: str) -> ModelProfile:
+        try:
+            return self._profiles[model_id]
+        except KeyError:
+            raise KeyError(
+                f"model {model_id!r} is not in the catalog "
+                f"({self.path or 'in memory'}); known: {', '.join(self.ids)}"
+            ) from None
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(self._profiles)
+
+    def __contains__(self, model_id: object) -> bool:
+        return model_id in self._profiles
+
+    def __iter__(self) -> Iterator[ModelProfile]:
+        return iter(self._profiles.values())
+
+    def __len__(self) -> int:
+        return len(self._profiles)
+
+    def add(self, profile: ModelProfile) -> None:
+        self._profiles[profile.id] = profile
+
+
+def load_catalog(path: str | Path | None = None) -> Catalog:
+    """Load ``models/catalog.yaml`` (``None``) or the given catalog file."""
+    file = find_resource("models/catalog.yaml") if path is None else Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"catalog file not found: {file}")
+    top = load_yaml_mapping(file, CatalogError)
+    top.unknown_keys(("reference_platform", "models"))
+    profiles: dict[str, ModelProfile] = {}
+    for entry in top.entries("models", "model", "id"):
+        profile = _profile(entry)
+        if profile.id in profiles:
+            entry.fail("id", f"duplicate model id {profile.id!r}")
+        profiles[profile.id] = profile
+    return Catalog(profiles, top.string("reference_platform"), str(file))
+
+
+_FIELDS = (
+    "id",
+    "kind",
+    "precision",
+    "input",
+    "inputs",
+    "dla_fraction",
+    "dla_compatible",
+    "latency_ms",
+    "prefill_tokens_per_s",
+    "decode_tokens_per_s",
+    "freq_sensitivity",
+    "prefill_freq_sensitivity",
+    "utilization",
+    "memory_mb",
+    "default_prompt_tokens",
+    "default_max_new_tokens",
+    "sources",
+)
+
+
+def _profile(f: Fields) -> ModelProfile:
+    f.unknown_keys(_FIELDS)
+    kind = f.string("kind", choices=MODEL_KINDS)
+    llm = kind == "llm"
+    dla_compatible = f.boolean("dla_compatible")
+    if llm:
+        if "latency_ms" in f.data:
+            f.fail("latency_ms", "an llm gives prefill_tokens_per_s / decode_tokens_per_s instead")
+        if dla_compatible:
+            f.fail("dla_compatible", "an llm cannot run on the DLA")
+        prefill = f.number_map("prefill_tokens_per_s", keys=LLM_UNIT_KINDS, positive=True)
+        decode = f.number_map("decode_tokens_per_s", keys=LLM_UNIT_KINDS, positive=True)
+        if set(prefill) != set(decode):
+            f.fail("decode_tokens_per_s", "must name the same unit kinds as prefill_tokens_per_s")
+        kinds = set(decode)
+        latency: dict[str, float] = {}
+    else:
+        for key in (
+            "prefill_tokens_per_s",
+            "decode_tokens_per_s",
+            "prefill_freq_sensitivity",
+            "default_prompt_tokens",
+            "default_max_new_tokens",
+        ):
+            if key in f.data:
+                f.fail(key, "only an llm has this field")
+        latency = {
+            k: v / 1000.0
+            for k, v in f.number_map("latency_ms", keys=UNIT_KINDS, positive=True).items()
+        }
+        prefill = decode = {}
+        kinds = set(latency)
+        if dla_compatible and "dla" not in latency:
+            f.fail("latency_ms", "a dla_compatible model needs a dla latency")
+    if not kinds:
+        f.fail("decode_tokens_per_s" if llm else "latency_ms", "must give at least one unit kind")
+    sensitivity = _per_kind(f, "freq_sensitivity", kinds)
+    utilization = _per_kind(f, "utilization", kinds)
+    prefill_sensitivity = _per_kind(f, "prefill_freq_sensitivity", kinds, {}) if llm else {}
+    return ModelProfile(
+        id=f.string("id"),
+        kind=kind,
+        precision=f.string("precision"),
+        input=f.string("input"),
+        inputs=tuple(_tensor(t) for t in f.entries("inputs", "input tensor")),
+        dla_fraction=f.number("dla_fraction", minimum=0.0, maximum=1.0),
+        dla_compatible=dla_compatible,
+        latency_s=MappingProxyType(latency),
+        prefill_tokens_per_s=MappingProxyType(prefill),
+        decode_tokens_per_s=MappingProxyType(decode),
+        freq_sensitivity=MappingProxyType(sensitivity),
+        utilization=MappingProxyType(utilization),
+        memory_mb=f.number("memory_mb", positive=True),
+        default_prompt_tokens=f.integer("default_prompt_tokens", minimum=1) if llm else 0,
+        default_max_new_tokens=f.integer("default_max_new_tokens", minimum=1) if llm else 0,
+        sources=tuple(_sources(f)),
+        prefill_freq_sensitivity=MappingProxyType(prefill_sensitivity),
+    )
+
+
+def _per_kind(f: Fields, key: str, kinds: set[str], *default: dict[str, float]) -> dict[str, float]:
+    """A ``{unit kind: fraction in [0, 1]}`` map covering every kind the model runs on."""
+    values = f.number_map(key, *default, keys=UNIT_KINDS, minimum=0.0, maximum=1.0)
+    if values and set(values) != kinds:
+        missing = sorted(kinds - set(values)) or sorted(set(values) - kinds)
+        f.fail(
+            key,
+            f"must give exactly the unit kinds the model runs on ({', '.join(sorted(kinds))}); "
+            f"mismatch: {', '.join(missing)}",
+        )
+    return values
+
+
+def _sources(f: Fields) -> list[str]:
+    sources = f.sequence("sources")
+    if not sources or not all(isinstance(s, str) and s.strip() for s in sources):
+        f.fail("sources", "must be a non-empty list of strings")
+    return sources
+
+
+def _tensor(f: Fields) -> TensorSpec:
+    f.unknown_keys(("name", "dtype", "shape"))
+    shape = f.sequence("shape")
+    if not shape or any(isinstance(d, bool) or not isinstance(d, int) or d <= 0 for d in shape):
+        f.fail("shape", f"must be a non-empty list of positive integers, got {shape!r}")
+    return TensorSpec(f.string("name"), f.string("dtype"), tuple(shape))

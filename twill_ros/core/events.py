@@ -1,0 +1,181 @@
+"""Events fed to the scheduler and the actions it returns.
+
+The scheduler is a pure state machine: a driver (the digital twin, the ROS node, a test)
+observes the world, turns what happened into events stamped with the driver's time ``t``
+(seconds), calls ``Scheduler.handle(event)`` and applies the returned actions in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+from twill_ros.core.jobs import Job, JobRecord
+
+# ---------------------------------------------------------------- events (driver -> core)
+
+
+@dataclass(frozen=True)
+class JobArrived:
+    """A job was submitted. The scheduler answers with Dispatch/Reject (maybe later)."""
+
+    t: float
+    job: Job
+
+
+@dataclass(frozen=True)
+class JobFinished:
+    """A dispatched job ended on ``unit`` (``ok`` False means it failed, ``message`` says why)."""
+
+    t: float
+    job_id: str
+    unit: str
+    ok: bool = True
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class StepFinished:
+    """An LLM job reached a step boundary; ``tokens`` = tokens generated so far.
+
+    Drivers must report ``tokens=0`` when prefill ends and ``tokens=1`` at the first token;
+    further per-token reports are optional (the scheduler only needs these two).
+    """
+
+    t: float
+    job_id: str
+    unit: str
+    tokens: int
+
+
+@dataclass(frozen=True)
+class JobFrozen:
+    """A Freeze took effect at a step boundary; the job keeps its state (LLM KV cache)."""
+
+    t: float
+    job_id: str
+    unit: str
+    tokens_done: int
+
+
+@dataclass(frozen=True)
+class CancelRequested:
+    """A client (or the driver, e.g. at a simulation's hard stop) withdrew a job."""
+
+    t: float
+    job_id: str
+    reason: str = "cancelled by client"
+
+
+@dataclass(frozen=True)
+class PowerSample:
+    """A module power reading (VDD_IN), averaged over the sensor period ending at ``t``."""
+
+    t: float
+    power_w: float
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Periodic control tick (the DVFS controller runs on these, ~100 ms apart)."""
+
+    t: float
+
+
+@dataclass(frozen=True)
+class BudgetChanged:
+    """The module power budget changed (e.g. the robot switched battery mode)."""
+
+    t: float
+    budget_w: float
+
+
+Event = Union[
+    JobArrived, JobFinished, StepFinished, JobFrozen, CancelRequested, PowerSample, Tick,
+    BudgetChanged,
+]
+
+# ---------------------------------------------------------------- actions (core -> driver)
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    """Start ``job_id`` on ``unit`` now.
+
+    ``share`` is the job's relative throughput weight while it shares a processor-shared
+    unit (1.0 = an equal time slice). Twill starts a high-priority job beside an LLM that
+    is freezing with a larger share: on a GPU that is a high-priority CUDA stream, whose
+    blocks are scheduled before the LLM's until the LLM reaches its step boundary. A driver
+    that cannot prioritise may ignore it (the job then gets an equal slice).
+    """
+
+    job_id: str
+    unit: str
+    share: float = 1.0
+
+
+@dataclass(frozen=True)
+class Freeze:
+    """Stop issuing steps for a running preemptible job at its next step boundary.
+
+    The driver answers with a ``JobFrozen`` event when it took effect (or a ``JobFinished``
+    if the job ended first).
+    """
+
+    job_id: str
+
+
+@dataclass(frozen=True)
+class Unfreeze:
+    """Resume a frozen job on ``unit`` (a different unit than before means a migration)."""
+
+    job_id: str
+    unit: str
+
+
+@dataclass(frozen=True)
+class Migrate:
+    """A job moved from ``src`` to ``dst``.
+
+    For a queued job this is advisory (the driver may warm up an engine on ``dst``; the
+    job is started later with Dispatch on ``dst``). For a frozen job it is followed by
+    ``Unfreeze(job_id, dst)``.
+    """
+
+    job_id: str
+    src: str
+    dst: str
+
+
+@dataclass(frozen=True)
+class SetFrequency:
+    """Pin ``unit``'s clock to ``freq_hz`` (a value of its frequency table)."""
+
+    unit: str
+    freq_hz: int
+
+
+@dataclass(frozen=True)
+class Reject:
+    """The job is not admitted; a terminal ``Complete`` record follows in the same list."""
+
+    job_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Stop a running/frozen job now and drop its state; a ``Complete`` record follows."""
+
+    job_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Complete:
+    """The job's terminal record; emitted exactly once per job."""
+
+    record: JobRecord
+
+
+Action = Union[Dispatch, Freeze, Unfreeze, Migrate, SetFrequency, Reject, Cancel, Complete]

@@ -1,0 +1,56 @@
+"""The Twill policy (DESIGN.md §3) and its ablations (the same class with a feature off)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from twill_ros.core.policies.base import Policy, SchedulerView
+
+if TYPE_CHECKING:
+    from twill_ros.core.jobs import Job
+    from twill_ros.core.scheduler import JobState
+
+INF = float("inf")
+
+
+class TwillPolicy(Policy):
+    """Affinity-aware earliest-finish mapping with migration, priority-aware freezing with
+    ageing, and a DVFS power controller.
+
+    * Order: priority (higher first), then earliest absolute deadline, then arrival; a
+      waiting or frozen job gains ``aging_per_s`` priority levels per second, so low-priority
+      work is delayed but never starved.
+    * Mapping: every eligible unit (affinity = the profiler's latency/energy estimates, which
+      it refines online) scored by expected finish = wait for work at the job's priority or
+      above + the estimate x the GPU<->DLA interference the job would suffer there now; a
+      lower-priority preemptible (LLM) job holding a unit costs only its current step.
+    * Freezing: mapping a job to a unit held by such a job freezes it at its next step
+      boundary; on the (processor-shared) GPU the new job starts at once beside it on a
+      high-priority stream (~90 % of the GPU) until the boundary. A short job may likewise
+      start beside a long running DNN (SRPT-style bypass, bounded for less important jobs). The frozen job resumes (by aged priority) when the unit
+      frees, or moves to an idle unit that finishes it sooner.
+    * Migration: on every tick and whenever a unit goes idle, queued jobs move to a unit that
+      finishes them sooner by a margin.
+    * DVFS: ``core.power.DvfsController`` (priority-weighted progress per watt under the
+      budget, measured-error correction, idle units parked); under overshoot it cannot absorb,
+      the lowest-priority preemptible job is frozen.
+    """
+
+    def __init__(self, name: str = "twill", *, freezing: bool = True, migration: bool = True,
+                 dvfs: bool = True, aging_per_s: float = 1.0) -> None:
+        self.name = name
+        self.freezing = freezing
+        self.priority_sharing = True
+        self.migration = migration
+        self.dvfs = dvfs
+        self.aging_per_s = aging_per_s
+
+    def level(self, job: Job) -> int:
+        return job.priority
+
+    def subkey(self, job: Job) -> tuple:
+        dl = job.absolute_deadline_s
+        return (INF if dl is None else dl, job.submit_s)
+
+    def score(self, js: JobState, unit: str, view: SchedulerView) -> float:
+        return view.start_s(js, unit) + view.estimate_s(js, unit) * view.interference(unit)

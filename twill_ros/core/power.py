@@ -1,0 +1,238 @@
+"""Power prediction, static clock caps and the DVFS power controller.
+
+Module power model (shared by the twin, the controller and the static caps)::
+
+    P_module = idle_power_w + sum over units of P_unit
+    P_unit   = static_w + dynamic_max_w * u * (f / f_max) ** exponent
+
+(the platform's definition, see ``core/platform.py``): ``static_w`` is drawn whether or not
+the unit is busy, ``u`` is the share of the unit the running work keeps busy.
+
+Progress model: a job's speed at frequency f relative to f_max is
+``1 / (s * f_max / f + 1 - s)`` where ``s`` is the model's frequency sensitivity (the share
+of its latency that scales with 1/f) — the same law the profiler uses for latency.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from twill_ros.core.platform import PlatformSpec, UnitSpec
+
+DEFAULT_SENSITIVITY = 0.8
+_OFFSET_STEP = 0.05       # W, plan cache quantisation (rounded up: conservative)
+_UTIL_STEP = 0.05
+_LOG_WEIGHT_STEP = 0.1    # weights in ~10 % steps
+_CACHE_SIZE = 512
+
+
+def speed(freq_hz: int, max_freq_hz: int, sensitivity: float) -> float:
+    """Relative speed (1.0 at f_max) of work with the given frequency sensitivity."""
+    return 1.0 / (sensitivity * max_freq_hz / freq_hz + 1.0 - sensitivity)
+
+
+def unit_power_w(unit: UnitSpec, freq_hz: int, utilization: float) -> float:
+    """Power of one unit at ``freq_hz`` kept busy a share ``utilization`` (clipped to 1)."""
+    return unit.power.power_w(freq_hz, unit.max_frequency_hz, min(1.0, utilization))
+
+
+def module_power_w(platform: PlatformSpec, freqs: Mapping[str, int],
+                   utilizations: Mapping[str, float]) -> float:
+    """Predicted module power (VDD_IN) for per-unit clocks and utilisations."""
+    return platform.idle_power_w + sum(
+        unit_power_w(u, freqs[u.name], utilizations.get(u.name, 0.0)) for u in platform.units)
+
+
+class _Table:
+    """Per-unit lookup tables for the solvers (the hot path of every control period)."""
+
+    __slots__ = ("unit", "static", "dyn", "ratio", "dratio", "_gain")
+
+    def __init__(self, unit: UnitSpec) -> None:
+        self.unit = unit
+        self.static = unit.power.static_w
+        self.dyn = unit.power.dynamic_max_w
+        fmax = unit.max_frequency_hz
+        self.ratio = [(f / fmax) ** unit.power.exponent for f in unit.frequencies_hz]
+        self.dratio = [0.0] + [b - a for a, b in zip(self.ratio, self.ratio[1:])]
+        self._gain: dict[float, list[float]] = {}
+
+    def gain_per_ratio(self, sensitivity: float) -> list[float]:
+        """Speed gained per unit of (f/f_max)^exponent added, for each step up."""
+        g = self._gain.get(sensitivity)
+        if g is None:
+            fmax = self.unit.max_frequency_hz
+            sp = [speed(f, fmax, sensitivity) for f in self.unit.frequencies_hz]
+            g = self._gain[sensitivity] = [0.0] + [
+                (sp[i] - sp[i - 1]) / self.dratio[i] if self.dratio[i] > 0 else float("inf")
+                for i in range(1, len(sp))]
+        return g
+
+    def power(self, level: int, utilization: float) -> float:
+        return self.static + self.dyn * min(1.0, utilization) * self.ratio[level]
+
+
+_TABLES: dict[int, _Table] = {}
+
+
+def _table(unit: UnitSpec) -> _Table:
+    t = _TABLES.get(id(unit))
+    if t is None or t.unit is not unit:
+        t = _TABLES[id(unit)] = _Table(unit)
+    return t
+
+
+def _greedy_levels(units: list[UnitSpec], weights: Mapping[str, float],
+                   utils: Mapping[str, float], sens: Mapping[str, float],
+                   base_w: float, limit_w: float,
+                   start: Mapping[str, int] | None = None) -> dict[str, int]:
+    """Raise clocks greedily by best weighted-speed gain per extra watt while the predicted
+    power stays <= ``limit_w``; units start at ``start`` levels (default the lowest).
+
+    Speed is concave and power convex in f, so a unit's marginal ratio falls with each step
+    and greedy is near-optimal for this small knapsack (<= 5 units x <= 30 levels). A heap
+    of each unit's next step keeps it O(steps x log units).
+    """
+    n = len(units)
+    tabs = [_table(u) for u in units]
+    level = [(start or {}).get(u.name, 0) for u in units]
+    watts_per_ratio = [t.dyn * min(1.0, utils[u.name]) for u, t in zip(units, tabs)]
+    gains = [t.gain_per_ratio(sens[u.name]) for u, t in zip(units, tabs)]
+    scale = [weights.get(u.name, 0.0) / w if w > 0 else float("inf")
+             for u, w in zip(units, watts_per_ratio)]
+    total = base_w + sum(t.power(level[i], utils[u.name])
+                         for i, (u, t) in enumerate(zip(units, tabs)))
+    heap = [(-scale[i] * gains[i][level[i] + 1], i) for i in range(n)
+            if weights.get(units[i].name, 0.0) > 0.0 and level[i] + 1 < len(tabs[i].ratio)]
+    heapq.heapify(heap)
+    while heap:
+        _, i = heapq.heappop(heap)
+        nxt = level[i] + 1
+        dp = watts_per_ratio[i] * tabs[i].dratio[nxt]
+        if total + dp <= limit_w:
+            total += dp
+            level[i] = nxt
+            if nxt + 1 < len(tabs[i].ratio):
+                heapq.heappush(heap, (-scale[i] * gains[i][nxt + 1], i))
+    return {u.name: u.frequencies_hz[level[i]] for i, u in enumerate(units)}
+
+
+def _uniform_levels(units: list[UnitSpec], used: set[str], base_w: float,
+                    limit_w: float) -> dict[str, int]:
+    """Table levels of the largest common fraction x of f_max (each used unit at the highest
+    entry <= x * f_max) whose fully-busy power fits — how nvpmodel modes scale all clocks."""
+    def levels(x: float) -> dict[str, int]:
+        out = {}
+        for u in units:
+            f = u.snap(int(x * u.max_frequency_hz)) if u.name in used else u.min_frequency_hz
+            out[u.name] = u.frequencies_hz.index(f)
+        return out
+
+    def fits(lv: dict[str, int]) -> bool:
+        return base_w + sum(unit_power_w(u, u.frequencies_hz[lv[u.name]],
+                                         1.0 if u.name in used else 0.0)
+                            for u in units) <= limit_w
+
+    lo, hi = 0.0, 1.0
+    if fits(levels(hi)):
+        return levels(hi)
+    for _ in range(30):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if fits(levels(mid)) else (lo, mid)
+    return levels(lo)
+
+
+def static_caps(platform: PlatformSpec, budget_w: float, used_units: Iterable[str]) -> dict[str, int]:
+    """nvpmodel-style static clocks for a policy without a power controller.
+
+    Rule: the units the policy uses are assumed fully busy (u = 1, the worst case) and the
+    others idle at their lowest clock. First every used unit is set to the largest common
+    fraction of its max clock that fits (as nvpmodel modes scale all clocks together); the
+    remaining headroom is then filled one table step at a time on the unit with the best
+    speed gain per watt (sensitivity 0.8, equal weights). The result: the highest per-unit
+    clocks whose worst-case predicted module power is <= ``budget_w``; unused units stay at
+    their lowest clock, and if even the lowest clocks exceed the budget, lowest clocks are used.
+    """
+    used = set(used_units)
+    units = list(platform.units)
+    utils = {u.name: (1.0 if u.name in used else 0.0) for u in units}
+    weights = {u.name: (1.0 if u.name in used else 0.0) for u in units}
+    sens = {u.name: DEFAULT_SENSITIVITY for u in units}
+    start = _uniform_levels(units, used, platform.idle_power_w, budget_w)
+    return _greedy_levels(units, weights, utils, sens, platform.idle_power_w, budget_w, start)
+
+
+@dataclass
+class UnitDemand:
+    """What the controller knows about a unit's work for the next period."""
+
+    weight: float          # priority-weighted amount of work waiting on / running on it
+    utilization: float     # expected utilisation while busy (from the catalog)
+    sensitivity: float     # frequency sensitivity of that work
+
+
+class DvfsController:
+    """Periodic DVFS under a module power budget (DESIGN.md §3).
+
+    Each period it (1) compares the measured mean module power with what the model predicted
+    for the period that just ended and folds the error into an EWMA offset, (2) parks units
+    without work at their lowest clock, (3) raises busy units' clocks greedily by
+    priority-weighted progress per watt while ``model + offset <= budget - margin``, where
+    parked units are reserved at their lowest clock fully busy (work may land on them
+    before the next period). ``overshoot`` reports whether even the lowest clocks don't fit.
+    """
+
+    def __init__(self, platform: PlatformSpec, budget_w: float, margin_frac: float = 0.02,
+                 min_margin_w: float = 0.2, ewma_alpha: float = 0.3) -> None:
+        self.platform = platform
+        self.budget_w = budget_w
+        self.margin_frac = margin_frac
+        self.min_margin_w = min_margin_w
+        self.alpha = ewma_alpha
+        self.offset_w = 0.0
+        self.overshoot = False
+        self._cache: dict[tuple, tuple[dict[str, int], bool]] = {}
+
+    @property
+    def limit_w(self) -> float:
+        return self.budget_w - max(self.min_margin_w, self.margin_frac * self.budget_w)
+
+    def correct(self, measured_w: float, predicted_w: float) -> None:
+        """Fold the measured-minus-predicted error of the last period into the offset."""
+        self.offset_w += self.alpha * (measured_w - predicted_w - self.offset_w)
+
+    def plan(self, demand: Mapping[str, UnitDemand]) -> dict[str, int]:
+        """Per-unit clocks for the next period (units absent from ``demand`` are parked).
+
+        Inputs are quantised conservatively before solving — utilisation and the power
+        offset rounded up (to 0.05 and 0.05 W), weights to ~10 % log steps — so a plan can
+        be reused while the situation is unchanged: the solver then costs a dict lookup.
+        """
+        units = self.platform.units
+        offset = math.ceil(self.offset_w / _OFFSET_STEP) * _OFFSET_STEP
+        key = (offset, self.limit_w) + tuple(
+            (u.name, round(math.log(d.weight) / _LOG_WEIGHT_STEP),
+             math.ceil(min(1.0, d.utilization) / _UTIL_STEP), d.sensitivity)
+            for u in units if (d := demand.get(u.name)) is not None)
+        hit = self._cache.get(key)
+        if hit is not None:
+            freqs, self.overshoot = hit
+            return dict(freqs)
+        busy = [u for u in units if u.name in demand]
+        reserve = sum(_table(u).power(0, 1.0) for u in units if u.name not in demand)
+        base = self.platform.idle_power_w + offset + reserve
+        weights = {u.name: math.exp(k[1] * _LOG_WEIGHT_STEP) for u, k in zip(busy, key[2:])}
+        utils = {u.name: k[2] * _UTIL_STEP for u, k in zip(busy, key[2:])}
+        sens = {u.name: demand[u.name].sensitivity for u in busy}
+        freqs = _greedy_levels(busy, weights, utils, sens, base, self.limit_w)
+        floor = base + sum(_table(u).power(0, utils[u.name]) for u in busy)
+        self.overshoot = floor > self.limit_w
+        for u in units:
+            freqs.setdefault(u.name, u.frequencies_hz[0])
+        if len(self._cache) >= _CACHE_SIZE:
+            self._cache.clear()
+        self._cache[key] = (freqs, self.overshoot)
+        return dict(freqs)

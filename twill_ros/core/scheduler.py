@@ -1,0 +1,1039 @@
+"""The scheduler: a deterministic state machine from events to actions.
+
+``Scheduler.handle(event) -> list[Action]`` is the only entry point. It never reads a clock
+or sleeps: every event carries its time. The scheduler owns the mechanics shared by all
+policies — admission, one ordered queue per unit (per priority level), dispatch, freeze and
+unfreeze bookkeeping, migration, clock setting, terminal records — and asks its ``Policy``
+(``core/policies``) only where a job may run, in which order and which unit is best.
+
+Driver contract (the twin, the ROS node and tests all follow it):
+
+* feed ``JobArrived`` for every submission, ``JobFinished`` when a dispatched job ends,
+  ``StepFinished(tokens=0)`` at an LLM's prefill end and ``StepFinished(tokens=1)`` at its
+  first token, ``JobFrozen`` when a ``Freeze`` took effect, ``PowerSample`` for every module
+  power reading, ``Tick`` every ``tick_period_s`` and ``CancelRequested``/``BudgetChanged``
+  when they happen;
+* apply the returned actions in order: ``Dispatch`` (start the job on the unit), ``Freeze``
+  (stop at the next step boundary, keep state), ``Unfreeze`` (resume on the unit),
+  ``Migrate`` (advisory for queued jobs; precedes ``Unfreeze`` for frozen ones),
+  ``SetFrequency``, ``Cancel`` (stop and drop a running/frozen job), ``Reject``; and hand
+  every ``Complete(record)`` to the client — it is the job's one terminal record.
+"""
+
+from __future__ import annotations
+
+import bisect
+import random
+from dataclasses import dataclass, field
+
+from twill_ros.core import power as pw
+from twill_ros.core.catalog import Catalog, ModelProfile
+from twill_ros.core.events import (
+    Action, BudgetChanged, Cancel, CancelRequested, Complete, Dispatch, Event, Freeze,
+    JobArrived, JobFinished, JobFrozen, Migrate, PowerSample, Reject, SetFrequency,
+    StepFinished, Tick, Unfreeze,
+)
+from twill_ros.core.jobs import Job, JobRecord, JobStatus
+from twill_ros.core.platform import PlatformSpec, UnitSpec
+from twill_ros.core.policies import make_policy
+from twill_ros.core.policies.base import Policy
+from twill_ros.core.profiler import Profiler
+
+INF = float("inf")
+PRIORITY_SCALE = 64.0     # DVFS weight of a job = 1 + priority / 64 (priority 255 ~ 5x priority 0)
+MIGRATE_MARGIN = 0.15     # move only when the other unit finishes >= 15 % sooner ...
+MIGRATE_MIN_S = 0.002     # ... and by at least 2 ms (a move is not free: engine switch, cache)
+PRIORITY_SHARE = 9.0      # stream-priority weight of a job started beside another (~90 % of the GPU)
+MAX_SHARED = 3            # jobs at once on a processor-shared unit under priority sharing
+BYPASS_FRACTION = 0.25    # a less important job may bypass one <= 4x its length (<= +25 % to it)
+DUTY_LONG = 0.5           # work >= half a control period ahead: budget the unit as fully busy
+DUTY_HEADROOM = 1.5       # otherwise budget 1.5 x the recent duty cycle + 10 %
+DUTY_FLOOR = 0.1
+DUTY_ALPHA = 0.5
+DEMAND_DECAY = 0.5        # per control period: a unit idle ~0.5 s after its last work parks
+MIN_DEMAND = 0.05
+
+
+PREFILL_CHUNK_TOKENS = 64  # LLM prefill runs in chunks of this many prompt tokens (chunked
+#                            prefill as in llama.cpp micro-batches / TensorRT-LLM chunked
+#                            context); each chunk end is a step boundary where a freeze applies
+
+
+def llm_tokens(job: Job, profile: ModelProfile) -> tuple[int, int]:
+    """(prompt, new) tokens of an LLM job; 0 in the job means the model's default."""
+    return (job.prompt_tokens or profile.default_prompt_tokens,
+            max(1, job.max_new_tokens or profile.default_max_new_tokens))
+
+
+@dataclass(eq=False)
+class JobState:
+    """The scheduler's live view of one admitted job."""
+
+    job: Job
+    record: JobRecord
+    profile: ModelProfile
+    units: tuple[str, ...]          # units the policy allows
+    level: int                      # queue level (higher served first)
+    key: tuple                      # order within the level (unique: ends with a sequence no.)
+    prompt: int = 0
+    new_tokens: int = 0
+    status: JobStatus = JobStatus.QUEUED
+    unit: str = ""                  # queue it waits in / unit it runs or is frozen on
+    queued_s: float = 0.0           # when it entered its current queue / froze (ageing base)
+    est_s: float = 0.0              # estimate counted in its queue's backlog
+    run_since: float = 0.0
+    expected_end: float = 0.0
+    clean: bool = True              # ran alone at one clock since (re)dispatch: observable
+    interf_acc: float = 0.0         # integral of the interference factor over the run
+    interf_t: float = 0.0
+    interf_now: float = 1.0
+    age_bonus: float = 0.0          # priority levels gained by waiting (kept while running)
+    prefill_done: bool = False
+    prefill_left: float = 1.0       # share of the prompt still to prefill (chunks done before a freeze)
+    prefill_end_s: float = 0.0      # exec time at prefill end (decode_s = exec_s - this)
+    prefill_end_abs: float = 0.0
+    tokens: int = 0
+    freeze_pending: bool = False
+    power_hold: bool = False        # frozen by the power controller
+    migrate_to: str = ""            # unit to resume on once the pending freeze takes effect
+    share: float = 1.0              # throughput weight on a processor-shared unit (Dispatch.share)
+    home: UnitState | None = None   # unit whose demand aggregates count this job
+    llm: bool = field(init=False)   # profile.is_llm / job.priority as plain attributes
+    priority: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.llm = self.profile.is_llm          # plain attributes: read in every hot loop
+        self.priority = self.job.priority
+
+
+@dataclass(eq=False)
+class UnitState:
+    spec: UnitSpec
+    freq_hz: int
+    shared: bool                    # several jobs may run (processor-shared and policy shares)
+    victim_of: tuple[tuple[str, float], ...]   # (aggressor kind, factor)
+    running: list[JobState] = field(default_factory=list)
+    frozen: list[JobState] = field(default_factory=list)
+    queues: dict[int, list[tuple[tuple, JobState]]] = field(default_factory=dict)
+    backlog: dict[int, float] = field(default_factory=dict)   # level -> sum of est_s
+    queued: int = 0
+    levels: list[int] = field(default_factory=list)             # descending
+    work_freq_hz: int = 0           # clock estimates assume (== freq_hz unless parked)
+    parked: bool = False            # at its lowest clock because it had no work
+    busy_since: float | None = None
+    busy_acc: float = 0.0           # busy time in the current control period
+    util_acc: float = 0.0           # utilisation-weighted busy time in the period
+    util_now: float = 0.0
+    memory: tuple[float, float, float] = (0.0, 0.0, 0.0)   # decaying (weight, util, sens)
+    wanted: tuple[float, float, float] = (0.0, 0.0, 0.0)   # last demand (weight, util, sens)
+    weight: float = 0.0             # DVFS weight of the jobs queued/running/frozen here
+    models: dict[str, int] = field(default_factory=dict)    # their models (util/sensitivity)
+    duty: float = 0.0               # EWMA of the busy share of control periods
+    period_weight: float = 0.0      # max DVFS weight / util / sensitivity of jobs started
+    period_util: float = 0.0        # since the last control tick
+    period_sens: float = 0.0
+    duty_last: float = 0.0          # busy share of the last period
+    planned_duty: float = 1.0       # duty cycle the current clocks were planned for
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def idle(self) -> bool:
+        return not self.running and not self.queued
+
+
+class Scheduler:
+    """Event-driven scheduler (see module docstring for the driver contract)."""
+
+    def __init__(self, platform: PlatformSpec, catalog: Catalog, policy: str | Policy,
+                 budget_w: float, seed: int = 0, *, profiler: Profiler | None = None,
+                 max_queue: int = 1000, tick_period_s: float = 0.1) -> None:
+        self.platform = platform
+        self.catalog = catalog
+        self.policy = make_policy(policy) if isinstance(policy, str) else policy
+        self.budget_w = budget_w
+        self.rng = random.Random(seed)   # reserved for randomised tie-breaks; decisions use none
+        self.profiler = profiler or Profiler(catalog, platform)
+        self.max_queue = max_queue
+        self.tick_period_s = tick_period_s
+        self.now = 0.0
+        self.jobs: dict[str, JobState] = {}
+        self._seq = 0
+        self._queued_total = 0
+        self._started = False
+        kinds = {u.kind for u in platform.units}
+        self.units: dict[str, UnitState] = {}
+        for spec in platform.units:
+            victim_of = tuple((i.aggressor, i.factor) for i in platform.interference
+                              if i.victim == spec.kind and i.aggressor in kinds)
+            self.units[spec.name] = UnitState(
+                spec=spec, freq_hz=spec.min_frequency_hz, victim_of=victim_of,
+                shared=self.policy.shares_processor and spec.sharing == "processor_shared",
+                work_freq_hz=spec.max_frequency_hz)
+        self._kind_busy = dict.fromkeys(kinds, 0)
+        self._est_cache: dict[tuple[str, str], dict[tuple, float]] = {}
+        self._eligible: dict[str, tuple[str, ...]] = {}
+        self._best_kind: dict[str, tuple[str, ...]] = {}
+        self._ahead: dict[JobState, float] = {}   # queue position cache during _rebalance
+        self._parked_cache: dict[tuple[str, str, str], float] = {}
+        self._traits: dict[tuple[str, str], tuple[float, float]] = {}
+        self._replan = False                        # a parked unit got work: re-plan clocks
+        self._power_held = 0                        # jobs frozen by the power controller
+        self._power_sum = 0.0
+        self._power_n = 0
+        self._period_start = 0.0
+        self._period_freqs = {n: u.freq_hz for n, u in self.units.items()}
+        self.controller = pw.DvfsController(platform, budget_w) if self.policy.dvfs else None
+        self._static = self._static_caps() if not self.policy.dvfs else {}
+        self._handlers = {
+            JobArrived: self._on_arrival, JobFinished: self._on_finished,
+            StepFinished: self._on_step, JobFrozen: self._on_frozen,
+            CancelRequested: self._on_cancel, PowerSample: self._on_power,
+            Tick: self._on_tick, BudgetChanged: self._on_budget,
+        }
+
+    # ------------------------------------------------------------------ entry point
+
+    def handle(self, event: Event) -> list[Action]:
+        """Apply one event at time ``event.t``; return the actions the driver must apply."""
+        self.now = event.t
+        out: list[Action] = []
+        if not self._started:
+            self._started = True
+            self._period_start = event.t
+            if self._static:
+                self._set_clocks(self._static, out, force=True)
+            else:
+                self._apply_plan(out, force=True)
+        self._handlers[type(event)](event, out)
+        if self._replan:
+            self._replan = False
+            self._apply_plan(out)
+        return out
+
+    @property
+    def live_jobs(self) -> int:
+        return len(self.jobs)
+
+    # ------------------------------------------------------------------ estimates (view)
+
+    def _phase_s(self, model: str, unit: UnitState, tokens: int, phase: str) -> float:
+        """Profiler estimate at the unit's working clock (a parked unit: the clock it had
+        when last busy, which the controller restores as soon as work lands on it)."""
+        cache = self._est_cache.get((model, unit.name))
+        if cache is None:
+            cache = self._est_cache[(model, unit.name)] = {}
+        f = unit.work_freq_hz
+        key = (f, tokens, phase)
+        v = cache.get(key)
+        if v is None:
+            v = cache[key] = self.profiler.estimate_s(model, unit.name, f, tokens, phase)
+        return v
+
+    def estimate_s(self, js: JobState, unit: str) -> float:
+        """Remaining run time of ``js`` alone on ``unit`` at its working clock; on a parked
+        unit the first ``dvfs_transition_s`` run at the parked (lowest) clock."""
+        u = self.units[unit]
+        if not js.llm:
+            t = self._phase_s(js.job.model, u, 0, "job")
+        else:
+            t = (js.new_tokens - js.tokens) * self._phase_s(js.job.model, u, 1, "decode")
+            if not js.prefill_done:
+                t += js.prefill_left * self._phase_s(js.job.model, u, js.prompt, "prefill")
+        if u.parked and not u.running:
+            slow = t * self._parked_slowdown(js, u)
+            ramp = self.platform.dvfs_transition_s
+            t = slow if slow <= ramp else ramp + t * (1.0 - ramp / slow)
+        return t
+
+    def _parked_slowdown(self, js: JobState, u: UnitState) -> float:
+        phase = "decode" if js.llm else "job"
+        key = (js.job.model, u.name, phase)
+        v = self._parked_cache.get(key)
+        if v is None:
+            f = u.spec.min_frequency_hz
+            p = self.profiler
+            v = self._parked_cache[key] = (p.estimate_s(js.job.model, u.name, f, 1, phase)
+                                           / p.estimate_s(js.job.model, u.name, u.work_freq_hz,
+                                                          1, phase))
+        return v
+
+    def _step_s(self, js: JobState, u: UnitState) -> float:
+        """Expected time until a running preemptible job reaches its next step boundary
+        (prefill end, else the end of the current decode step)."""
+        if not js.prefill_done:
+            step = self._phase_s(js.job.model, u, PREFILL_CHUNK_TOKENS, "prefill")
+            since = self.now - js.run_since
+        else:
+            step = self._phase_s(js.job.model, u, 1, "decode")
+            since = self.now - max(js.run_since, js.prefill_end_abs)
+        step *= js.interf_now
+        return step - since % step
+
+    def _remaining_s(self, js: JobState) -> float:
+        return max(js.expected_end - self.now, 0.1 * js.est_s)
+
+    def _effective_level(self, js: JobState) -> float:
+        """Level + ageing: a job gains ``aging_per_s`` levels per second while it waits
+        (queued or frozen) and keeps what it gained while it runs."""
+        if js.status is JobStatus.RUNNING:
+            return js.level + js.age_bonus
+        return js.level + js.age_bonus + self.policy.aging_per_s * (self.now - js.queued_s)
+
+    def _yields_to(self, js: JobState, other: JobState) -> bool:
+        """Would the policy freeze running ``js`` for ``other``?"""
+        return (self.policy.freezing and js.llm and not js.freeze_pending
+                and self._effective_level(js) < other.level)
+
+    def start_s(self, js: JobState, unit: str) -> float:
+        """Expected wait before ``js`` could start on ``unit``: running work it cannot
+        preempt (a preemptible lower-priority job costs only its current step), frozen jobs
+        that would resume before it, and queued work ahead of it (its level or above; for a
+        job already queued there, exactly the jobs ahead of it)."""
+        u = self.units[unit]
+        wait = 0.0
+        sharing = (self.policy.priority_sharing and u.spec.sharing == "processor_shared"
+                   and len(u.running) < MAX_SHARED)
+        active = 0
+        for r in u.running:
+            if r.freeze_pending or self._yields_to(r, js):
+                step = self._step_s(r, u)
+                if sharing:     # starts at once beside it on a priority stream until the boundary
+                    step = min(step, self.estimate_s(js, unit)) / PRIORITY_SHARE
+                wait += step
+            elif sharing and active == 0 and self._short_enough(js, r, u):
+                active += 1
+                wait += self.estimate_s(js, unit) / PRIORITY_SHARE    # short-job bypass
+            else:
+                active += 1
+                wait += self._remaining_s(r)
+        if u.shared and u.running:
+            wait /= len(u.running)
+        for f in u.frozen:
+            if f is not js and self._effective_level(f) >= js.level:
+                wait += self.estimate_s(f, unit)
+        if js.unit == unit and js.status is JobStatus.QUEUED:
+            ahead = self._ahead.get(js)
+            return wait + (self._ahead_scan(js, u) if ahead is None else ahead)
+        for lvl in u.levels:
+            if lvl < js.level:
+                break
+            wait += u.backlog[lvl]
+        return wait
+
+    def _ahead_scan(self, js: JobState, u: UnitState) -> float:
+        """Queued work served before ``js`` in its own queue (higher levels, then key order)."""
+        ahead = 0.0
+        for lvl in u.levels:
+            if lvl > js.level:
+                ahead += u.backlog[lvl]
+                continue
+            for key, other in u.queues[lvl]:
+                if other is js:
+                    return ahead
+                ahead += other.est_s
+        return ahead
+
+    def unit_kind(self, unit: str) -> str:
+        return self.units[unit].spec.kind
+
+    def interference(self, unit: str) -> float:
+        u = self.units[unit]
+        factor = 1.0
+        for kind, f in u.victim_of:
+            busy = self._kind_busy[kind] - (1 if kind == u.spec.kind and u.running else 0)
+            if busy > 0:
+                factor *= f
+        return factor
+
+    def energy_j(self, js: JobState, unit: str) -> float:
+        u = self.units[unit]
+        util = js.profile.utilization.get(u.spec.kind, 1.0)
+        dyn = pw.unit_power_w(u.spec, u.freq_hz, util) - pw.unit_power_w(u.spec, u.freq_hz, 0.0)
+        return dyn * self.estimate_s(js, unit)
+
+    def best_kind_units(self, model: str) -> tuple[str, ...]:
+        """Eligible units of the fastest unit kind at max clock (lower energy breaks ties)."""
+        best = self._best_kind.get(model)
+        if best is None:
+            elig = self._eligible_units(model)
+            profile = self.catalog.get(model)
+            job = _probe_job(profile)
+
+            def rank(name: str) -> tuple[float, float]:
+                spec = self.platform.unit(name)
+                lat = self._isolated_s(job, profile, spec)
+                util = profile.utilization.get(spec.kind, 1.0)
+                return (round(lat, 9), lat * spec.power.dynamic_max_w * util)
+
+            top = min((rank(n) for n in elig), default=None)
+            kind_top = {self.platform.unit(n).kind for n in elig if rank(n) == top}
+            best = self._best_kind[model] = tuple(
+                n for n in elig if self.platform.unit(n).kind in kind_top)
+        return best
+
+    def _isolated_s(self, job: Job, profile: ModelProfile, spec: UnitSpec) -> float:
+        f = spec.max_frequency_hz
+        if not profile.is_llm:
+            return self.profiler.estimate_s(profile.id, spec.name, f, 0, "job")
+        prompt, new = llm_tokens(job, profile)
+        return (self.profiler.estimate_s(profile.id, spec.name, f, prompt, "prefill")
+                + new * self.profiler.estimate_s(profile.id, spec.name, f, 1, "decode"))
+
+    def _eligible_units(self, model: str) -> tuple[str, ...]:
+        e = self._eligible.get(model)
+        if e is None:
+            e = self._eligible[model] = tuple(self.profiler.eligible_units(model))
+        return e
+
+    # ------------------------------------------------------------------ queues
+
+    def _enqueue(self, js: JobState, unit: str) -> None:
+        u = self.units[unit]
+        js.unit = unit
+        js.status = JobStatus.QUEUED
+        js.queued_s = self.now
+        js.est_s = self.estimate_s(js, unit)
+        q = u.queues.get(js.level)
+        if q is None:
+            q = u.queues[js.level] = []
+            u.backlog[js.level] = 0.0
+            u.levels.append(js.level)
+            u.levels.sort(reverse=True)
+        bisect.insort(q, (js.key, js))
+        u.backlog[js.level] += js.est_s
+        u.queued += 1
+        self._attach(js, u)
+        self._queued_total += 1
+
+    def _attach(self, js: JobState, u: UnitState) -> None:
+        """Count ``js`` in ``u``'s demand aggregates (once, whatever its state there)."""
+        if js.home is u:
+            return
+        self._detach(js)
+        js.home = u
+        u.weight += 1.0 + js.priority / PRIORITY_SCALE
+        u.models[js.job.model] = u.models.get(js.job.model, 0) + 1
+
+    def _detach(self, js: JobState) -> None:
+        u = js.home
+        if u is None:
+            return
+        js.home = None
+        u.weight -= 1.0 + js.priority / PRIORITY_SCALE
+        n = u.models[js.job.model] - 1
+        if n:
+            u.models[js.job.model] = n
+        else:
+            del u.models[js.job.model]
+            if not u.models:
+                u.weight = 0.0      # no float drift when the unit empties
+
+    def _dequeue(self, js: JobState) -> None:
+        u = self.units[js.unit]
+        q = u.queues[js.level]
+        i = bisect.bisect_left(q, (js.key,))
+        assert q[i][1] is js
+        del q[i]
+        u.queued -= 1
+        self._queued_total -= 1
+        if q:
+            u.backlog[js.level] -= js.est_s
+        else:
+            del u.queues[js.level]
+            del u.backlog[js.level]
+            u.levels.remove(js.level)
+
+    def _next_queued(self, u: UnitState) -> JobState | None:
+        """Head of the level whose head has the highest aged level (ties: higher level), or
+        with a dynamic-order policy the queued job with the highest urgency."""
+        if not u.levels:
+            return None
+        if self.policy.dynamic_order:
+            return max((js for lvl in u.levels for _, js in u.queues[lvl]),
+                       key=lambda j: self.policy.urgency(j, u.name, self))
+        queues = u.queues
+        best = queues[u.levels[0]][0][1]
+        rate = self.policy.aging_per_s
+        if rate == 0.0 or len(u.levels) == 1:
+            return best
+        # aged level = level + bonus + rate * (now - queued_s): the rate * now term is common
+        # to all waiting jobs, so compare level + bonus - rate * queued_s (time-invariant)
+        top = best.level + best.age_bonus - rate * best.queued_s
+        for lvl in u.levels[1:]:
+            js = queues[lvl][0][1]
+            v = lvl + js.age_bonus - rate * js.queued_s
+            if v > top:
+                best, top = js, v
+        return best
+
+    # ------------------------------------------------------------------ run bookkeeping
+
+    def _start_run(self, js: JobState, u: UnitState, share: float = 1.0) -> None:
+        now = self.now
+        js.share = share
+        self._attach(js, u)
+        if not u.running:
+            self._kind_busy[u.spec.kind] += 1
+            u.busy_since = now
+            self._interference_changed(u.spec.kind)
+        else:
+            self._account_busy(u)
+            for r in u.running:
+                r.clean = False
+            js.clean = False
+        js.age_bonus += self.policy.aging_per_s * (now - js.queued_s)
+        js.status = JobStatus.RUNNING
+        js.unit = u.name
+        js.run_since = now
+        est = self.estimate_s(js, u.name)
+        kind = u.spec.kind
+        u.period_weight = max(u.period_weight, 1.0 + js.priority / PRIORITY_SCALE)
+        u.period_util = max(u.period_util, js.profile.utilization.get(kind, 1.0))
+        u.period_sens = max(u.period_sens,
+                            js.profile.freq_sensitivity.get(kind, pw.DEFAULT_SENSITIVITY))
+        if self.controller is not None and (u.parked or (
+                u.planned_duty < 1.0 and est >= DUTY_LONG * self.tick_period_s)):
+            self._replan = True     # clocks were planned for an idle / lightly used unit
+        js.interf_now = self.interference(u.name)
+        js.interf_acc = 0.0
+        js.interf_t = now
+        if u.running and not u.shared:      # beside other jobs on a priority stream
+            overlap = max(self._step_s(r, u) if r.freeze_pending else self._remaining_s(r)
+                          for r in u.running)
+            js.expected_end = (now + est * js.interf_now
+                               + min(overlap, est * js.interf_now) / PRIORITY_SHARE)
+            for r in u.running:
+                r.expected_end += est * js.interf_now    # they yield the unit meanwhile
+        else:
+            js.expected_end = now + est * js.interf_now * (len(u.running) + 1 if u.shared else 1)
+        js.est_s = est
+        u.running.append(js)
+        u.util_now = min(1.0, u.util_now + js.profile.utilization.get(u.spec.kind, 1.0))
+        rec = js.record
+        rec.unit = u.name
+        if rec.start_s is None:
+            rec.start_s = now
+
+    def _end_run(self, js: JobState) -> UnitState:
+        """Close the job's run segment on its unit (finish, freeze or cancel)."""
+        u = self.units[js.unit]
+        now = self.now
+        self._account_busy(u)
+        dt = now - js.run_since
+        rec = js.record
+        rec.exec_s += dt
+        util = js.profile.utilization.get(u.spec.kind, 1.0)
+        share = len(u.running)
+        rec.energy_j += dt * (pw.unit_power_w(u.spec, u.freq_hz, util)
+                              - pw.unit_power_w(u.spec, u.freq_hz, 0.0)) / share
+        u.running.remove(js)
+        u.util_now = min(1.0, sum(r.profile.utilization.get(u.spec.kind, 1.0) for r in u.running))
+        if not u.running:
+            self._kind_busy[u.spec.kind] -= 1
+            u.busy_since = None
+            self._interference_changed(u.spec.kind)
+        js.freeze_pending = False
+        return u
+
+    def _account_busy(self, u: UnitState) -> None:
+        if u.busy_since is not None:
+            dt = self.now - u.busy_since
+            u.busy_acc += dt
+            u.util_acc += dt * u.util_now
+            u.busy_since = self.now
+
+    def _interference_changed(self, aggressor_kind: str) -> None:
+        """Keep the interference integral of running victims exact."""
+        now = self.now
+        for u in self.units.values():
+            if not u.running or not any(k == aggressor_kind for k, _ in u.victim_of):
+                continue
+            f = self.interference(u.name)
+            for r in u.running:
+                r.interf_acc += (now - r.interf_t) * r.interf_now
+                r.interf_t = now
+                r.interf_now = f
+
+    def _mean_interference(self, js: JobState) -> float:
+        dt = self.now - js.run_since
+        acc = js.interf_acc + (self.now - js.interf_t) * js.interf_now
+        return acc / dt if dt > 0 else js.interf_now
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _first(self, a: JobState, b: JobState) -> bool:
+        """Is ``a`` served before ``b``? Same level: policy order; else the aged level."""
+        if a.level == b.level:
+            return a.key <= b.key
+        return self._effective_level(a) >= self._effective_level(b)
+
+    def _fill(self, u: UnitState, out: list[Action]) -> None:
+        """Start work on ``u`` while it has capacity: the queued head or a frozen job,
+        whichever is served first; with ``priority_sharing`` the head may start beside the
+        running job (see ``_bypass_ok``)."""
+        if u.shared:
+            self._fill_shared(u, out)
+            return
+        while True:
+            head = self._next_queued(u)
+            if u.running:
+                if head is not None and self._bypass_ok(head, u):
+                    self._dequeue(head)
+                    self._start_run(head, u, PRIORITY_SHARE * max(r.share for r in u.running))
+                    out.append(Dispatch(head.job.job_id, u.name, head.share))
+                    continue
+                return
+            thaw = None
+            for f in u.frozen:
+                if not f.power_hold and (thaw is None or self._first(f, thaw)):
+                    thaw = f
+            if thaw is not None and (head is None or self._first(thaw, head)):
+                self._unfreeze(thaw, u, out)
+            elif head is not None:
+                self._dequeue(head)
+                self._start_run(head, u)
+                out.append(Dispatch(head.job.job_id, u.name))
+            else:
+                return
+
+    def _bypass_ok(self, js: JobState, u: UnitState) -> bool:
+        """May ``js`` start now beside the jobs running on processor-shared ``u``, on a
+        higher-priority stream (PRIORITY_SHARE x the highest running share, so it gets most
+        of the unit)? Yes, up to MAX_SHARED jobs, when every running job is being frozen for
+        more important work, or when all but one are and ``js`` is short next to that one:
+        its estimate is below the job's remaining time (SRPT) and, if ``js`` is less
+        important, at most BYPASS_FRACTION of the job's estimate (which bounds the slowdown
+        it imposes)."""
+        if (not self.policy.priority_sharing or u.spec.sharing != "processor_shared"
+                or len(u.running) >= MAX_SHARED):
+            return False
+        active = [r for r in u.running if not r.freeze_pending]
+        if not active:
+            return all(js.level > r.level for r in u.running)
+        return len(active) == 1 and self._short_enough(js, active[0], u)
+
+    def _short_enough(self, js: JobState, r: JobState, u: UnitState) -> bool:
+        est = self.estimate_s(js, u.name)
+        return est < self._remaining_s(r) and (js.level >= r.level
+                                               or est <= BYPASS_FRACTION * r.est_s)
+
+    def _fill_shared(self, u: UnitState, out: list[Action]) -> None:
+        """Processor sharing, one job per stream at a time (each client node runs its own
+        requests in order, the GPU time-slices between nodes)."""
+        busy = {r.job.stream or r.job.job_id for r in u.running}
+        for lvl in list(u.levels):
+            for _, js in list(u.queues.get(lvl, ())):
+                s = js.job.stream or js.job.job_id
+                if s not in busy:
+                    busy.add(s)
+                    self._dequeue(js)
+                    self._start_run(js, u)
+                    out.append(Dispatch(js.job.job_id, u.name))
+
+    def _unfreeze(self, js: JobState, u: UnitState, out: list[Action]) -> None:
+        src = self.units[js.unit]
+        src.frozen.remove(js)
+        js.record.frozen_s += self.now - js.queued_s
+        if src is not u:
+            js.record.migrations += 1
+            out.append(Migrate(js.job.job_id, src.name, u.name))
+        self._start_run(js, u)
+        js.clean = False
+        out.append(Unfreeze(js.job.job_id, u.name))
+
+    def _place(self, js: JobState, out: list[Action]) -> None:
+        """Map a ready job to its best unit, freeze a holder if the policy says so, fill."""
+        pol = self.policy
+        # every score is >= the job's bare estimate there (Policy.score contract), so units
+        # are tried fastest-first and the rest skipped once none can beat the best score
+        best, best_score = "", INF
+        for est, n in sorted((self.estimate_s(js, n), n) for n in js.units):
+            if est > best_score:
+                break
+            sc = pol.score(js, n, self)
+            if sc < best_score or (sc == best_score and n < best):
+                best, best_score = n, sc
+        self._enqueue(js, best)
+        u = self.units[best]
+        if pol.freezing and not u.shared:
+            for r in u.running:
+                if self._yields_to(r, js):
+                    r.freeze_pending = True
+                    out.append(Freeze(r.job.job_id))
+        self._fill(u, out)
+
+    # ------------------------------------------------------------------ terminal records
+
+    def _terminal(self, js: JobState, status: JobStatus, message: str,
+                  out: list[Action]) -> None:
+        self._detach(js)
+        if js.power_hold:
+            js.power_hold = False
+            self._power_held -= 1
+        rec = js.record
+        rec.status = status
+        rec.finish_s = self.now
+        rec.message = message
+        rec.tokens = js.tokens
+        if js.llm and js.prefill_done:
+            rec.decode_s = max(0.0, rec.exec_s - (js.prefill_end_s or 0.0))
+        del self.jobs[js.job.job_id]
+        out.append(Complete(rec))
+
+    def _reject(self, job: Job, reason: str, out: list[Action]) -> None:
+        out.append(Reject(job.job_id, reason))
+        out.append(Complete(JobRecord(job=job, status=JobStatus.REJECTED, finish_s=self.now,
+                                      message=reason)))
+
+    # ------------------------------------------------------------------ event handlers
+
+    def _on_arrival(self, ev: JobArrived, out: list[Action]) -> None:
+        job = ev.job
+        if job.job_id in self.jobs:
+            self._reject(job, f"duplicate job id {job.job_id!r}", out)
+            return
+        if job.model not in self.catalog:
+            self._reject(job, f"unknown model {job.model!r}", out)
+            return
+        profile = self.catalog.get(job.model)
+        units = self.policy.filter(job, profile, self._eligible_units(job.model), self)
+        if not units:
+            self._reject(job, f"no eligible unit for {job.model!r} under {self.policy.name}", out)
+            return
+        if self._queued_total >= self.max_queue:
+            self._reject(job, f"queue full ({self.max_queue} jobs waiting)", out)
+            return
+        self._seq += 1
+        js = JobState(job=job, record=JobRecord(job=job, status=JobStatus.QUEUED),
+                      profile=profile, units=units, level=self.policy.level(job),
+                      key=self.policy.subkey(job) + (self._seq,))
+        if profile.is_llm:
+            js.prompt, js.new_tokens = llm_tokens(job, profile)
+        self.jobs[job.job_id] = js
+        self._place(js, out)
+
+    def _on_finished(self, ev: JobFinished, out: list[Action]) -> None:
+        js = self.jobs.get(ev.job_id)
+        if js is None or js.status is not JobStatus.RUNNING:
+            return                      # late report for a cancelled job
+        if ev.ok:
+            js.tokens = js.new_tokens if js.llm else 0
+        self._observe(js)
+        u = self._end_run(js)
+        self._terminal(js, JobStatus.COMPLETED if ev.ok else JobStatus.FAILED, ev.message, out)
+        self._after_release(u, out)
+
+    def _observe(self, js: JobState) -> None:
+        """Feed the profiler a clean run (alone, one clock), interference factored out."""
+        if not js.clean:
+            return
+        u = self.units[js.unit]
+        interf = self._mean_interference(js)
+        if not js.llm:
+            self.profiler.observe(js.job.model, u.name, u.freq_hz,
+                                  (self.now - js.run_since) / interf, 0, "job")
+        elif js.prefill_done:
+            self.profiler.observe(js.job.model, u.name, u.freq_hz,
+                                  (self.now - js.prefill_end_abs) / interf, js.new_tokens, "decode")
+        else:
+            return
+        self._est_cache.pop((js.job.model, u.name), None)
+
+    def _after_release(self, u: UnitState, out: list[Action]) -> None:
+        self._fill(u, out)
+        if self.policy.migration and u.idle and not u.frozen:
+            self._rebalance(out, only=u)
+
+    def _on_step(self, ev: StepFinished, out: list[Action]) -> None:
+        js = self.jobs.get(ev.job_id)
+        if js is None or js.status is not JobStatus.RUNNING:
+            return
+        if ev.tokens == 0 and not js.prefill_done:
+            js.prefill_done = True
+            js.prefill_end_s = js.record.exec_s + (self.now - js.run_since)
+            js.prefill_end_abs = self.now
+            if js.clean:
+                u = self.units[js.unit]
+                observed = (self.now - js.run_since) / self._mean_interference(js)
+                self.profiler.observe(js.job.model, u.name, u.freq_hz, observed, js.prompt,
+                                      "prefill")
+                self._est_cache.pop((js.job.model, u.name), None)
+        elif ev.tokens >= 1:
+            js.tokens = max(js.tokens, ev.tokens)
+            if js.record.first_token_s is None:
+                js.record.first_token_s = self.now
+
+    def _on_frozen(self, ev: JobFrozen, out: list[Action]) -> None:
+        js = self.jobs.get(ev.job_id)
+        if js is None or js.status is not JobStatus.RUNNING:
+            return
+        js.tokens = max(js.tokens, ev.tokens_done)
+        if ev.tokens_done > 0:
+            js.prefill_done = True
+        elif not js.prefill_done:       # frozen at a prefill chunk boundary
+            u = self.units[js.unit]
+            full = self._phase_s(js.job.model, u, js.prompt, "prefill") * js.interf_now
+            js.prefill_left = max(0.0, js.prefill_left - (self.now - js.run_since) / full)
+        u = self._end_run(js)
+        js.status = JobStatus.FROZEN
+        js.queued_s = self.now
+        js.record.freezes += 1
+        u.frozen.append(js)
+        target = js.migrate_to
+        js.migrate_to = ""
+        if target and self.units[target].idle and not js.power_hold:
+            self._unfreeze(js, self.units[target], out)
+        self._fill(u, out)
+
+    def _on_cancel(self, ev: CancelRequested, out: list[Action]) -> None:
+        js = self.jobs.get(ev.job_id)
+        if js is None:
+            return
+        reason = ev.reason
+        if js.status is JobStatus.QUEUED:
+            self._dequeue(js)
+            self._terminal(js, JobStatus.CANCELLED, reason, out)
+            return
+        out.append(Cancel(js.job.job_id, reason))
+        if js.status is JobStatus.RUNNING:
+            u = self._end_run(js)
+            self._terminal(js, JobStatus.CANCELLED, reason, out)
+            self._after_release(u, out)
+        else:
+            u = self.units[js.unit]
+            u.frozen.remove(js)
+            js.record.frozen_s += self.now - js.queued_s
+            self._terminal(js, JobStatus.CANCELLED, reason, out)
+            self._fill(u, out)
+
+    def _on_power(self, ev: PowerSample, out: list[Action]) -> None:
+        self._power_sum += ev.power_w
+        self._power_n += 1
+
+    def _on_budget(self, ev: BudgetChanged, out: list[Action]) -> None:
+        self.budget_w = ev.budget_w
+        if self.controller is not None:
+            self.controller.budget_w = ev.budget_w
+            self._control(out)
+        else:
+            self._static = self._static_caps()
+            self._set_clocks(self._static, out)
+
+    def _on_tick(self, ev: Tick, out: list[Action]) -> None:
+        if self.controller is not None:
+            self._control(out)
+        if self.policy.migration:
+            self._rebalance(out)
+        if self.policy.aging_per_s > 0.0:
+            for u in self.units.values():
+                if not u.running and u.frozen:
+                    self._fill(u, out)
+
+    # ------------------------------------------------------------------ clocks and power
+
+    def _static_caps(self) -> dict[str, int]:
+        models = []
+        for profile in self.catalog:
+            elig = self._eligible_units(profile.id)
+            if elig:
+                models.append((_probe_job(profile), profile, elig))
+        return pw.static_caps(self.platform, self.budget_w, self.policy.used_units(models, self))
+
+    def _set_clocks(self, freqs: dict[str, int], out: list[Action], force: bool = False,
+                    parked: frozenset[str] = frozenset()) -> None:
+        for name, f in freqs.items():
+            u = self.units[name]
+            u.parked = name in parked
+            if not u.parked and u.work_freq_hz != f:
+                u.work_freq_hz = f
+                self._parked_cache.clear()
+            if f != u.freq_hz or force:
+                for r in u.running:
+                    r.clean = False
+                u.freq_hz = f
+                out.append(SetFrequency(name, f))
+
+    def _demand(self) -> dict[str, pw.UnitDemand]:
+        """Per unit with work now or recently: priority-weighted job count (running, queued,
+        frozen; kept incrementally by ``_attach``), its frequency sensitivity, and the utilisation to budget for the
+        next period = the work's utilisation x its expected duty cycle. The duty is 1 while
+        the unit has a backlog or long work, else the recent measured duty with headroom (a
+        10 Hz DNN stream keeps the GPU busy a few % of each window; budgeting it as fully
+        busy would waste most of the budget). A decaying memory of recent demand keeps a unit
+        serving a periodic stream warm between frames instead of parking it every period."""
+        demand: dict[str, pw.UnitDemand] = {}
+        horizon = self.tick_period_s
+        for name, u in self.units.items():
+            weight, util, sens = u.memory
+            if u.period_weight > weight:        # work that came and went since the last tick
+                weight, util, sens = u.period_weight, max(util, u.period_util), max(
+                    sens, u.period_sens)
+            if u.models:
+                weight = max(weight, u.weight)
+                for m in u.models:
+                    mu, ms = self._model_traits(m, u.spec.kind)
+                    util = max(util, mu)
+                    sens = max(sens, ms)
+            u.wanted = (weight, util, sens)
+            if weight < MIN_DEMAND:
+                continue
+            backlog = sum(self._remaining_s(r) for r in u.running) + sum(u.backlog.values())
+            if u.frozen or backlog >= DUTY_LONG * horizon:
+                duty = 1.0
+            else:
+                duty = min(1.0, DUTY_HEADROOM * max(u.duty, u.duty_last) + DUTY_FLOOR)
+            u.planned_duty = duty
+            demand[name] = pw.UnitDemand(weight, util * duty, sens)
+        return demand
+
+    def _model_traits(self, model: str, kind: str) -> tuple[float, float]:
+        """(utilisation, frequency sensitivity) of a model on a unit kind (cached)."""
+        key = (model, kind)
+        v = self._traits.get(key)
+        if v is None:
+            p = self.catalog.get(model)
+            v = self._traits[key] = (p.utilization.get(kind, 1.0),
+                                     p.freq_sensitivity.get(kind, pw.DEFAULT_SENSITIVITY))
+        return v
+
+    def _apply_plan(self, out: list[Action], force: bool = False,
+                    demand: dict[str, pw.UnitDemand] | None = None) -> dict[str, int]:
+        """Plan clocks for the current demand and emit the changes; units without demand park."""
+        assert self.controller is not None
+        if demand is None:
+            demand = self._demand()
+        freqs = self.controller.plan(demand)
+        self._set_clocks(freqs, out, force,
+                         frozenset(n for n in self.units if n not in demand))
+        return freqs
+
+    def _control(self, out: list[Action]) -> None:
+        """One DVFS period: correct the model from the measured power, re-plan clocks, and
+        freeze/unfreeze lowest-priority preemptible work if even the lowest clocks don't fit."""
+        ctrl = self.controller
+        assert ctrl is not None
+        period = self.now - self._period_start
+        utils = {}
+        for name, u in self.units.items():
+            self._account_busy(u)
+            utils[name] = u.util_acc / period if period > 0 else 0.0
+            if period > 0:
+                u.duty_last = min(1.0, u.busy_acc / period)
+                u.duty += DUTY_ALPHA * (u.duty_last - u.duty)
+        demand = self._demand()
+        for u in self.units.values():
+            w, ut, se = u.wanted
+            u.memory = (w * DEMAND_DECAY, ut, se) if u.name in demand else (0.0, 0.0, 0.0)
+            u.busy_acc = u.util_acc = u.period_weight = u.period_util = u.period_sens = 0.0
+        if self._power_n and period > 0:
+            predicted = self.platform.idle_power_w + sum(
+                u.spec.power.power_w(self._period_freqs[n], u.spec.max_frequency_hz,
+                                     min(1.0, utils[n])) for n, u in self.units.items())
+            ctrl.correct(self._power_sum / self._power_n, predicted)
+        self._power_sum, self._power_n = 0.0, 0
+        self._period_start = self.now
+        freqs = self._apply_plan(out, demand=demand)
+        if ctrl.overshoot:
+            self._power_freeze(out)
+        else:
+            self._power_release(out)
+        self._period_freqs = freqs
+
+    def _power_freeze(self, out: list[Action]) -> None:
+        victims = [r for u in self.units.values() for r in u.running
+                   if r.llm and not r.freeze_pending]
+        if victims:
+            v = min(victims, key=lambda j: (j.priority, j.job.submit_s))
+            v.freeze_pending = True
+            v.power_hold = True
+            self._power_held += 1
+            out.append(Freeze(v.job.job_id))
+
+    def _power_release(self, out: list[Action]) -> None:
+        if not self._power_held:
+            return
+        for u in self.units.values():
+            held = [f for f in u.frozen if f.power_hold]
+            if held:
+                best = max(held, key=lambda j: (j.priority, -j.job.submit_s))
+                best.power_hold = False
+                self._power_held -= 1
+                self._fill(u, out)
+                return
+
+    # ------------------------------------------------------------------ migration
+
+    def _rebalance(self, out: list[Action], only: UnitState | None = None) -> None:
+        """Migration: let lightly loaded units (or just ``only``, a unit that went idle)
+        pull work that finishes sooner there. Only a unit whose backlog is below one control
+        period can finish someone else's job sooner by the margin, so saturated units are
+        not scanned as targets and a tick stays cheap."""
+        if not self._queued_total and not any(u.frozen for u in self.units.values()):
+            return
+        if only is not None:
+            self._pull(only, out)
+            return
+        for u in list(self.units.values()):
+            if self._backlog_s(u) < self.tick_period_s:
+                self._pull(u, out)
+
+    def _backlog_s(self, u: UnitState) -> float:
+        return (sum(self._remaining_s(r) for r in u.running) + sum(u.backlog.values())
+                + sum(self.estimate_s(f, u.name) for f in u.frozen))
+
+    def _pull(self, dst: UnitState, out: list[Action]) -> None:
+        """Move queued jobs (in serve order, so a stream's next frames follow) whose
+        expected finish on ``dst`` beats their finish where they wait by MIGRATE_MARGIN;
+        then, if ``dst`` is idle, resume a frozen job there if that finishes it sooner."""
+        pol = self.policy
+        name = dst.name
+        moved = False
+        est_dst: dict[str, float] = {}      # cheap lower bound of the finish on dst, per model
+        for src in self.units.values():
+            if src is dst or not src.queued:
+                continue
+            # upper bound of the wait in front of src's queue (no yields, no bypass)
+            ahead = (sum(self._remaining_s(r) for r in src.running)
+                     + sum(self.estimate_s(f, src.name) for f in src.frozen))
+            slow = self.interference(src.name)
+            for lvl in list(src.levels):
+                for _, js in list(src.queues.get(lvl, ())):
+                    if name in js.units:
+                        lb = est_dst.get(js.job.model)
+                        if lb is None or js.llm:
+                            lb = est_dst[js.job.model] = self.estimate_s(js, name)
+                        if lb < (ahead + js.est_s * slow) * (1 - MIGRATE_MARGIN) - MIGRATE_MIN_S:
+                            self._ahead[js] = ahead
+                            here = pol.score(js, src.name, self)
+                            del self._ahead[js]
+                            there = pol.score(js, name, self)
+                            if there < here * (1 - MIGRATE_MARGIN) - MIGRATE_MIN_S:
+                                self._dequeue(js)
+                                js.record.migrations += 1
+                                out.append(Migrate(js.job.job_id, src.name, name))
+                                self._enqueue(js, name)
+                                moved = True
+                                est_dst.clear()
+                                continue
+                    ahead += js.est_s
+        if moved:
+            self._fill(dst, out)
+        if not dst.idle or dst.frozen:
+            return
+        for src in self.units.values():
+            for js in list(src.frozen) if src is not dst else ():
+                if js.power_hold or name not in js.units:
+                    continue
+                here = self.start_s(js, src.name) + self.estimate_s(js, src.name)
+                if self.estimate_s(js, name) * self.interference(name) < (
+                        here * (1 - MIGRATE_MARGIN) - MIGRATE_MIN_S):
+                    self._unfreeze(js, dst, out)
+                    return
+
+
+def _probe_job(profile: ModelProfile) -> Job:
+    """A representative job of a model (default token counts) for per-model questions."""
+    return Job(job_id=f"probe:{profile.id}", model=profile.id, priority=0, submit_s=0.0)

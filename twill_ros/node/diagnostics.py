@@ -1,0 +1,116 @@
+"""Health rules behind /diagnostics, kept apart from rclpy so they are plain to test.
+
+Names follow ros/diagnostics conventions: a stable ``twill/`` prefix, one status per concern,
+OK/WARN/ERROR/STALE levels; the node turns these into DiagnosticStatus messages at 1 Hz.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+OK, WARN, ERROR, STALE = 0, 1, 2, 3
+# Over budget for this long (consecutive 1 s windows) is an ERROR, shorter is a WARN.
+SUSTAINED_OVERSHOOT_S = 5
+# A queue this full (share of its limit) warns before jobs start being rejected.
+QUEUE_NEAR_FULL = 0.9
+# A job running this many times its estimate (and at least STUCK_MIN_S) is reported stuck.
+STUCK_FACTOR = 5.0
+STUCK_MIN_S = 2.0
+
+
+@dataclass(frozen=True)
+class Status:
+    name: str
+    level: int
+    message: str
+    values: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class UnitSnapshot:
+    name: str
+    frequency_hz: int
+    max_frequency_hz: int
+    utilization: float
+    running: tuple[str, ...]
+    # (job id, seconds running, estimated seconds) of each running job
+    running_for: tuple[tuple[str, float, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the node knows at one diagnostics period."""
+
+    power_w: float | None        # mean module power over the last second; None = no reading
+    budget_w: float
+    power_source: str
+    control: str                 # who can set clocks, e.g. "simulated (full control)"
+    queued: int
+    queue_limit: int
+    deadline_misses: int         # since the previous snapshot
+    completed: int
+    units: tuple[UnitSnapshot, ...]
+
+
+class HealthMonitor:
+    """Turns snapshots into statuses; remembers the recent power history for 'sustained'."""
+
+    def __init__(self, hardware_id: str) -> None:
+        self.hardware_id = hardware_id
+        self._over = deque(maxlen=SUSTAINED_OVERSHOOT_S)
+
+    def statuses(self, snap: Snapshot) -> list[Status]:
+        return [self._power(snap), self._queue(snap), self._platform(snap),
+                *(self._unit(u) for u in snap.units)]
+
+    def _power(self, snap: Snapshot) -> Status:
+        if snap.power_w is None:
+            self._over.clear()
+            return Status("twill/power", ERROR, f"no power reading from {snap.power_source}",
+                          {"budget_w": f"{snap.budget_w:.2f}"})
+        over = snap.power_w > snap.budget_w
+        self._over.append(over)
+        values = {"power_w": f"{snap.power_w:.2f}", "budget_w": f"{snap.budget_w:.2f}",
+                  "seconds_over_budget": str(sum(self._over))}
+        if over and len(self._over) == self._over.maxlen and all(self._over):
+            return Status("twill/power", ERROR, f"over budget for {SUSTAINED_OVERSHOOT_S} s: "
+                          f"{snap.power_w:.1f} W > {snap.budget_w:.1f} W", values)
+        if over:
+            return Status("twill/power", WARN,
+                          f"over budget: {snap.power_w:.1f} W > {snap.budget_w:.1f} W", values)
+        return Status("twill/power", OK, "within budget", values)
+
+    @staticmethod
+    def _queue(snap: Snapshot) -> Status:
+        values = {"queued": str(snap.queued), "queue_limit": str(snap.queue_limit),
+                  "deadline_misses": str(snap.deadline_misses), "completed": str(snap.completed)}
+        problems = []
+        if snap.deadline_misses:
+            problems.append(f"{snap.deadline_misses} deadline miss(es) in the last period")
+        if snap.queued >= QUEUE_NEAR_FULL * snap.queue_limit:
+            problems.append(f"queue near its limit ({snap.queued}/{snap.queue_limit})")
+        if problems:
+            return Status("twill/queue", WARN, "; ".join(problems), values)
+        return Status("twill/queue", OK, f"{snap.queued} queued", values)
+
+    @staticmethod
+    def _platform(snap: Snapshot) -> Status:
+        return Status("twill/platform", OK, f"power from {snap.power_source}; clocks: "
+                      f"{snap.control}", {"power_source": snap.power_source,
+                                          "control": snap.control})
+
+    @staticmethod
+    def _unit(unit: UnitSnapshot) -> Status:
+        values = {"frequency_hz": str(unit.frequency_hz),
+                  "max_frequency_hz": str(unit.max_frequency_hz),
+                  "utilization": f"{unit.utilization:.2f}",
+                  "running": ",".join(unit.running)}
+        stuck = [job for job, running_s, estimate_s in unit.running_for
+                 if running_s > max(STUCK_MIN_S, STUCK_FACTOR * estimate_s)]
+        name = f"twill/units/{unit.name}"
+        if stuck:
+            return Status(name, WARN, f"job(s) running far past their estimate: "
+                          f"{', '.join(stuck)}", values)
+        state = "busy" if unit.running else "idle"
+        return Status(name, OK, f"{state} at {unit.frequency_hz / 1e6:.0f} MHz", values)

@@ -1,0 +1,111 @@
+"""Admission checks for JobRequest messages, before anything reaches the scheduler core.
+
+Everything a client can get wrong is caught here with a message that names the field, so
+the node can answer REJECTED (topic, action) or refuse the call (service) and keep running.
+Works on any object with JobRequest's fields; rclpy is not needed to use or test it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from twill_ros.core.catalog import Catalog, ModelProfile
+from twill_ros.core.jobs import Job
+
+# Bytes per element of the dtypes a Tensor may carry.
+DTYPE_SIZES = {
+    "float64": 8, "float32": 4, "float16": 2,
+    "int64": 8, "int32": 4, "int16": 2, "int8": 1, "uint8": 1, "bool": 1,
+}
+# Prompt tokens are estimated as characters / 4, the usual rule of thumb for BPE tokenizers
+# on English text; the twin needs a count, the real LLM backend tokenizes for itself.
+CHARS_PER_TOKEN = 4
+
+
+class RequestError(ValueError):
+    """A request the scheduler cannot accept; the message says which field and why."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_new_tokens: int = 1024
+    max_payload_bytes: int = 16 * 1024 * 1024
+
+
+def payload_bytes(request) -> int:
+    return sum(len(t.data) for t in request.inputs) + len(request.prompt.encode("utf-8"))
+
+
+def prompt_tokens(prompt: str) -> int:
+    return max(1, math.ceil(len(prompt) / CHARS_PER_TOKEN))
+
+
+def to_job(request, job_id: str, submit_s: float, catalog: Catalog, limits: Limits) -> Job:
+    """The core Job for a valid request; RequestError with a specific reason otherwise."""
+    if not request.model:
+        raise RequestError("model is empty; name a catalog model id")
+    if request.model not in catalog:
+        raise RequestError(
+            f"unknown model '{request.model}'; known models: {', '.join(sorted(catalog.ids))}")
+    model = catalog.get(request.model)
+    deadline_ms = float(request.deadline_ms)
+    if not math.isfinite(deadline_ms) or deadline_ms < 0:
+        raise RequestError(
+            f"deadline_ms must be a finite number >= 0 (0 = no deadline), got {deadline_ms}")
+    size = payload_bytes(request)
+    if size > limits.max_payload_bytes:
+        raise RequestError(
+            f"payload of {size} bytes exceeds max_payload_bytes={limits.max_payload_bytes}")
+    if model.is_llm:
+        _check_llm(request, model, limits)
+    else:
+        _check_inputs(request.inputs, model)
+    return Job(
+        job_id=job_id,
+        model=model.id,
+        priority=int(request.priority),
+        submit_s=submit_s,
+        deadline_s=deadline_ms / 1000.0 if deadline_ms > 0 else None,
+        stream=request.client_id,
+        prompt_tokens=prompt_tokens(request.prompt) if model.is_llm else 0,
+        max_new_tokens=int(request.max_new_tokens) if model.is_llm else 0,
+    )
+
+
+def _check_llm(request, model: ModelProfile, limits: Limits) -> None:
+    if not request.prompt:
+        raise RequestError(f"model '{model.id}' is an LLM: prompt must not be empty")
+    if request.max_new_tokens == 0:
+        raise RequestError(f"model '{model.id}' is an LLM: max_new_tokens must be > 0")
+    if request.max_new_tokens > limits.max_new_tokens:
+        raise RequestError(
+            f"max_new_tokens={request.max_new_tokens} exceeds the limit of "
+            f"{limits.max_new_tokens} (parameter max_new_tokens)")
+    if request.inputs:
+        raise RequestError(f"model '{model.id}' is an LLM: send a prompt, not input tensors")
+
+
+def _check_inputs(tensors, model: ModelProfile) -> None:
+    """Empty inputs mean synthetic input (the twin); given inputs must match the spec."""
+    if not tensors:
+        return
+    if len(tensors) != len(model.inputs):
+        raise RequestError(
+            f"model '{model.id}' takes {len(model.inputs)} input tensor(s) "
+            f"({', '.join(s.name for s in model.inputs)}), got {len(tensors)}")
+    for tensor, spec in zip(tensors, model.inputs, strict=True):
+        label = f"input '{tensor.name or spec.name}'"
+        if tensor.name and tensor.name != spec.name:
+            raise RequestError(f"{label}: model '{model.id}' expects input '{spec.name}'")
+        if tensor.dtype != spec.dtype:
+            raise RequestError(f"{label}: dtype '{tensor.dtype}' does not match the "
+                               f"model's '{spec.dtype}'")
+        shape = tuple(int(d) for d in tensor.shape)
+        if shape != spec.shape:
+            raise RequestError(f"{label}: shape {list(shape)} does not match the model's "
+                               f"{list(spec.shape)}")
+        expected = math.prod(shape) * DTYPE_SIZES[spec.dtype]
+        if len(tensor.data) != expected:
+            raise RequestError(f"{label}: data has {len(tensor.data)} bytes but shape "
+                               f"{list(shape)} x {spec.dtype} needs {expected}")

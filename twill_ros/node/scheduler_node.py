@@ -1,0 +1,525 @@
+"""The twill_scheduler node: the ROS 2 shell around the pure scheduler core.
+
+Requests arrive by topic, service or action; each becomes a core ``JobArrived`` event.
+Backends report progress as core events too. Every event goes through ``_feed`` under one
+lock, and the core's actions are applied to backends and turned into results, feedback,
+/twill/state and /diagnostics. The node holds no scheduling logic of its own.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import queue
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
+from rclpy.action import ActionServer, CancelResponse, GoalResponse
+from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
+from twill_msgs.action import RunJob
+from twill_msgs.msg import JobRequest, JobResult, SchedulerState, UnitState
+from twill_msgs.srv import CancelJob, SetPowerBudget, SubmitJob
+
+from twill_ros.backends.base import Backend, make_backend
+from twill_ros.core import events as ev
+from twill_ros.core.catalog import load_catalog
+from twill_ros.core.jobs import Job, JobRecord, JobStatus
+from twill_ros.core.platform import load_platform
+from twill_ros.core.policies import POLICIES
+from twill_ros.core.profiler import Profiler
+from twill_ros.core.scheduler import Scheduler
+from twill_ros.node.diagnostics import HealthMonitor, Snapshot, UnitSnapshot
+from twill_ros.node.requests import Limits, RequestError, to_job
+from twill_ros.node.results import rejected_result, result_from_record
+
+LEVEL_BYTES = {level: bytes([level]) for level in range(4)}
+RESULT_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
+POWER_SAMPLE_S = 0.02
+BUDGET_RANGE_W = (1.0, 100.0)
+
+
+class Refused(Exception):
+    """A request turned away before the core saw it."""
+
+    def __init__(self, job_id: str, reason: str) -> None:
+        super().__init__(reason)
+        self.job_id, self.reason = job_id, reason
+
+
+@dataclass
+class LiveJob:
+    """The node's view of one accepted job until its result is out."""
+
+    job: Job
+    request: JobRequest
+    on_feedback: Callable[[RunJob.Feedback], None] | None = None
+    status: JobStatus = JobStatus.QUEUED
+    unit: str = ""
+    started_s: float = 0.0
+    tokens: int = 0
+    result: JobResult | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+def _descriptor(description: str, *, read_only: bool = False, float_range=None,
+                int_range=None, choices: tuple[str, ...] = ()) -> ParameterDescriptor:
+    text = description + (f" One of: {', '.join(choices)}." if choices else "")
+    desc = ParameterDescriptor(description=text, read_only=read_only)
+    if float_range:
+        desc.floating_point_range = [FloatingPointRange(
+            from_value=float(float_range[0]), to_value=float(float_range[1]), step=0.0)]
+    if int_range:
+        desc.integer_range = [IntegerRange(
+            from_value=int(int_range[0]), to_value=int(int_range[1]), step=1)]
+    return desc
+
+
+class TwillSchedulerNode(Node):
+    """Schedules inference jobs onto the platform's units with the chosen core policy."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__("twill_scheduler", **kwargs)
+        self._declare_parameters()
+        p = self._param
+        self.platform = load_platform(p("platform"))
+        self.catalog = load_catalog(p("catalog_path") or None)
+        self.profiler = Profiler(self.catalog, self.platform)
+        self.limits = Limits(max_new_tokens=p("max_new_tokens"),
+                             max_payload_bytes=p("max_payload_bytes"))
+        self.policy = p("policy")
+        self.budget_w = p("power_budget_w")
+        self.scheduler = Scheduler(self.platform, self.catalog, self.policy, self.budget_w,
+                                   seed=p("seed"))
+        self._lock = threading.RLock()
+        self._live: dict[str, LiveJob] = {}
+        self._ids = itertools.count(1)
+        self._counters = {status: 0 for status in JobStatus if status.terminal}
+        self._deadline_misses = 0
+        self._power_window: deque[float] = deque(maxlen=int(1.0 / POWER_SAMPLE_S))
+        self._power_since_tick: list[float] = []
+        self._health = HealthMonitor(hardware_id=self.platform.name)
+        # Utilization is read once per state period (a backend reports it since its last read).
+        self._utilization = {unit: 0.0 for unit in self.platform.unit_names}
+
+        self._events: queue.SimpleQueue[ev.Event] = queue.SimpleQueue()
+        group = ReentrantCallbackGroup()
+        self._wake = self.create_guard_condition(self._drain_events, callback_group=group)
+        self.backends = self._make_backends()
+        self._backend_of = {unit: b for b in self.backends for unit in b.units}
+
+        self.results_pub = self.create_publisher(JobResult, "/twill/results", RESULT_QOS)
+        self.state_pub = self.create_publisher(SchedulerState, "/twill/state", 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(JobRequest, "/twill/jobs", self._on_job_topic, RESULT_QOS,
+                                 callback_group=group)
+        self.create_service(SubmitJob, "/twill/submit", self._on_submit, callback_group=group)
+        self.create_service(CancelJob, "/twill/cancel", self._on_cancel, callback_group=group)
+        self.create_service(SetPowerBudget, "/twill/set_power_budget", self._on_set_budget,
+                            callback_group=group)
+        self._action = ActionServer(
+            self, RunJob, "/twill/run", execute_callback=self._execute_goal,
+            goal_callback=lambda _goal: GoalResponse.ACCEPT,
+            cancel_callback=lambda _goal: CancelResponse.ACCEPT, callback_group=group)
+        self.create_timer(p("control_period_s"), self._on_control_tick, callback_group=group)
+        self.create_timer(POWER_SAMPLE_S, self._on_power_sample, callback_group=group)
+        self.create_timer(1.0 / p("state_rate_hz"), self._publish_state, callback_group=group)
+        self.create_timer(1.0, self._publish_diagnostics, callback_group=group)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.get_logger().info(
+            f"twill_scheduler ready: platform {self.platform.name}, policy {self.policy}, "
+            f"budget {self.budget_w:.1f} W, units {', '.join(self.platform.unit_names)}")
+
+    # ------------------------------------------------------------ parameters
+    def _declare_parameters(self) -> None:
+        policies = tuple(sorted(POLICIES))
+        self.declare_parameter("platform", "orin_nx_16gb", _descriptor(
+            "Platform file name under config/platforms/ or a path.", read_only=True))
+        self.declare_parameter("policy", "twill", _descriptor(
+            "Scheduling policy.", read_only=True, choices=policies))
+        self.declare_parameter("power_budget_w", 15.0, _descriptor(
+            "Module power budget in watts; applied on the next control tick.",
+            float_range=BUDGET_RANGE_W))
+        self.declare_parameter("control_period_s", 0.1, _descriptor(
+            "Period of the power/DVFS control tick.", read_only=True,
+            float_range=(0.01, 1.0)))
+        self.declare_parameter("state_rate_hz", 5.0, _descriptor(
+            "Rate of /twill/state.", read_only=True, float_range=(0.1, 100.0)))
+        self.declare_parameter("max_queue", 1000, _descriptor(
+            "Most jobs waiting (queued or frozen) before new ones are rejected.",
+            int_range=(1, 1_000_000)))
+        self.declare_parameter("max_payload_bytes", 16 * 1024 * 1024, _descriptor(
+            "Largest accepted request payload (input tensors + prompt), bytes.",
+            read_only=True, int_range=(1, 1 << 30)))
+        self.declare_parameter("max_new_tokens", 1024, _descriptor(
+            "Largest max_new_tokens an LLM job may ask for.", read_only=True,
+            int_range=(1, 1 << 20)))
+        self.declare_parameter("catalog_path", "", _descriptor(
+            "Model catalog YAML; empty = the shipped models/catalog.yaml.", read_only=True))
+        self.declare_parameter("backend", "simulated", _descriptor(
+            "Execution backend for units without backends.<unit>.", read_only=True))
+        self.declare_parameter("seed", 0, _descriptor(
+            "Seed of the core's tie-breaking randomness.", read_only=True,
+            int_range=(0, 2**31 - 1)))
+
+    def _param(self, name: str):
+        return self.get_parameter(name).value
+
+    def _make_backends(self) -> list[Backend]:
+        """One backend per distinct kind; ``backends.<unit>`` overrides ``backend``."""
+        by_kind: dict[str, list[str]] = {}
+        for unit in self.platform.unit_names:
+            kind = self.declare_parameter(f"backends.{unit}", self._param("backend"),
+                                          _descriptor(f"Execution backend of unit {unit}.",
+                                                      read_only=True)).value
+            by_kind.setdefault(kind, []).append(unit)
+        return [make_backend(kind, tuple(units), self.platform, self.catalog, self.profiler,
+                             self._post_event, time.monotonic)
+                for kind, units in by_kind.items()]
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        """Refuse bad values with a reason (the old value stays in force)."""
+        budgets = [p for p in params if p.name == "power_budget_w"]
+        for param in budgets:
+            if param.type_ not in (Parameter.Type.DOUBLE, Parameter.Type.INTEGER):
+                return SetParametersResult(successful=False,
+                                           reason="power_budget_w must be a number of watts")
+            low, high = BUDGET_RANGE_W
+            if not (math.isfinite(param.value) and low <= param.value <= high):
+                return SetParametersResult(
+                    successful=False,
+                    reason=f"power_budget_w must be within {low}..{high} W, got {param.value}")
+        for param in budgets:
+            self._post_event(ev.BudgetChanged(time.monotonic(), float(param.value)))
+        return SetParametersResult(successful=True)
+
+    # ------------------------------------------------------------ core driving
+    def _post_event(self, event: ev.Event) -> None:
+        """Thread-safe: backends and callbacks hand events to the executor."""
+        self._events.put(event)
+        self._wake.trigger()
+
+    def _drain_events(self) -> None:
+        while True:
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                return
+            self._feed(event)
+
+    def _feed(self, event: ev.Event) -> None:
+        with self._lock:
+            if isinstance(event, ev.BudgetChanged):
+                self.budget_w = event.budget_w
+            self._track(event)
+            for action in self.scheduler.handle(event):
+                self._apply(action)
+
+    def _track(self, event: ev.Event) -> None:
+        live = self._live.get(getattr(event, "job_id", ""))
+        if live is None:
+            return
+        if isinstance(event, ev.StepFinished):
+            live.tokens = event.tokens
+            self._feedback(live)
+        elif isinstance(event, ev.JobFrozen):
+            live.status, live.tokens = JobStatus.FROZEN, event.tokens_done
+            self._feedback(live)
+
+    def _apply(self, action) -> None:
+        if isinstance(action, ev.Dispatch):
+            self._start(action.job_id, action.unit, tokens_done=0)
+        elif isinstance(action, ev.Unfreeze):
+            live = self._live[action.job_id]
+            self._start(action.job_id, action.unit, tokens_done=live.tokens)
+        elif isinstance(action, ev.Freeze):
+            live = self._live[action.job_id]
+            self._backend_of[live.unit].freeze(action.job_id)
+        elif isinstance(action, ev.Cancel):
+            live = self._live.get(action.job_id)
+            if live is not None and live.status is JobStatus.RUNNING:
+                self._backend_of[live.unit].cancel(action.job_id)
+        elif isinstance(action, ev.SetFrequency):
+            self._backend_of[action.unit].set_frequency(action.unit, action.freq_hz)
+        elif isinstance(action, ev.Complete):
+            self._finish(action.record)
+        # Migrate is advisory for queued jobs and Reject is followed by Complete.
+
+    def _start(self, job_id: str, unit: str, tokens_done: int) -> None:
+        live = self._live[job_id]
+        live.status, live.unit, live.started_s = JobStatus.RUNNING, unit, time.monotonic()
+        self._backend_of[unit].start(live.job, unit, tokens_done)
+        self._feedback(live)
+
+    def _finish(self, record: JobRecord) -> None:
+        live = self._live.pop(record.job.job_id, None)
+        if live is None:
+            return
+        self._counters[record.status] += 1
+        if record.deadline_missed:
+            self._deadline_misses += 1
+        live.result = result_from_record(record, live.request)
+        self.results_pub.publish(live.result)
+        live.done.set()
+
+    def _feedback(self, live: LiveJob) -> None:
+        if live.on_feedback is None:
+            return
+        live.on_feedback(RunJob.Feedback(
+            state=live.status.value, unit=live.unit, tokens=live.tokens,
+            elapsed_ms=(time.monotonic() - live.job.submit_s) * 1000.0))
+
+    # ------------------------------------------------------------ admission
+    def _admit(self, request: JobRequest, on_feedback=None) -> LiveJob:
+        """Hand a valid request to the core; Refused with a specific reason otherwise."""
+        with self._lock:
+            job_id = request.job_id or f"twill-{next(self._ids)}"
+            if job_id in self._live:
+                raise Refused(job_id, f"duplicate job_id '{job_id}': a job with it is still live")
+            waiting = sum(1 for j in self._live.values() if j.status is not JobStatus.RUNNING)
+            if waiting >= self._param("max_queue"):
+                raise Refused(job_id, f"queue full: {waiting} jobs waiting (max_queue)")
+            try:
+                job = to_job(request, job_id, time.monotonic(), self.catalog, self.limits)
+            except RequestError as exc:
+                raise Refused(job_id, str(exc)) from None
+            live = LiveJob(job=job, request=request, on_feedback=on_feedback)
+            self._live[job_id] = live
+            self._feed(ev.JobArrived(job.submit_s, job))
+            if live.status is JobStatus.QUEUED and not live.done.is_set():
+                self._feedback(live)
+            return live
+
+    def _refuse(self, request: JobRequest, refusal: Refused) -> JobResult:
+        self.get_logger().warn(f"rejected job {refusal.job_id}: {refusal.reason}")
+        with self._lock:
+            self._counters[JobStatus.REJECTED] += 1
+        return rejected_result(request, refusal.job_id, refusal.reason)
+
+    def _on_job_topic(self, request: JobRequest) -> None:
+        try:
+            self._admit(request)
+        except Refused as error:
+            self.results_pub.publish(self._refuse(request, error))
+
+    def _on_submit(self, call: SubmitJob.Request, response: SubmitJob.Response):
+        try:
+            live = self._admit(call.request)
+        except Refused as error:
+            result = self._refuse(call.request, error)
+            response.accepted, response.job_id, response.message = False, result.job_id, \
+                result.message
+            return response
+        response.job_id = live.job.job_id
+        if live.done.is_set() and live.result.status == JobResult.REJECTED:
+            response.accepted, response.message = False, live.result.message
+        else:
+            response.accepted = True
+            response.message = "accepted; the result follows on /twill/results"
+        return response
+
+    def _on_cancel(self, call: CancelJob.Request, response: CancelJob.Response):
+        with self._lock:
+            if call.job_id not in self._live:
+                response.cancelled = False
+                response.message = f"no live job '{call.job_id}' (unknown or already finished)"
+                return response
+            self._feed(ev.CancelRequested(time.monotonic(), call.job_id))
+        response.cancelled = True
+        response.message = "cancelled"
+        return response
+
+    def _on_set_budget(self, call: SetPowerBudget.Request, response: SetPowerBudget.Response):
+        result = self.set_parameters([Parameter(
+            "power_budget_w", value=float(call.budget_w))])[0]
+        response.success, response.message = result.successful, result.reason or "ok"
+        response.budget_w = float(self._param("power_budget_w"))
+        return response
+
+    def _execute_goal(self, goal_handle) -> RunJob.Result:
+        request = goal_handle.request.request
+        try:
+            live = self._admit(request, on_feedback=goal_handle.publish_feedback)
+        except Refused as error:
+            goal_handle.abort()
+            return RunJob.Result(result=self._refuse(request, error))
+        while not live.done.wait(0.05):
+            if goal_handle.is_cancel_requested:
+                self._post_event(ev.CancelRequested(time.monotonic(), live.job.job_id))
+                live.done.wait()
+        result = live.result
+        if result.status == JobResult.COMPLETED:
+            goal_handle.succeed()
+        elif result.status == JobResult.CANCELLED and goal_handle.is_cancel_requested:
+            goal_handle.canceled()
+        else:
+            goal_handle.abort()
+        return RunJob.Result(result=result)
+
+    # ------------------------------------------------------------ timers
+    def _module_power(self) -> float | None:
+        readings = [b.power_w() for b in self.backends]
+        return None if any(r is None for r in readings) else max(readings)
+
+    def _on_power_sample(self) -> None:
+        power = self._module_power()
+        if power is not None:
+            self._power_window.append(power)
+            self._power_since_tick.append(power)
+
+    def _on_control_tick(self) -> None:
+        now = time.monotonic()
+        if self._power_since_tick:
+            mean = sum(self._power_since_tick) / len(self._power_since_tick)
+            self._power_since_tick.clear()
+            self._feed(ev.PowerSample(now, mean))
+        self._feed(ev.Tick(now))
+
+    def _unit_states(self) -> list[UnitState]:
+        states = []
+        for spec in self.platform.units:
+            backend = self._backend_of[spec.name]
+            freq = backend.frequency_hz(spec.name)
+            running = [j.job.job_id for j in self._live.values()
+                       if j.unit == spec.name and j.status is JobStatus.RUNNING]
+            util = self._utilization[spec.name] = backend.utilization(spec.name)
+            states.append(UnitState(
+                name=spec.name, kind=spec.kind, frequency_hz=freq,
+                max_frequency_hz=spec.max_frequency_hz, utilization=util, running=running,
+                queue_length=0,
+                power_w=spec.power.power_w(freq, spec.max_frequency_hz, util)))
+        return states
+
+    def _publish_state(self) -> None:
+        with self._lock:
+            statuses = [j.status for j in self._live.values()]
+            msg = SchedulerState(
+                stamp=self.get_clock().now().to_msg(), policy=self.policy,
+                platform=self.platform.name, power_w=float(self._mean_power() or 0.0),
+                power_budget_w=self.budget_w, units=self._unit_states(),
+                queued=statuses.count(JobStatus.QUEUED),
+                running=statuses.count(JobStatus.RUNNING),
+                frozen=statuses.count(JobStatus.FROZEN),
+                completed=self._counters[JobStatus.COMPLETED],
+                failed=self._counters[JobStatus.FAILED],
+                rejected=self._counters[JobStatus.REJECTED],
+                cancelled=self._counters[JobStatus.CANCELLED])
+        self.state_pub.publish(msg)
+
+    def _mean_power(self) -> float | None:
+        if not self._power_window:
+            return None
+        return sum(self._power_window) / len(self._power_window)
+
+    def _publish_diagnostics(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            units = []
+            for spec in self.platform.units:
+                running = [j for j in self._live.values()
+                           if j.unit == spec.name and j.status is JobStatus.RUNNING]
+                backend = self._backend_of[spec.name]
+                freq = backend.frequency_hz(spec.name)
+                units.append(UnitSnapshot(
+                    name=spec.name, frequency_hz=freq, max_frequency_hz=spec.max_frequency_hz,
+                    utilization=self._utilization[spec.name],
+                    running=tuple(j.job.job_id for j in running),
+                    running_for=tuple(
+                        (j.job.job_id, now - j.started_s, self._estimate(j, spec.name, freq))
+                        for j in running)))
+            snap = Snapshot(
+                power_w=self._mean_power(), budget_w=self.budget_w,
+                power_source="digital twin power model", control="simulated (full control)",
+                queued=sum(1 for j in self._live.values() if j.status is not JobStatus.RUNNING),
+                queue_limit=self._param("max_queue"), deadline_misses=self._deadline_misses,
+                completed=self._counters[JobStatus.COMPLETED], units=tuple(units))
+            self._deadline_misses = 0
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        for status in self._health.statuses(snap):
+            array.status.append(DiagnosticStatus(
+                level=LEVEL_BYTES[status.level], name=status.name, message=status.message,
+                hardware_id=self.platform.name,
+                values=[KeyValue(key=k, value=v) for k, v in status.values.items()]))
+        self.diag_pub.publish(array)
+
+    def _estimate(self, live: LiveJob, unit: str, freq_hz: int) -> float:
+        job = live.job
+        if self.catalog.get(job.model).is_llm:
+            return (self.profiler.estimate_s(job.model, unit, freq_hz, job.prompt_tokens,
+                                             "prefill")
+                    + job.max_new_tokens * self.profiler.estimate_s(job.model, unit, freq_hz,
+                                                                    0, "decode"))
+        return self.profiler.estimate_s(job.model, unit, freq_hz)
+
+    # ------------------------------------------------------------ shutdown
+    def cancel_all(self, reason: str) -> int:
+        """Give every live job a CANCELLED result (used on SIGINT/SIGTERM)."""
+        with self._lock:
+            live_ids = list(self._live)
+            for job_id in live_ids:
+                self._feed(ev.CancelRequested(time.monotonic(), job_id))
+            for job_id in list(self._live):  # anything the policy did not end itself
+                live = self._live[job_id]
+                self._finish(JobRecord(job=live.job, status=JobStatus.CANCELLED,
+                                       unit=live.unit, finish_s=time.monotonic(),
+                                       message=reason))
+        return len(live_ids)
+
+    def close(self) -> None:
+        for backend in self.backends:
+            backend.close()
+
+
+def spin_until_shutdown(nodes: list[Node], scheduler: TwillSchedulerNode,
+                        duration_s: float | None = None) -> None:
+    """Spin ``nodes`` until SIGINT/SIGTERM (or ``duration_s``), then cancel live jobs cleanly."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    executor = MultiThreadedExecutor(num_threads=4)
+    for node in nodes:
+        executor.add_node(node)
+    deadline = None if duration_s is None else time.monotonic() + duration_s
+    try:
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            executor.spin_once(timeout_sec=0.1)
+        count = scheduler.cancel_all("scheduler shutting down")
+        scheduler.get_logger().info(f"shutting down: cancelled {count} live job(s)")
+        flush_until = time.monotonic() + 1.0  # let action results and last messages go out
+        while time.monotonic() < flush_until:
+            executor.spin_once(timeout_sec=0.05)
+    finally:
+        scheduler.close()
+        executor.shutdown()
+        for node in nodes:
+            node.destroy_node()
+
+
+def main(args: list[str] | None = None) -> None:
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    try:
+        node = TwillSchedulerNode()
+        spin_until_shutdown([node], node)
+    finally:
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Digital twin: workloads and the discrete-event simulator driving the core scheduler."""
