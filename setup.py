@@ -33,6 +33,8 @@ setup(
     entry_points={
         "console_scripts": [
             "twill_scheduler = twill_ros.node.scheduler_node:main",
+            "perception_node = twill_ros.demo.perception_node:main",
+            "planner_node = twill_ros.demo.planner_node:main",
             "twill = twill_ros.cli:main",
         ],
     },

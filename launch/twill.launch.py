@@ -1,10 +1,14 @@
-"""Start the Twill scheduler: `ros2 launch twill_ros twill.launch.py policy:=gpu_fifo budget:=10.0`."""
+"""Start the Twill scheduler.
 
-from launch import LaunchDescription
+    ros2 launch twill_ros twill.launch.py policy:=gpu_fifo budget:=10.0
+"""
+
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
+
+from launch import LaunchDescription
 
 
 def generate_launch_description() -> LaunchDescription:

@@ -3,8 +3,9 @@
 Units: ``gpu`` (processor-shared, 500/1000 MHz), ``dla0`` (exclusive, 500/1000 MHz),
 ``cpu_a`` (exclusive, 1000/2000 MHz). GPU and DLA slow each other x1.5 while both are busy.
 Power: idle 2 W; each unit static 0 W and 8/2/4 W dynamic at max clock (exponent 2).
-Models (latency alone at max clock): ``cnn`` gpu 10 ms / dla 20 ms / cpu 100 ms,
-``bert`` gpu 10 ms / cpu 200 ms, ``long`` gpu 100 ms only, ``llm`` prefill 1000 tok/s and
+Models (latency alone at max clock): ``cnn`` gpu 10 ms / dla 20 ms / cpu 200 ms,
+``bert`` gpu 10 ms / cpu 200 ms, ``long`` gpu 100 ms only, ``cpuonly`` cpu 50 ms,
+``dlaonly`` dla 50 ms, ``llm`` prefill 1000 tok/s and
 decode 100 tok/s on gpu (10 ms per token) / 10 tok/s on cpu. All frequency sensitivities 1.0
 (latency doubles at half clock), utilisation 1.0.
 """
@@ -55,10 +56,11 @@ LLM = ModelProfile(
 
 def catalog() -> Catalog:
     return Catalog({p.id: p for p in (
-        dnn("cnn", {"gpu": 10.0, "dla": 20.0, "cpu": 100.0}, dla=True),
+        dnn("cnn", {"gpu": 10.0, "dla": 20.0, "cpu": 200.0}, dla=True),
         dnn("bert", {"gpu": 10.0, "cpu": 200.0}, dla=False),
         dnn("long", {"gpu": 100.0}, dla=False),
         dnn("cpuonly", {"cpu": 50.0}, dla=False),
+        dnn("dlaonly", {"dla": 50.0}, dla=True),
         LLM)}, reference_platform="tiny")
 
 

@@ -64,11 +64,12 @@ class SchedulerProcess:
             self.proc.send_signal(sig)
         try:
             return self.proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as timeout:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError("scheduler did not exit after "
-                                 f"{signal.Signals(sig).name}:\n" + "\n".join(self.log[-40:]))
+            tail = "\n".join(self.log[-40:])
+            raise AssertionError(f"scheduler did not exit after {signal.Signals(sig).name}:\n"
+                                 f"{tail}") from timeout
         finally:
             self._reader.join(2.0)
 

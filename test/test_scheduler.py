@@ -7,8 +7,19 @@ import pytest
 from engine_fixtures import PLATFORM, catalog, job
 
 from twill_ros.core.events import (
-    Cancel, CancelRequested, Complete, Dispatch, Freeze, JobArrived, JobFinished, JobFrozen,
-    Reject, SetFrequency, StepFinished, Tick, Unfreeze,
+    Cancel,
+    CancelRequested,
+    Complete,
+    Dispatch,
+    Freeze,
+    JobArrived,
+    JobFinished,
+    JobFrozen,
+    Reject,
+    SetFrequency,
+    StepFinished,
+    Tick,
+    Unfreeze,
 )
 from twill_ros.core.jobs import JobStatus
 from twill_ros.core.scheduler import Scheduler

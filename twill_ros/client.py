@@ -44,8 +44,12 @@ def make_request(model: str, *, priority: int = JobRequest.NORMAL, deadline_ms: 
 class TwillClient:
     """Client side of the /twill interfaces, bound to one node."""
 
-    def __init__(self, node: Node, namespace: str = "/twill") -> None:
+    def __init__(self, node: Node, namespace: str = "/twill",
+                 on_result: Callable[[JobResult], None] | None = None) -> None:
+        """``on_result``, when given, receives every result of this client as it arrives
+        (instead of keeping it for ``wait_result``)."""
         self.node = node
+        self._on_result_cb = on_result
         self.client_id = node.get_fully_qualified_name()
         group = ReentrantCallbackGroup()
         self._jobs_pub = node.create_publisher(JobRequest, f"{namespace}/jobs", RESULT_QOS)
@@ -69,6 +73,9 @@ class TwillClient:
     def _on_result(self, result: JobResult) -> None:
         """Keep this client's results until awaited (a result may beat the submit reply)."""
         if result.client_id != self.client_id:
+            return
+        if self._on_result_cb is not None:
+            self._on_result_cb(result)
             return
         with self._lock:
             self._results[result.job_id] = result

@@ -8,7 +8,6 @@ observes the world, turns what happened into events stamped with the driver's ti
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 from twill_ros.core.jobs import Job, JobRecord
 
@@ -90,10 +89,8 @@ class BudgetChanged:
     budget_w: float
 
 
-Event = Union[
-    JobArrived, JobFinished, StepFinished, JobFrozen, CancelRequested, PowerSample, Tick,
-    BudgetChanged,
-]
+Event = (JobArrived | JobFinished | StepFinished | JobFrozen | CancelRequested | PowerSample
+         | Tick | BudgetChanged)
 
 # ---------------------------------------------------------------- actions (core -> driver)
 
@@ -178,4 +175,4 @@ class Complete:
     record: JobRecord
 
 
-Action = Union[Dispatch, Freeze, Unfreeze, Migrate, SetFrequency, Reject, Cancel, Complete]
+Action = Dispatch | Freeze | Unfreeze | Migrate | SetFrequency | Reject | Cancel | Complete

@@ -57,7 +57,7 @@ class _Table:
         self.dyn = unit.power.dynamic_max_w
         fmax = unit.max_frequency_hz
         self.ratio = [(f / fmax) ** unit.power.exponent for f in unit.frequencies_hz]
-        self.dratio = [0.0] + [b - a for a, b in zip(self.ratio, self.ratio[1:])]
+        self.dratio = [0.0] + [b - a for a, b in zip(self.ratio, self.ratio[1:], strict=False)]
         self._gain: dict[float, list[float]] = {}
 
     def gain_per_ratio(self, sensitivity: float) -> list[float]:
@@ -99,12 +99,12 @@ def _greedy_levels(units: list[UnitSpec], weights: Mapping[str, float],
     n = len(units)
     tabs = [_table(u) for u in units]
     level = [(start or {}).get(u.name, 0) for u in units]
-    watts_per_ratio = [t.dyn * min(1.0, utils[u.name]) for u, t in zip(units, tabs)]
-    gains = [t.gain_per_ratio(sens[u.name]) for u, t in zip(units, tabs)]
+    watts_per_ratio = [t.dyn * min(1.0, utils[u.name]) for u, t in zip(units, tabs, strict=True)]
+    gains = [t.gain_per_ratio(sens[u.name]) for u, t in zip(units, tabs, strict=True)]
     scale = [weights.get(u.name, 0.0) / w if w > 0 else float("inf")
-             for u, w in zip(units, watts_per_ratio)]
+             for u, w in zip(units, watts_per_ratio, strict=True)]
     total = base_w + sum(t.power(level[i], utils[u.name])
-                         for i, (u, t) in enumerate(zip(units, tabs)))
+                         for i, (u, t) in enumerate(zip(units, tabs, strict=True)))
     heap = [(-scale[i] * gains[i][level[i] + 1], i) for i in range(n)
             if weights.get(units[i].name, 0.0) > 0.0 and level[i] + 1 < len(tabs[i].ratio)]
     heapq.heapify(heap)
@@ -145,7 +145,8 @@ def _uniform_levels(units: list[UnitSpec], used: set[str], base_w: float,
     return levels(lo)
 
 
-def static_caps(platform: PlatformSpec, budget_w: float, used_units: Iterable[str]) -> dict[str, int]:
+def static_caps(platform: PlatformSpec, budget_w: float,
+                used_units: Iterable[str]) -> dict[str, int]:
     """nvpmodel-style static clocks for a policy without a power controller.
 
     Rule: the units the policy uses are assumed fully busy (u = 1, the worst case) and the
@@ -224,8 +225,9 @@ class DvfsController:
         busy = [u for u in units if u.name in demand]
         reserve = sum(_table(u).power(0, 1.0) for u in units if u.name not in demand)
         base = self.platform.idle_power_w + offset + reserve
-        weights = {u.name: math.exp(k[1] * _LOG_WEIGHT_STEP) for u, k in zip(busy, key[2:])}
-        utils = {u.name: k[2] * _UTIL_STEP for u, k in zip(busy, key[2:])}
+        quantised = list(zip(busy, key[2:], strict=True))
+        weights = {u.name: math.exp(k[1] * _LOG_WEIGHT_STEP) for u, k in quantised}
+        utils = {u.name: k[2] * _UTIL_STEP for u, k in quantised}
         sens = {u.name: demand[u.name].sensitivity for u in busy}
         freqs = _greedy_levels(busy, weights, utils, sens, base, self.limit_w)
         floor = base + sum(_table(u).power(0, utils[u.name]) for u in busy)

@@ -29,9 +29,24 @@ from dataclasses import dataclass, field
 from twill_ros.core import power as pw
 from twill_ros.core.catalog import Catalog, ModelProfile
 from twill_ros.core.events import (
-    Action, BudgetChanged, Cancel, CancelRequested, Complete, Dispatch, Event, Freeze,
-    JobArrived, JobFinished, JobFrozen, Migrate, PowerSample, Reject, SetFrequency,
-    StepFinished, Tick, Unfreeze,
+    Action,
+    BudgetChanged,
+    Cancel,
+    CancelRequested,
+    Complete,
+    Dispatch,
+    Event,
+    Freeze,
+    JobArrived,
+    JobFinished,
+    JobFrozen,
+    Migrate,
+    PowerSample,
+    Reject,
+    SetFrequency,
+    StepFinished,
+    Tick,
+    Unfreeze,
 )
 from twill_ros.core.jobs import Job, JobRecord, JobStatus
 from twill_ros.core.platform import PlatformSpec, UnitSpec
@@ -43,7 +58,7 @@ INF = float("inf")
 PRIORITY_SCALE = 64.0     # DVFS weight of a job = 1 + priority / 64 (priority 255 ~ 5x priority 0)
 MIGRATE_MARGIN = 0.15     # move only when the other unit finishes >= 15 % sooner ...
 MIGRATE_MIN_S = 0.002     # ... and by at least 2 ms (a move is not free: engine switch, cache)
-PRIORITY_SHARE = 9.0      # stream-priority weight of a job started beside another (~90 % of the GPU)
+PRIORITY_SHARE = 9.0      # priority-stream weight of a job started beside another (~90 % of GPU)
 MAX_SHARED = 3            # jobs at once on a processor-shared unit under priority sharing
 BYPASS_FRACTION = 0.25    # a less important job may bypass one <= 4x its length (<= +25 % to it)
 DUTY_LONG = 0.5           # work >= half a control period ahead: budget the unit as fully busy
@@ -89,7 +104,7 @@ class JobState:
     interf_now: float = 1.0
     age_bonus: float = 0.0          # priority levels gained by waiting (kept while running)
     prefill_done: bool = False
-    prefill_left: float = 1.0       # share of the prompt still to prefill (chunks done before a freeze)
+    prefill_left: float = 1.0       # share of the prompt still to prefill (kept across freezes)
     prefill_end_s: float = 0.0      # exec time at prefill end (decode_s = exec_s - this)
     prefill_end_abs: float = 0.0
     tokens: int = 0
@@ -330,7 +345,7 @@ class Scheduler:
             if lvl > js.level:
                 ahead += u.backlog[lvl]
                 continue
-            for key, other in u.queues[lvl]:
+            for _, other in u.queues[lvl]:
                 if other is js:
                     return ahead
                 ahead += other.est_s
@@ -603,10 +618,8 @@ class Scheduler:
         """May ``js`` start now beside the jobs running on processor-shared ``u``, on a
         higher-priority stream (PRIORITY_SHARE x the highest running share, so it gets most
         of the unit)? Yes, up to MAX_SHARED jobs, when every running job is being frozen for
-        more important work, or when all but one are and ``js`` is short next to that one:
-        its estimate is below the job's remaining time (SRPT) and, if ``js`` is less
-        important, at most BYPASS_FRACTION of the job's estimate (which bounds the slowdown
-        it imposes)."""
+        more important work, or when all but one are and ``js`` may bypass that one
+        (``_short_enough``)."""
         if (not self.policy.priority_sharing or u.spec.sharing != "processor_shared"
                 or len(u.running) >= MAX_SHARED):
             return False
@@ -616,9 +629,15 @@ class Scheduler:
         return len(active) == 1 and self._short_enough(js, active[0], u)
 
     def _short_enough(self, js: JobState, r: JobState, u: UnitState) -> bool:
+        """Bypass rule against running ``r``: a more important job whenever sharing beats
+        waiting for ``r``; an equally important one when it is at most half of ``r``'s
+        remaining time (SRPT with a clear gain); a less important one additionally only if
+        it costs ``r`` at most BYPASS_FRACTION of its estimate."""
         est = self.estimate_s(js, u.name)
-        return est < self._remaining_s(r) and (js.level >= r.level
-                                               or est <= BYPASS_FRACTION * r.est_s)
+        left = self._remaining_s(r)
+        if js.level > r.level:
+            return est < left * PRIORITY_SHARE
+        return est <= 0.5 * left and (js.level == r.level or est <= BYPASS_FRACTION * r.est_s)
 
     def _fill_shared(self, u: UnitState, out: list[Action]) -> None:
         """Processor sharing, one job per stream at a time (each client node runs its own
@@ -858,8 +877,9 @@ class Scheduler:
 
     def _demand(self) -> dict[str, pw.UnitDemand]:
         """Per unit with work now or recently: priority-weighted job count (running, queued,
-        frozen; kept incrementally by ``_attach``), its frequency sensitivity, and the utilisation to budget for the
-        next period = the work's utilisation x its expected duty cycle. The duty is 1 while
+        frozen; kept incrementally by ``_attach``), its frequency sensitivity, and the
+        utilisation to budget for the next period = the work's utilisation x its expected
+        duty cycle. The duty is 1 while
         the unit has a backlog or long work, else the recent measured duty with headroom (a
         10 Hz DNN stream keeps the GPU busy a few % of each window; budgeting it as fully
         busy would waste most of the budget). A decaying memory of recent demand keeps a unit

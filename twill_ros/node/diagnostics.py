@@ -6,6 +6,7 @@ OK/WARN/ERROR/STALE levels; the node turns these into DiagnosticStatus messages 
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -51,6 +52,14 @@ class Snapshot:
     deadline_misses: int         # since the previous snapshot
     completed: int
     units: tuple[UnitSnapshot, ...]
+    overhead_s: dict[str, tuple[float, ...]] = field(default_factory=dict)
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
+    return ordered[rank - 1]
 
 
 class HealthMonitor:
@@ -62,7 +71,7 @@ class HealthMonitor:
 
     def statuses(self, snap: Snapshot) -> list[Status]:
         return [self._power(snap), self._queue(snap), self._platform(snap),
-                *(self._unit(u) for u in snap.units)]
+                self._overhead(snap), *(self._unit(u) for u in snap.units)]
 
     def _power(self, snap: Snapshot) -> Status:
         if snap.power_w is None:
@@ -99,6 +108,17 @@ class HealthMonitor:
         return Status("twill/platform", OK, f"power from {snap.power_source}; clocks: "
                       f"{snap.control}", {"power_source": snap.power_source,
                                           "control": snap.control})
+
+    @staticmethod
+    def _overhead(snap: Snapshot) -> Status:
+        """Informational: the node's own latency on the job path (DESIGN.md section 4)."""
+        values = {}
+        for name, samples in snap.overhead_s.items():
+            if samples:
+                values[f"{name}_p50_ms"] = f"{1000 * percentile(list(samples), 50):.3f}"
+                values[f"{name}_p99_ms"] = f"{1000 * percentile(list(samples), 99):.3f}"
+                values[f"{name}_samples"] = str(len(samples))
+        return Status("twill/overhead", OK, "node overhead on the job path", values)
 
     @staticmethod
     def _unit(unit: UnitSnapshot) -> Status:

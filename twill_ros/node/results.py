@@ -39,6 +39,7 @@ def result_from_record(record: JobRecord, request) -> JobResult:
         freezes=record.freezes,
         tokens=record.tokens,
         ttft_ms=0.0 if first_token is None else _ms(first_token - job.submit_s),
+        decode_ms=_ms(record.decode_s),
         stamp=request.stamp,
     )
 

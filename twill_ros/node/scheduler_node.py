@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import math
 import queue
-import signal
 import threading
 import time
 from collections import deque
@@ -28,7 +27,6 @@ from rcl_interfaces.msg import (
 )
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -46,6 +44,7 @@ from twill_ros.core.policies import POLICIES
 from twill_ros.core.profiler import Profiler
 from twill_ros.core.scheduler import Scheduler
 from twill_ros.node.diagnostics import HealthMonitor, Snapshot, UnitSnapshot
+from twill_ros.node.lifecycle import spin_until_stopped, spin_while
 from twill_ros.node.requests import Limits, RequestError, to_job
 from twill_ros.node.results import rejected_result, result_from_record
 
@@ -53,6 +52,7 @@ LEVEL_BYTES = {level: bytes([level]) for level in range(4)}
 RESULT_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 POWER_SAMPLE_S = 0.02
 BUDGET_RANGE_W = (1.0, 100.0)
+OVERHEAD_SAMPLES = 1000
 
 
 class Refused(Exception):
@@ -74,6 +74,7 @@ class LiveJob:
     unit: str = ""
     started_s: float = 0.0
     tokens: int = 0
+    finished_s: float | None = None   # backend's finish time, for the finish->result overhead
     result: JobResult | None = None
     done: threading.Event = field(default_factory=threading.Event)
 
@@ -109,6 +110,7 @@ class TwillSchedulerNode(Node):
                                    seed=p("seed"))
         self._lock = threading.RLock()
         self._live: dict[str, LiveJob] = {}
+        self._goals_in_flight = 0
         self._ids = itertools.count(1)
         self._counters = {status: 0 for status in JobStatus if status.terminal}
         self._deadline_misses = 0
@@ -117,6 +119,10 @@ class TwillSchedulerNode(Node):
         self._health = HealthMonitor(hardware_id=self.platform.name)
         # Utilization is read once per state period (a backend reports it since its last read).
         self._utilization = {unit: 0.0 for unit in self.platform.unit_names}
+        # Node overhead samples (seconds): request callback -> backend start for jobs that
+        # start at once, and backend finish -> result published.
+        self._overhead = {name: deque(maxlen=OVERHEAD_SAMPLES)
+                          for name in ("submit_to_dispatch", "finish_to_result")}
 
         self._events: queue.SimpleQueue[ev.Event] = queue.SimpleQueue()
         group = ReentrantCallbackGroup()
@@ -241,6 +247,8 @@ class TwillSchedulerNode(Node):
         elif isinstance(event, ev.JobFrozen):
             live.status, live.tokens = JobStatus.FROZEN, event.tokens_done
             self._feedback(live)
+        elif isinstance(event, ev.JobFinished):
+            live.finished_s = event.t
 
     def _apply(self, action) -> None:
         if isinstance(action, ev.Dispatch):
@@ -277,6 +285,8 @@ class TwillSchedulerNode(Node):
         live.result = result_from_record(record, live.request)
         self.results_pub.publish(live.result)
         live.done.set()
+        if live.finished_s is not None:
+            self._overhead["finish_to_result"].append(time.monotonic() - live.finished_s)
 
     def _feedback(self, live: LiveJob) -> None:
         if live.on_feedback is None:
@@ -288,6 +298,7 @@ class TwillSchedulerNode(Node):
     # ------------------------------------------------------------ admission
     def _admit(self, request: JobRequest, on_feedback=None) -> LiveJob:
         """Hand a valid request to the core; Refused with a specific reason otherwise."""
+        received = time.monotonic()
         with self._lock:
             job_id = request.job_id or f"twill-{next(self._ids)}"
             if job_id in self._live:
@@ -302,7 +313,9 @@ class TwillSchedulerNode(Node):
             live = LiveJob(job=job, request=request, on_feedback=on_feedback)
             self._live[job_id] = live
             self._feed(ev.JobArrived(job.submit_s, job))
-            if live.status is JobStatus.QUEUED and not live.done.is_set():
+            if live.status is JobStatus.RUNNING:  # dispatched at once: pure node overhead
+                self._overhead["submit_to_dispatch"].append(time.monotonic() - received)
+            elif live.status is JobStatus.QUEUED and not live.done.is_set():
                 self._feedback(live)
             return live
 
@@ -353,6 +366,15 @@ class TwillSchedulerNode(Node):
         return response
 
     def _execute_goal(self, goal_handle) -> RunJob.Result:
+        with self._lock:
+            self._goals_in_flight += 1
+        try:
+            return self._run_goal(goal_handle)
+        finally:
+            with self._lock:
+                self._goals_in_flight -= 1
+
+    def _run_goal(self, goal_handle) -> RunJob.Result:
         request = goal_handle.request.request
         try:
             live = self._admit(request, on_feedback=goal_handle.publish_feedback)
@@ -448,7 +470,8 @@ class TwillSchedulerNode(Node):
                 power_source="digital twin power model", control="simulated (full control)",
                 queued=sum(1 for j in self._live.values() if j.status is not JobStatus.RUNNING),
                 queue_limit=self._param("max_queue"), deadline_misses=self._deadline_misses,
-                completed=self._counters[JobStatus.COMPLETED], units=tuple(units))
+                completed=self._counters[JobStatus.COMPLETED], units=tuple(units),
+                overhead_s={name: tuple(samples) for name, samples in self._overhead.items()})
             self._deadline_misses = 0
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
@@ -482,41 +505,21 @@ class TwillSchedulerNode(Node):
                                        message=reason))
         return len(live_ids)
 
-    def close(self) -> None:
+    def shutdown(self, executor) -> None:
+        """Cancel live jobs with a reason, let results go out, stop the backends."""
+        count = self.cancel_all("scheduler shutting down")
+        self.get_logger().info(f"shutting down: cancelled {count} live job(s)")
+        spin_while(executor, lambda: self._goals_in_flight > 0, timeout_s=2.0)
+        spin_while(executor, lambda: True, timeout_s=0.3)  # flush the last messages
         for backend in self.backends:
             backend.close()
-
-
-def spin_until_shutdown(nodes: list[Node], scheduler: TwillSchedulerNode,
-                        duration_s: float | None = None) -> None:
-    """Spin ``nodes`` until SIGINT/SIGTERM (or ``duration_s``), then cancel live jobs cleanly."""
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    executor = MultiThreadedExecutor(num_threads=4)
-    for node in nodes:
-        executor.add_node(node)
-    deadline = None if duration_s is None else time.monotonic() + duration_s
-    try:
-        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
-            executor.spin_once(timeout_sec=0.1)
-        count = scheduler.cancel_all("scheduler shutting down")
-        scheduler.get_logger().info(f"shutting down: cancelled {count} live job(s)")
-        flush_until = time.monotonic() + 1.0  # let action results and last messages go out
-        while time.monotonic() < flush_until:
-            executor.spin_once(timeout_sec=0.05)
-    finally:
-        scheduler.close()
-        executor.shutdown()
-        for node in nodes:
-            node.destroy_node()
 
 
 def main(args: list[str] | None = None) -> None:
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     try:
         node = TwillSchedulerNode()
-        spin_until_shutdown([node], node)
+        spin_until_stopped([node], before_exit=node.shutdown)
     finally:
         rclpy.try_shutdown()
 

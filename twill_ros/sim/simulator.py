@@ -32,8 +32,20 @@ from dataclasses import dataclass, field
 from twill_ros.core import power as pw
 from twill_ros.core.catalog import Catalog, ModelProfile
 from twill_ros.core.events import (
-    BudgetChanged, Cancel, CancelRequested, Complete, Dispatch, Freeze, JobArrived,
-    JobFinished, JobFrozen, PowerSample, SetFrequency, StepFinished, Tick, Unfreeze,
+    BudgetChanged,
+    Cancel,
+    CancelRequested,
+    Complete,
+    Dispatch,
+    Freeze,
+    JobArrived,
+    JobFinished,
+    JobFrozen,
+    PowerSample,
+    SetFrequency,
+    StepFinished,
+    Tick,
+    Unfreeze,
 )
 from twill_ros.core.jobs import Job, JobRecord
 from twill_ros.core.platform import PlatformSpec, UnitSpec
@@ -382,8 +394,9 @@ class _Twin:
             if t >= self.hard_stop and not cancelled:
                 cancelled = True
                 for jid in sorted(self.runs, key=lambda j: self.runs[j].job.submit_s):
-                    self._feed(CancelRequested(t, jid, "simulation drain limit reached "
-                                                       f"({self.hard_stop:.1f} s) with the job live"))
+                    self._feed(CancelRequested(
+                        t, jid, f"simulation drain limit reached ({self.hard_stop:.1f} s) "
+                                "with the job live"))
                 continue
             if t_sample <= t_tick:
                 self._touch_energy(t)
@@ -438,7 +451,8 @@ def simulate(jobs: Sequence[Job], platform: PlatformSpec, catalog: Catalog,
     t_end = twin.run()
     missing = [j.job_id for j in jobs if j.job_id not in twin.records]
     if missing:
-        raise RuntimeError(f"simulate: {len(missing)} jobs without a terminal record: {missing[:5]}")
+        raise RuntimeError(f"simulate: {len(missing)} jobs without a terminal record: "
+                           f"{missing[:5]}")
     return SimResult(records=[twin.records[j] for j in ids], power_trace=twin.power_trace,
                      freq_trace=twin.freq_trace, duration_s=t_end, events=twin.events,
                      stats={"energy_j": twin.energy})

@@ -27,8 +27,9 @@ class TwillPolicy(Policy):
     * Freezing: mapping a job to a unit held by such a job freezes it at its next step
       boundary; on the (processor-shared) GPU the new job starts at once beside it on a
       high-priority stream (~90 % of the GPU) until the boundary. A short job may likewise
-      start beside a long running DNN (SRPT-style bypass, bounded for less important jobs). The frozen job resumes (by aged priority) when the unit
-      frees, or moves to an idle unit that finishes it sooner.
+      start beside a long running DNN (SRPT-style bypass, bounded for less important jobs).
+      The frozen job resumes (by aged priority) when the unit frees, or moves to an idle
+      unit that finishes it sooner.
     * Migration: on every tick and whenever a unit goes idle, queued jobs move to a unit that
       finishes them sooner by a margin.
     * DVFS: ``core.power.DvfsController`` (priority-weighted progress per watt under the

@@ -1,0 +1,500 @@
+"""Overhead, sustained topic rate and CPU use of the twill_scheduler node (a benchmark).
+
+The installed ``twill_scheduler`` runs as its own process (config/twill.yaml with
+max_queue 100000, twin backend) and a client node in this process drives it:
+
+(a) Overhead at a modest rate (tiny-cnn, a ~0.1 ms GPU job, 100 jobs/s): the node's own
+    submit->dispatch and finish->result p50/p99 from its ``twill/overhead`` diagnostics, and
+    the outside view, round trip (publish -> JobResult received) minus the job's total_ms,
+    i.e. transport both ways + admission + result publication. Policies twill and gpu_fifo.
+(b) Sustained topic rate: tiny-cnn JobRequests on /twill/jobs (RELIABLE, depth as the node's)
+    at each step rate for --duration s; sent vs results received (loss), rejections, and the
+    node's own completed counter from /twill/state (tells inbound from outbound loss).
+    Target: >= 1,000 jobs/s accepted with no loss.
+(c) CPU of the node (utime+stime from /proc/<pid>/stat, % of one core) idle and at a
+    demo-like load: 30 Hz yolov8s + 5 Hz resnet50 by topic, an LLM plan every 10 s by action.
+
+Absolute numbers on a shared machine are noisy: medians are reported with the conditions.
+A missed target is reported (FAIL), not an error: the exit code is 0 when the bench ran.
+
+    python bench/bench_node.py [--json OUT] [--markdown docs/BENCHMARKS.md] \\
+        [--rate-steps 250,500,1000,2000] [--duration 5] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import datetime
+import heapq
+import json
+import math
+import os
+import platform as host
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import rclpy  # noqa: E402  (after the path insert, like bench_core)
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rclpy.action import ActionClient  # noqa: E402
+from rclpy.context import Context  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from twill_msgs.action import RunJob  # noqa: E402
+from twill_msgs.msg import JobRequest, JobResult, SchedulerState  # noqa: E402
+
+from twill_ros.client import RESULT_QOS  # noqa: E402  (the node's topic QoS, depth 1000)
+
+PARAMS_FILE = REPO / "config" / "twill.yaml"
+RATE_TARGET = 1000.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Demo-like load (robot_nav workload, faster replanning): (name, model, period s, via).
+DEMO_STREAMS = (("detect", "yolov8s", 1 / 30, "topic"), ("classify", "resnet50", 1 / 5, "topic"),
+                ("plan", "llama-3.2-1b", 10.0, "action"))
+PLAN_PROMPT = "Scene: corridor, two people ahead, door on the left. Goal: reach dock 3. " * 20
+DEMO_SECONDS = 15.0
+QUIET_S = 3.0          # a step is drained when no result arrived for this long
+
+
+def ros_env(domain_id: int) -> dict[str, str]:
+    """Own domain, discovery limited to this machine (nothing leaves 127.0.0.0/8)."""
+    env = dict(os.environ)
+    env.update(ROS_DOMAIN_ID=str(domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+               ROS_LOCALHOST_ONLY="1", PYTHONUNBUFFERED="1")
+    return env
+
+
+def cpu_seconds(pid: int | str = "self") -> float:
+    """utime + stime of a process (all its threads) from /proc, in seconds."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+        fields = fh.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def pct(samples: list[float], q: float) -> float:
+    """Nearest-rank percentile, as the node's diagnostics compute it."""
+    ordered = sorted(samples)
+    return ordered[max(1, math.ceil(q / 100.0 * len(ordered))) - 1] if ordered else math.nan
+
+
+class Scheduler:
+    """``twill_scheduler --ros-args --params-file config/twill.yaml -p ...`` as a process."""
+
+    def __init__(self, domain_id: int, params: dict[str, object]) -> None:
+        exe = shutil.which("twill_scheduler")
+        if exe is None:
+            raise SystemExit("twill_scheduler is not on PATH: source env.sh first")
+        self.args = [exe, "--ros-args", "--params-file", str(PARAMS_FILE)]
+        for name, value in params.items():
+            self.args += ["-p", f"{name}:={value}"]
+        self.log: collections.deque[str] = collections.deque(maxlen=200)
+        self.proc = subprocess.Popen(self.args, env=ros_env(domain_id), stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        self.pid = self.proc.pid
+        # Drained so rejection warnings can never block the node on a full pipe.
+        threading.Thread(target=lambda: self.log.extend(self.proc.stdout), daemon=True).start()
+
+    def command(self) -> str:
+        return shlex.join(["twill_scheduler", *self.args[1:]]).replace(str(REPO) + "/", "")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(15.0)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Client:
+    """Publisher of requests and recorder of results, /twill/state and /diagnostics."""
+
+    def __init__(self, domain_id: int) -> None:
+        os.environ.update(ros_env(domain_id))
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node("twill_bench", context=self.context)
+        self.client_id = self.node.get_fully_qualified_name()
+        self.pub = self.node.create_publisher(JobRequest, "/twill/jobs", RESULT_QOS)
+        self.action = ActionClient(self.node, RunJob, "/twill/run")
+        self.sent: dict[str, float] = {}
+        self.results: dict[str, tuple[float, int, float]] = {}   # id -> (t, status, total_ms)
+        self.last_result_s = 0.0
+        self.state: SchedulerState | None = None
+        self.overhead: tuple[float, dict[str, str]] | None = None   # (t received, values)
+        self.node.create_subscription(JobResult, "/twill/results", self._on_result, RESULT_QOS)
+        self.node.create_subscription(SchedulerState, "/twill/state", self._on_state, 10)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._spin = threading.Thread(target=self.executor.spin, daemon=True)
+        self._spin.start()
+
+    def _on_result(self, msg: JobResult) -> None:
+        now = time.monotonic()
+        if msg.client_id == self.client_id:
+            self.results[msg.job_id] = (now, msg.status, msg.total_ms)
+            self.last_result_s = now
+
+    def _on_state(self, msg: SchedulerState) -> None:
+        self.state = msg
+
+    def _on_diag(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            if status.name == "twill/overhead":
+                self.overhead = (time.monotonic(), {kv.key: kv.value for kv in status.values})
+
+    def wait_for(self, predicate, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not predicate():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+        return True
+
+    def connect(self, scheduler: Scheduler, timeout_s: float = 20.0) -> None:
+        """Both directions matched: the node reads our requests and we read its state."""
+        self.state = None
+        ok = self.wait_for(lambda: self.pub.get_subscription_count() > 0
+                           and self.state is not None and self.action.server_is_ready(),
+                           timeout_s)
+        if not ok or scheduler.proc.poll() is not None:
+            raise SystemExit("scheduler did not come up:\n" + "\n".join(scheduler.log))
+
+    def request(self, job_id: str, model: str, **fields) -> JobRequest:
+        return JobRequest(job_id=job_id, client_id=self.client_id, model=model, **fields)
+
+    def paced_publish(self, msgs: list[JobRequest], rate_hz: float) -> tuple[float, float]:
+        """Publish message i at start + i/rate (sleeping, no busy wait, so the 2nd core stays
+        with the node); late messages go out at once. Returns (start, last publish time)."""
+        period = 1.0 / rate_hz
+        start = time.monotonic()
+        now = start
+        for i, msg in enumerate(msgs):
+            delay = start + i * period - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            now = time.monotonic()
+            self.sent[msg.job_id] = now
+            self.pub.publish(msg)
+        return start, now
+
+    def received(self, ids: list[str]) -> int:
+        return sum(1 for job_id in ids if job_id in self.results)
+
+    def drain(self, ids: list[str], cap_s: float = 30.0) -> None:
+        """Wait until every result is in, or none came for QUIET_S (the rest is lost)."""
+        deadline = time.monotonic() + cap_s
+        while self.received(ids) < len(ids) and time.monotonic() < deadline:
+            if time.monotonic() - max(self.last_result_s, self.sent[ids[-1]]) > QUIET_S:
+                return
+            time.sleep(0.05)
+
+    def node_done(self) -> int:
+        """Jobs the node has answered (completed + rejected + failed + cancelled)."""
+        s = self.state
+        return s.completed + s.rejected + s.failed + s.cancelled
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        self.context.try_shutdown()
+        self._spin.join(2.0)
+
+
+# ------------------------------------------------------------------ measurements
+def bench_overhead(client: Client, sched: Scheduler, policy: str, jobs: int,
+                   rate_hz: float) -> dict:
+    """Warm up 1 s, then ``jobs`` tiny-cnn jobs; the node's window is its last 1000 jobs."""
+    warm = [client.request(f"{policy}-warm-{i}", "tiny-cnn") for i in range(int(rate_hz))]
+    client.paced_publish(warm, rate_hz)
+    client.drain([m.job_id for m in warm])
+    msgs = [client.request(f"{policy}-ovh-{i}", "tiny-cnn") for i in range(jobs)]
+    ids = [m.job_id for m in msgs]
+    cpu0 = cpu_seconds(sched.pid)
+    start, _ = client.paced_publish(msgs, rate_hz)
+    client.drain(ids)
+    wall = time.monotonic() - start
+    cpu = cpu_seconds(sched.pid) - cpu0
+    done = time.monotonic()
+    client.wait_for(lambda: client.overhead is not None and client.overhead[0] > done + 0.05,
+                    3.0)
+    node = {k: float(v) for k, v in (client.overhead or (0, {}))[1].items()}
+    rtt, outside = [], []
+    for job_id in ids:
+        if job_id in client.results:
+            t, status, total_ms = client.results[job_id]
+            if status == JobResult.COMPLETED:
+                rtt.append((t - client.sent[job_id]) * 1000.0)
+                outside.append(rtt[-1] - total_ms)
+    return {"policy": policy, "jobs": jobs, "rate_hz": rate_hz, "completed": len(rtt),
+            "node_cpu_pct": 100.0 * cpu / wall,
+            "submit_to_dispatch_p50_ms": node.get("submit_to_dispatch_p50_ms"),
+            "submit_to_dispatch_p99_ms": node.get("submit_to_dispatch_p99_ms"),
+            "finish_to_result_p50_ms": node.get("finish_to_result_p50_ms"),
+            "finish_to_result_p99_ms": node.get("finish_to_result_p99_ms"),
+            "node_samples": int(node.get("finish_to_result_samples", 0)),
+            "round_trip_p50_ms": pct(rtt, 50), "round_trip_p99_ms": pct(rtt, 99),
+            "outside_overhead_p50_ms": pct(outside, 50),
+            "outside_overhead_p99_ms": pct(outside, 99)}
+
+
+def bench_rate(client: Client, sched: Scheduler, rate_hz: float, duration_s: float,
+               profile_out: Path | None) -> dict:
+    n = int(rate_hz * duration_s)
+    msgs = [client.request(f"rate{rate_hz:g}-{i}", "tiny-cnn") for i in range(n)]
+    ids = [m.job_id for m in msgs]
+    client.wait_for(lambda: False, 0.5)   # a fresh /twill/state before the step
+    done0 = client.node_done()
+    spy = None
+    if profile_out is not None:
+        spy = subprocess.Popen(["py-spy", "record", "--pid", str(sched.pid), "--nonblocking",
+                                "--threads", "--format", "raw", "--rate", "200",
+                                "--duration", str(int(duration_s)), "--output",
+                                str(profile_out)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cpu0, own0 = cpu_seconds(sched.pid), cpu_seconds()
+    start, last_pub = client.paced_publish(msgs, rate_hz)
+    client.drain(ids)
+    end = max(client.last_result_s, last_pub)
+    cpu, own = cpu_seconds(sched.pid) - cpu0, cpu_seconds() - own0
+    if spy is not None:
+        spy.wait(30)
+    client.wait_for(lambda: False, 0.5)   # let /twill/state catch up with the last result
+    statuses = collections.Counter(client.results[j][1] for j in ids if j in client.results)
+    received = sum(statuses.values())
+    completed = statuses[JobResult.COMPLETED]
+    return {"offered_hz": rate_hz, "sent": n,
+            "published_hz": (n - 1) / (last_pub - start) if n > 1 else float("nan"),
+            "results_hz": completed / (end - start), "completed": completed,
+            "rejected": statuses[JobResult.REJECTED],
+            "failed": received - completed - statuses[JobResult.REJECTED],
+            "lost": n - received, "node_answered": client.node_done() - done0,
+            "drain_s": end - last_pub, "node_cpu_pct": 100.0 * cpu / (end - start),
+            "client_cpu_pct": 100.0 * own / (end - start)}
+
+
+def bench_cpu(client: Client, sched: Scheduler, seconds: float) -> list[dict]:
+    """Node CPU idle (timers only) and under the demo-like load of DEMO_STREAMS."""
+    cpu0, t0 = cpu_seconds(sched.pid), time.monotonic()
+    time.sleep(3.0)
+    idle = 100.0 * (cpu_seconds(sched.pid) - cpu0) / (time.monotonic() - t0)
+    due = [(0.0, name, model, period, via) for name, model, period, via in DEMO_STREAMS]
+    heapq.heapify(due)
+    counts: collections.Counter[str] = collections.Counter()
+    goals, ids = [], []
+    cpu0, start = cpu_seconds(sched.pid), time.monotonic()
+    while due[0][0] < seconds:
+        offset, name, model, period, via = heapq.heappop(due)
+        delay = start + offset - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        job_id = f"demo-{name}-{counts[name]}"
+        counts[name] += 1
+        if via == "action":
+            req = client.request(job_id, model, prompt=PLAN_PROMPT, max_new_tokens=64,
+                                 priority=JobRequest.LOW)
+            goals.append(client.action.send_goal_async(RunJob.Goal(request=req)))
+        else:
+            priority = JobRequest.CRITICAL if name == "detect" else JobRequest.HIGH
+            req = client.request(job_id, model, priority=priority, deadline_ms=period * 1000)
+            client.sent[job_id] = time.monotonic()
+            client.pub.publish(req)
+            ids.append(job_id)
+        heapq.heappush(due, (offset + period, name, model, period, via))
+    wall = time.monotonic() - start
+    busy = 100.0 * (cpu_seconds(sched.pid) - cpu0) / wall
+    client.drain(ids)
+    load = ", ".join(f"{name} {model} {1 / period:g} Hz by {via} ({counts[name]} jobs)"
+                     for name, model, period, via in DEMO_STREAMS)
+    return [{"load": "idle (timers only)", "seconds": 3.0, "node_cpu_pct": idle},
+            {"load": load, "seconds": wall, "node_cpu_pct": busy,
+             "goals_accepted": sum(1 for g in goals if g.done() and g.result().accepted),
+             "topic_jobs": len(ids), "topic_results": client.received(ids)}]
+
+
+def summarize_profile(path: Path, top: int = 12) -> list[dict]:
+    """Inclusive share of samples per function from py-spy's collapsed stacks (busy only)."""
+    total, inclusive = 0, collections.Counter()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = [f for f in stack.split(";")[1:] if f]   # first frame is the thread
+        if not frames or "wait" in frames[-1] or "select" in frames[-1]:
+            continue   # idle executor/worker threads, not work
+        total += int(count)
+        for frame in set(frames):
+            inclusive[frame] += int(count)
+    return [{"function": f, "share_pct": 100.0 * c / total}
+            for f, c in inclusive.most_common(top)] if total else []
+
+
+# ------------------------------------------------------------------ report
+def conditions() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
+                if line.startswith("model name")), host.processor())
+    return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "cpu": cpu, "nproc": os.cpu_count(),
+            "load_avg_1m_at_start": os.getloadavg()[0],
+            "python": host.python_version(),
+            "rmw": os.environ.get("RMW_IMPLEMENTATION", "default (rmw_fastrtps_cpp)")}
+
+
+def _f(value, digits: int = 3) -> str:
+    return "n/a" if value is None or value != value else f"{value:,.{digits}f}"
+
+
+def markdown(report: dict) -> str:
+    c = report["conditions"]
+    lines = [
+        "# Benchmarks: the twill_scheduler node",
+        "",
+        "Generated by `bench/bench_node.py`; do not edit by hand, re-run instead:",
+        "",
+        "```bash",
+        "source env.sh",
+        report["command"],
+        "```",
+        "",
+        f"Conditions: {c['date']}; {c['cpu']}, {c['nproc']} logical CPUs (shared machine, "
+        f"1-min load {c['load_avg_1m_at_start']:.2f} at start); Python {c['python']}; "
+        f"{c['rmw']}; localhost-only discovery. Node: `{report['scheduler_command']}` "
+        "(twin backend, its own process); the client (publisher + result subscriber, one "
+        "rclpy process) shares the same cores. Times are from one run: medians and p99 "
+        "move by tens of percent between runs on this machine.",
+        "",
+        "## Overhead on the job path (tiny-cnn)",
+        "",
+        "Node-internal: the node's `twill/overhead` diagnostics over its last 1000 jobs "
+        "(submit->dispatch: request callback to backend start; finish->result: backend "
+        "finish to JobResult published). Outside view: client round trip (publish -> "
+        "JobResult received) minus the job's `total_ms`, i.e. both DDS hops, admission and "
+        "result publication.",
+        "",
+        "| policy | jobs @ rate | submit->dispatch p50 / p99 (ms) | finish->result p50 / p99 "
+        "(ms) | round trip p50 / p99 (ms) | outside overhead p50 / p99 (ms) | node CPU |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in report["overhead"]:
+        lines.append(
+            f"| {r['policy']} | {r['completed']}/{r['jobs']} @ {r['rate_hz']:g}/s "
+            f"| {_f(r['submit_to_dispatch_p50_ms'])} / {_f(r['submit_to_dispatch_p99_ms'])} "
+            f"| {_f(r['finish_to_result_p50_ms'])} / {_f(r['finish_to_result_p99_ms'])} "
+            f"| {_f(r['round_trip_p50_ms'])} / {_f(r['round_trip_p99_ms'])} "
+            f"| {_f(r['outside_overhead_p50_ms'])} / {_f(r['outside_overhead_p99_ms'])} "
+            f"| {r['node_cpu_pct']:.0f} % |")
+    best = report["sustained_hz"]
+    verdict = "PASS" if best >= RATE_TARGET else "FAIL"
+    lines += [
+        "",
+        "## Sustained topic submission rate (tiny-cnn on /twill/jobs, policy twill)",
+        "",
+        f"Target: >= {RATE_TARGET:,.0f} jobs/s accepted with no loss. Reached: "
+        f"**{best:,.0f} jobs/s** with no loss and no rejection ({verdict}). Each step "
+        f"publishes for {report['duration_s']:g} s (RELIABLE, KEEP_LAST depth 1000 like the "
+        "node), then waits for the results. lost = sent - results received; node answered = "
+        "jobs the node counted on /twill/state (sent - node answered = lost inbound). CPU is "
+        "% of one core over publish start .. last result.",
+        "",
+        "| offered (jobs/s) | published (jobs/s) | completed (jobs/s) | sent | completed | "
+        "rejected | lost | node answered | drain after last publish (s) | node CPU | "
+        "client CPU |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in report["rate_steps"]:
+        lines.append(
+            f"| {r['offered_hz']:,.0f} | {r['published_hz']:,.0f} | {r['results_hz']:,.0f} "
+            f"| {r['sent']} | {r['completed']} | {r['rejected']} | {r['lost']} "
+            f"| {r['node_answered']} | {r['drain_s']:.1f} | {r['node_cpu_pct']:.0f} % "
+            f"| {r['client_cpu_pct']:.0f} % |")
+    lines += ["", "## CPU use of the node (policy twill)", "",
+              "| load | seconds | node CPU (% of one core) |", "| --- | --- | --- |"]
+    for r in report["cpu"]:
+        lines.append(f"| {r['load']} | {r['seconds']:.1f} | {r['node_cpu_pct']:.1f} % |")
+    if report.get("profile"):
+        lines += ["", f"## Where the node's time goes at {report['profile_rate_hz']:,.0f} "
+                  "jobs/s (py-spy, busy samples, inclusive)", "",
+                  "| function | share of busy samples |", "| --- | --- |"]
+        lines += [f"| `{p['function']}` | {p['share_pct']:.0f} % |" for p in report["profile"]]
+    if report.get("notes"):
+        lines += ["", "## Notes", "", *report["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate-steps", default="250,500,1000,2000",
+                        help="comma-separated offered rates, jobs/s")
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per rate step")
+    parser.add_argument("--overhead-jobs", type=int, default=1000)
+    parser.add_argument("--overhead-rate", type=float, default=100.0)
+    parser.add_argument("--domain-id", type=int, default=127)
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy the node during the highest rate step")
+    parser.add_argument("--notes", metavar="FILE",
+                        help="markdown appended under 'Notes' (the reading of this run)")
+    parser.add_argument("--json", metavar="OUT")
+    parser.add_argument("--markdown", metavar="OUT")
+    args = parser.parse_args()
+    steps = [float(s) for s in args.rate_steps.split(",") if s]
+    if args.profile and shutil.which("py-spy") is None:
+        raise SystemExit("--profile needs py-spy on PATH (pip install py-spy)")
+    report = {"conditions": conditions(),
+              "command": shlex.join(["python", "bench/bench_node.py", *sys.argv[1:]]),
+              "duration_s": args.duration, "overhead": [], "rate_steps": []}
+    client = Client(args.domain_id)
+    params = {"max_queue": 100000}
+    try:
+        for policy in ("gpu_fifo", "twill"):
+            sched = Scheduler(args.domain_id, {**params, "policy": policy})
+            try:
+                client.connect(sched)
+                report["overhead"].append(bench_overhead(
+                    client, sched, policy, args.overhead_jobs, args.overhead_rate))
+                print(json.dumps(report["overhead"][-1]), flush=True)
+                if policy != "twill":
+                    continue
+                report["scheduler_command"] = sched.command()
+                report["cpu"] = bench_cpu(client, sched, DEMO_SECONDS)
+                print(json.dumps(report["cpu"]), flush=True)
+                for rate in steps:
+                    prof = REPO / "log" / "bench_node_pyspy.txt" if (
+                        args.profile and rate == max(steps)) else None
+                    report["rate_steps"].append(
+                        bench_rate(client, sched, rate, args.duration, prof))
+                    print(json.dumps(report["rate_steps"][-1]), flush=True)
+                    if prof is not None and prof.exists():
+                        report["profile"] = summarize_profile(prof)
+                        report["profile_rate_hz"] = rate
+            finally:
+                sched.stop()
+                time.sleep(1.0)   # the next node must not meet this one's leftovers
+    finally:
+        client.close()
+    clean = [r["offered_hz"] for r in report["rate_steps"]
+             if r["lost"] == 0 and r["rejected"] == 0 and r["failed"] == 0
+             and r["published_hz"] >= 0.95 * r["offered_hz"]]
+    report["sustained_hz"] = max(clean, default=0.0)
+    if args.notes:
+        report["notes"] = Path(args.notes).read_text(encoding="utf-8").strip().splitlines()
+    text = markdown(report)
+    print(text)
+    for out, body in ((args.json, json.dumps(report, indent=2) + "\n"),
+                      (args.markdown, text)):
+        if out:
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            Path(out).write_text(body, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

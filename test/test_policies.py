@@ -1,0 +1,230 @@
+"""Each policy's decision rule on small hand-checked cases (tiny platform, see
+engine_fixtures: GPU 10 ms / DLA 20 ms / CPU 200 ms for ``cnn``, interference x1.5)."""
+
+from __future__ import annotations
+
+import pytest
+from engine_fixtures import PLATFORM, catalog, job
+
+from twill_ros.core.events import (
+    CancelRequested,
+    Dispatch,
+    Freeze,
+    JobArrived,
+    JobFinished,
+    JobFrozen,
+    Migrate,
+    Tick,
+    Unfreeze,
+)
+from twill_ros.core.policies import POLICIES, make_policy
+from twill_ros.core.policies.base import Policy
+from twill_ros.core.scheduler import Scheduler
+
+BUDGET = 20.0      # everything fits at max clock on the tiny platform (2 + 8 + 2 + 4 = 16 W)
+
+
+def sched(policy: str) -> Scheduler:
+    s = Scheduler(PLATFORM, catalog(), policy, BUDGET, seed=0)
+    s.handle(Tick(0.0))
+    return s
+
+
+def dispatches(out):
+    return [(a.job_id, a.unit) for a in out if isinstance(a, Dispatch)]
+
+
+def test_registry_has_every_policy_and_rejects_unknown_names():
+    assert set(POLICIES) == {"twill", "gpu_fifo", "fcfs_affinity", "edf", "min_finish",
+                             "dream", "twill_no_freeze", "twill_no_dvfs", "twill_no_migration"}
+    for name in POLICIES:
+        p = make_policy(name)
+        assert isinstance(p, Policy) and p.name == name
+        assert type(p).__doc__ and len(type(p).__doc__) > 80   # decision rule documented
+    with pytest.raises(ValueError, match="unknown policy 'nope'"):
+        make_policy("nope")
+
+
+def test_ablations_switch_off_exactly_one_feature():
+    full = make_policy("twill")
+    assert (full.freezing, full.migration, full.dvfs) == (True, True, True)
+    assert not make_policy("twill_no_freeze").freezing
+    assert not make_policy("twill_no_migration").migration
+    assert not make_policy("twill_no_dvfs").dvfs
+    assert make_policy("twill_no_dvfs").freezing and make_policy("twill_no_freeze").dvfs
+
+
+# ------------------------------------------------------------------ twill
+
+
+def test_twill_maps_idle_cnn_to_fastest_unit():
+    assert dispatches(sched("twill").handle(JobArrived(0.0, job("c", "cnn")))) == [("c", "gpu")]
+
+
+def test_twill_counts_backlog_and_interference_to_pick_the_dla():
+    s = sched("twill")
+    s.handle(JobArrived(0.0, job("l1", "long", 200)))
+    s.handle(JobArrived(0.0, job("l2", "long", 200)))          # queued behind l1
+    # GPU: ~100 ms queued at a higher priority; DLA: 20 ms x1.5 (GPU busy) = 30 ms; CPU 200 ms
+    out = s.handle(JobArrived(0.001, job("c", "cnn", 100)))
+    assert dispatches(out) == [("c", "dla0")]
+
+
+def test_twill_lets_a_short_job_bypass_a_long_one_on_a_priority_stream():
+    s = sched("twill")
+    s.handle(JobArrived(0.0, job("l", "long", 200)))
+    out = s.handle(JobArrived(0.001, job("c", "cnn", 100)))
+    (d,) = [a for a in out if isinstance(a, Dispatch)]
+    # 10 ms <= 25 % of the 100 ms job: starts beside it with most of the GPU
+    assert (d.job_id, d.unit, d.share) == ("c", "gpu", 9.0)
+
+
+def test_twill_freezes_low_priority_llm_for_high_priority_job_and_unfreezes_after():
+    s = sched("twill")
+    s.handle(JobArrived(0.0, job("llm", "llm", 10, prompt=64, new=10)))
+    out = s.handle(JobArrived(0.01, job("hi", "bert", 200)))
+    assert [a for a in out if isinstance(a, Freeze)] == [Freeze("llm")]
+    assert dispatches(out) == [("hi", "gpu")]
+    assert s.handle(JobFrozen(0.064, "llm", "gpu", 0)) == []     # hi still running
+    out = s.handle(JobFinished(0.075, "hi", "gpu"))
+    assert [a for a in out if isinstance(a, Unfreeze)] == [Unfreeze("llm", "gpu")]
+
+
+def test_twill_does_not_freeze_for_lower_priority_work():
+    s = sched("twill")
+    s.handle(JobArrived(0.0, job("llm", "llm", 200, prompt=64, new=10)))
+    out = s.handle(JobArrived(0.01, job("lo", "bert", 100)))
+    assert not [a for a in out if isinstance(a, Freeze)]
+
+
+def test_twill_no_freeze_never_freezes():
+    s = sched("twill_no_freeze")
+    s.handle(JobArrived(0.0, job("llm", "llm", 10, prompt=64, new=10)))
+    out = s.handle(JobArrived(0.01, job("hi", "bert", 200)))
+    assert not [a for a in out if isinstance(a, Freeze)]
+
+
+def test_twill_ageing_serves_a_long_waiting_lower_priority_job_first():
+    s = sched("twill")      # ageing 1 level/s; the CPU cluster is exclusive (no bypass)
+    s.handle(JobArrived(0.0, job("hold", "cpuonly", 255)))
+    s.handle(JobArrived(0.0, job("old", "cpuonly", 100)))
+    s.handle(JobArrived(60.0, job("new", "cpuonly", 150)))
+    # at t=100: old has aged to 100 + 100 = 200 > new at 150 + 40 = 190
+    out = s.handle(CancelRequested(100.0, "hold"))
+    assert dispatches(out) == [("old", "cpu_a")]
+    s2 = sched("twill")     # without the wait, priority wins
+    s2.handle(JobArrived(0.0, job("hold", "cpuonly", 255)))
+    s2.handle(JobArrived(0.0, job("old", "cpuonly", 100)))
+    s2.handle(JobArrived(0.0, job("new", "cpuonly", 150)))
+    assert dispatches(s2.handle(CancelRequested(1.0, "hold"))) == [("new", "cpu_a")]
+
+
+def test_twill_frozen_job_resumes_before_same_priority_newcomer():
+    s = sched("twill")
+    s.handle(JobArrived(0.0, job("a", "llm", 10, prompt=64, new=10)))
+    s.handle(JobArrived(0.01, job("hi", "bert", 200)))
+    s.handle(JobArrived(0.02, job("b", "llm", 10, prompt=64, new=10)))   # same level, later
+    s.handle(JobFrozen(0.064, "a", "gpu", 0))
+    out = s.handle(JobFinished(0.075, "hi", "gpu"))
+    assert [a for a in out if isinstance(a, Unfreeze)] == [Unfreeze("a", "gpu")]
+    assert ("b", "gpu") not in dispatches(out)
+
+
+def test_twill_migrates_a_queued_job_to_a_unit_that_frees_up():
+    s = sched("twill")
+    s.handle(JobArrived(0.0, job("l1", "long", 200)))
+    s.handle(JobArrived(0.0, job("l2", "long", 200)))
+    s.handle(JobArrived(0.0, job("d", "dlaonly", 200)))                 # DLA busy 50 ms
+    out = s.handle(JobArrived(0.001, job("c", "cnn", 100)))
+    assert dispatches(out) == []                                        # waits on the DLA
+    assert s.jobs["c"].unit == "dla0"
+    s.handle(CancelRequested(0.002, "l2"))
+    out = s.handle(CancelRequested(0.002, "l1"))                        # GPU now idle
+    assert Migrate("c", "dla0", "gpu") in out
+    assert ("c", "gpu") in dispatches(out)
+    assert s.jobs["c"].record.migrations == 1
+
+
+def test_twill_no_migration_keeps_the_job_where_it_was_mapped():
+    s = sched("twill_no_migration")
+    s.handle(JobArrived(0.0, job("l1", "long", 200)))
+    s.handle(JobArrived(0.0, job("l2", "long", 200)))
+    s.handle(JobArrived(0.0, job("d", "dlaonly", 200)))
+    s.handle(JobArrived(0.001, job("c", "cnn", 100)))
+    s.handle(CancelRequested(0.002, "l2"))
+    out = s.handle(CancelRequested(0.002, "l1"))
+    assert not [a for a in out if isinstance(a, Migrate)]
+    assert s.jobs["c"].unit == "dla0"
+
+
+# ------------------------------------------------------------------ baselines
+
+
+def test_gpu_fifo_shares_the_gpu_between_streams_and_serialises_each_stream():
+    s = sched("gpu_fifo")
+    out = s.handle(JobArrived(0.0, job("a1", "cnn", stream="A")))
+    out += s.handle(JobArrived(0.0, job("b1", "cnn", stream="B")))
+    out += s.handle(JobArrived(0.0, job("a2", "cnn", stream="A")))
+    assert dispatches(out) == [("a1", "gpu"), ("b1", "gpu")]         # DLA-able, still GPU
+    out = s.handle(JobFinished(0.02, "a1", "gpu"))
+    assert dispatches(out) == [("a2", "gpu")]
+
+
+def test_gpu_fifo_uses_static_caps_for_the_gpu_only():
+    s = Scheduler(PLATFORM, catalog(), "gpu_fifo", 7.0, seed=0)
+    out = s.handle(Tick(0.0))
+    freqs = {a.unit: a.freq_hz for a in out}
+    # GPU fully busy: 2 + 8 * (f / 1 GHz)^2 <= 7 W -> 500 MHz (1 GHz would be 10 W)
+    assert freqs == {"gpu": 500_000_000, "dla0": 500_000_000, "cpu_a": 1_000_000_000}
+    assert s.controller is None
+
+
+def test_fcfs_affinity_sends_dla_compatible_models_to_the_dla_even_if_gpu_idle():
+    s = sched("fcfs_affinity")
+    out = s.handle(JobArrived(0.0, job("c", "cnn")))
+    out += s.handle(JobArrived(0.0, job("b", "bert")))
+    out += s.handle(JobArrived(0.0, job("x", "cpuonly")))
+    assert dispatches(out) == [("c", "dla0"), ("b", "gpu"), ("x", "cpu_a")]
+    out = s.handle(JobArrived(0.001, job("c2", "cnn")))
+    assert dispatches(out) == []              # waits for the DLA rather than using the GPU
+
+
+def test_edf_serves_the_earliest_deadline_first():
+    s = sched("edf")
+    s.handle(JobArrived(0.0, job("l", "long")))
+    s.handle(JobArrived(0.001, job("late", "bert")))                     # no deadline
+    s.handle(JobArrived(0.002, job("urgent", "bert", deadline_s=0.2)))
+    assert s.jobs["late"].unit == s.jobs["urgent"].unit == "gpu"
+    out = s.handle(JobFinished(0.1, "l", "gpu"))
+    assert dispatches(out) == [("urgent", "gpu")]
+
+
+def test_min_finish_is_fifo_and_picks_the_earliest_expected_finish():
+    s = sched("min_finish")
+    s.handle(JobArrived(0.0, job("l", "long")))
+    s.handle(JobArrived(0.001, job("first", "bert")))
+    s.handle(JobArrived(0.002, job("second", "bert", deadline_s=0.2)))
+    out = s.handle(JobFinished(0.1, "l", "gpu"))
+    assert dispatches(out) == [("first", "gpu")]                       # arrival order
+    s2 = sched("min_finish")
+    for i in range(3):
+        s2.handle(JobArrived(0.0, job(f"l{i}", "long")))                # 300 ms of GPU work
+    out = s2.handle(JobArrived(0.0, job("b", "bert")))                  # CPU: 200 ms < 310 ms
+    assert dispatches(out) == [("b", "cpu_a")]
+
+
+def test_dream_serves_the_most_urgent_job_first():
+    s = sched("dream")
+    s.handle(JobArrived(0.0, job("l", "long")))
+    s.handle(JobArrived(0.001, job("relaxed", "bert", deadline_s=5.0)))
+    s.handle(JobArrived(0.002, job("tight", "bert", deadline_s=0.15)))
+    out = s.handle(JobFinished(0.1, "l", "gpu"))
+    assert dispatches(out) == [("tight", "gpu")]
+
+
+def test_dream_prefers_the_energy_cheaper_unit_when_finish_times_are_close():
+    s = sched("dream")
+    s.handle(JobArrived(0.0, job("l", "long")))      # GPU: 100 ms, only 1 ms short of...
+    # cnn: GPU finish 110 ms at 80 mJ vs DLA 30 ms (x1.5 interference) at 40 mJ -> DLA
+    out = s.handle(JobArrived(0.0, job("c", "cnn")))
+    assert dispatches(out) == [("c", "dla0")]

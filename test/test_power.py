@@ -1,0 +1,140 @@
+"""Power model, static caps and the DVFS controller (hand-checked on the tiny platform, and
+on the Orin NX file for the numbers the evaluation depends on)."""
+
+from __future__ import annotations
+
+import pytest
+from engine_fixtures import PLATFORM, catalog, job
+
+from twill_ros.core import power as pw
+from twill_ros.core.events import JobArrived, JobFinished, PowerSample, SetFrequency, Tick
+from twill_ros.core.platform import load_platform
+from twill_ros.core.scheduler import Scheduler
+
+GHZ = 1_000_000_000
+ORIN = load_platform("orin_nx_16gb")
+
+
+def test_module_power_is_idle_plus_static_plus_dynamic():
+    freqs = {"gpu": GHZ, "dla0": GHZ // 2, "cpu_a": GHZ}
+    p = pw.module_power_w(PLATFORM, freqs, {"gpu": 1.0, "dla0": 1.0, "cpu_a": 0.5})
+    assert p == pytest.approx(2.0 + 8.0 + 2.0 * 0.25 + 4.0 * 0.5 * 0.25)
+
+
+def test_speed_law_matches_the_profiler_latency_law():
+    assert pw.speed(500, 1000, 1.0) == pytest.approx(0.5)
+    assert pw.speed(500, 1000, 0.0) == pytest.approx(1.0)
+    assert pw.speed(500, 1000, 0.5) == pytest.approx(1 / 1.5)
+
+
+def test_static_caps_gpu_only_orin_15w_is_714mhz():
+    # 4.6 W floor + 14 W * (714/918)^1.8 = 13.5 W <= 15; 816 MHz would be 15.9 W
+    caps = pw.static_caps(ORIN, 15.0, ["gpu"])
+    assert caps["gpu"] == 714_000_000
+    assert all(caps[u.name] == u.min_frequency_hz for u in ORIN.units if u.name != "gpu")
+
+
+@pytest.mark.parametrize("used", [["gpu"], ["gpu", "dla0", "dla1"], list(ORIN.unit_names)])
+def test_static_caps_fit_the_budget_worst_case_and_fall_with_the_budget(used):
+    prev = None
+    for budget in (20.0, 15.0, 10.0):
+        caps = pw.static_caps(ORIN, budget, used)
+        worst = pw.module_power_w(ORIN, caps, dict.fromkeys(used, 1.0))
+        assert worst <= budget
+        if prev is not None:
+            assert all(caps[n] <= prev[n] for n in caps)
+            assert caps != prev or budget >= 18.6      # something must give below MAXN power
+        prev = caps
+
+
+def test_static_caps_use_lowest_clocks_when_nothing_fits():
+    caps = pw.static_caps(PLATFORM, 1.0, PLATFORM.unit_names)
+    assert caps == {u.name: u.min_frequency_hz for u in PLATFORM.units}
+
+
+def demand(weight=1.0, util=1.0, sens=1.0):
+    return pw.UnitDemand(weight, util, sens)
+
+
+def test_controller_parks_units_without_demand_at_lowest_clock():
+    ctrl = pw.DvfsController(PLATFORM, 20.0)
+    freqs = ctrl.plan({"gpu": demand()})
+    assert freqs == {"gpu": GHZ, "dla0": GHZ // 2, "cpu_a": GHZ}
+    assert not ctrl.overshoot
+
+
+def test_controller_lowers_clocks_with_the_budget():
+    d = {"gpu": demand(), "dla0": demand(), "cpu_a": demand()}
+    high = pw.DvfsController(PLATFORM, 20.0).plan(d)
+    low = pw.DvfsController(PLATFORM, 9.0).plan(d)
+    assert all(low[n] <= high[n] for n in d) and low != high
+    # the plan keeps predicted power (with margin) under the budget
+    assert pw.module_power_w(PLATFORM, low, dict.fromkeys(d, 1.0)) <= 9.0 - 0.2
+
+
+def test_controller_spends_budget_where_weighted_progress_is_highest():
+    ctrl = pw.DvfsController(PLATFORM, 8.0)
+    # 2 W idle + 8 W GPU at 1 GHz does not fit; at 500 MHz it is 2 W. DLA 1 GHz costs 2 W.
+    favour_gpu = ctrl.plan({"gpu": demand(weight=10.0), "dla0": demand(weight=1.0)})
+    favour_dla = ctrl.plan({"gpu": demand(weight=0.1), "dla0": demand(weight=10.0)})
+    assert favour_dla["dla0"] == GHZ
+    assert favour_gpu["gpu"] == GHZ // 2      # GPU max (10+ W) never fits 8 W
+    assert pw.module_power_w(PLATFORM, favour_gpu, {"gpu": 1, "dla0": 1}) <= 7.8
+
+
+def test_controller_flags_overshoot_it_cannot_absorb():
+    ctrl = pw.DvfsController(PLATFORM, 4.0)     # 2 W idle + GPU 2 W at 500 MHz busy > 3.8 W
+    freqs = ctrl.plan({"gpu": demand()})
+    assert ctrl.overshoot and freqs["gpu"] == GHZ // 2
+
+
+def test_measured_error_correction_lowers_the_plan():
+    ctrl = pw.DvfsController(PLATFORM, 12.0)
+    d = {"gpu": demand()}
+    # 2 W idle + 8 W GPU + 1.5 W reserved for the parked DLA/CPU at their lowest clock
+    assert ctrl.plan(d)["gpu"] == GHZ            # 11.5 W <= 12 - 0.24
+    for _ in range(20):
+        ctrl.correct(measured_w=11.0, predicted_w=10.0)   # the module draws 1 W more
+    assert ctrl.offset_w == pytest.approx(1.0, abs=0.01)
+    assert ctrl.plan(d)["gpu"] == GHZ // 2
+
+
+def test_scheduler_dvfs_parks_idle_units_and_raises_busy_ones():
+    s = Scheduler(PLATFORM, catalog(), "twill", 20.0, seed=0)
+    out = s.handle(Tick(0.0))
+    assert {(a.unit, a.freq_hz) for a in out if isinstance(a, SetFrequency)} == {
+        ("gpu", GHZ // 2), ("dla0", GHZ // 2), ("cpu_a", GHZ)}
+    out = s.handle(JobArrived(0.01, job("a", "long")))     # work lands on the parked GPU
+    assert SetFrequency("gpu", GHZ) in out
+    for i in range(1, 10):
+        s.handle(PowerSample(0.01 * i, 10.0))
+    s.handle(JobFinished(0.11, "a", "gpu"))
+    s.handle(Tick(0.1))
+    for k in range(2, 12):                                  # long idle: memory decays
+        out = s.handle(Tick(0.1 * k))
+    assert s.units["gpu"].freq_hz == GHZ // 2 and s.units["gpu"].parked
+
+
+def test_scheduler_lower_budget_gives_lower_gpu_clock_under_load():
+    def gpu_clock(budget):
+        s = Scheduler(PLATFORM, catalog(), "twill", budget, seed=0)
+        s.handle(Tick(0.0))
+        for i in range(5):
+            s.handle(JobArrived(0.0, job(f"l{i}", "long", stream="x")))
+        s.handle(Tick(0.1))
+        return s.units["gpu"].freq_hz
+    assert gpu_clock(20.0) == GHZ
+    assert gpu_clock(6.0) == GHZ // 2
+
+
+def test_twill_no_dvfs_uses_static_caps_and_never_changes_clocks():
+    s = Scheduler(ORIN, catalog_orin(), "twill_no_dvfs", 15.0, seed=0)
+    first = s.handle(Tick(0.0))
+    caps = pw.static_caps(ORIN, 15.0, ORIN.unit_names)
+    assert {a.unit: a.freq_hz for a in first if isinstance(a, SetFrequency)} == caps
+    assert not [a for a in s.handle(Tick(0.1)) if isinstance(a, SetFrequency)]
+
+
+def catalog_orin():
+    from twill_ros.core.catalog import load_catalog
+    return load_catalog()

@@ -1,0 +1,154 @@
+"""The digital twin: occupancy, sharing, interference, LLM steps and freezing, DVFS, power
+sampling, draining. Hand-checked on the tiny platform (engine_fixtures), noise +-3 %."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from engine_fixtures import PLATFORM, catalog, job
+
+from twill_ros.core.catalog import load_catalog
+from twill_ros.core.jobs import JobStatus
+from twill_ros.core.platform import load_platform
+from twill_ros.sim.simulator import EXEC_NOISE, simulate
+
+NOISE = 1 + EXEC_NOISE + 1e-9
+
+
+def run(jobs, policy="twill_no_dvfs", budget=20.0, seed=1, **kw):
+    return simulate(jobs, PLATFORM, catalog(), policy, budget, seed, **kw)
+
+
+def by_id(result):
+    return {r.job.job_id: r for r in result.records}
+
+
+def test_lone_job_takes_its_catalog_latency_within_noise():
+    (rec,) = run([job("a", "long")]).records
+    assert rec.status is JobStatus.COMPLETED and rec.unit == "gpu"
+    assert 0.1 / NOISE <= rec.latency_s <= 0.1 * NOISE
+
+
+def test_half_clock_doubles_a_fully_frequency_sensitive_job():
+    # 6 W budget: GPU capped at 500 MHz (2 + 8 * 0.25 = 4 W; 1 GHz would be 10 W)
+    (rec,) = run([job("a", "long")], policy="gpu_fifo", budget=6.0).records
+    assert 0.2 / NOISE <= rec.latency_s <= 0.2 * NOISE
+
+
+def test_processor_sharing_divides_gpu_throughput():
+    # gpu_fifo: two streams share the GPU, each progresses at half speed
+    res = by_id(run([job("a", "long", stream="A"), job("b", "long", stream="B")],
+                    policy="gpu_fifo"))
+    for r in res.values():
+        assert 0.2 / NOISE <= r.latency_s <= 0.2 * NOISE
+
+
+def test_interference_slows_co_running_gpu_and_dla_jobs():
+    # fcfs_affinity puts the cnn on the DLA and the long job on the GPU, side by side
+    res = by_id(run([job("g", "long"), job("d", "dlaonly")], policy="fcfs_affinity"))
+    assert res["g"].unit == "gpu" and res["d"].unit == "dla0"
+    # DLA job: 50 ms alone, x1.5 while the GPU is busy for its whole run
+    assert 0.075 / NOISE <= res["d"].latency_s <= 0.075 * NOISE
+    # GPU job: x1.5 for the first ~75 ms (DLA busy), then alone
+    expected = 0.075 + (0.1 - 0.075 / 1.5)
+    assert res["g"].latency_s == pytest.approx(expected, rel=0.05)
+    alone = by_id(run([job("g", "long")], policy="fcfs_affinity"))["g"]
+    assert res["g"].latency_s > alone.latency_s * 1.15
+
+
+def test_llm_prefill_and_decode_tokens_and_ttft():
+    # 100 prompt tokens at 1000 tok/s = 0.1 s; 10 tokens at 100 tok/s = 0.1 s
+    (rec,) = run([job("l", "llm", prompt=100, new=10)]).records
+    assert rec.tokens == 10
+    assert 0.11 / NOISE <= rec.first_token_s <= 0.11 * NOISE
+    assert rec.decode_s == pytest.approx(0.1, rel=0.04)
+    assert 0.2 / NOISE <= rec.latency_s <= 0.2 * NOISE
+
+
+def test_llm_freeze_resume_keeps_tokens_and_recomputes_nothing():
+    jobs = [job("l", "llm", 10, prompt=100, new=10),           # 0.1 s prefill + 0.1 s decode
+            job("h1", "long", 200, t=0.15), job("h2", "long", 200, t=0.15)]   # mid-decode
+    res = by_id(run(jobs, policy="twill"))
+    llm = res["l"]
+    assert llm.status is JobStatus.COMPLETED and llm.tokens == 10 and llm.freezes == 1
+    # frozen at a token boundary while h1 runs, and for all of h2
+    assert 0.09 <= llm.frozen_s <= 0.2
+    assert llm.latency_s == pytest.approx(llm.exec_s + llm.frozen_s, abs=1e-9)
+    # resuming continues from the KV cache: latency = own 0.2 s + the two 0.1 s jobs, with
+    # nothing redone (a recomputed prefill would add 0.1 s)
+    assert llm.latency_s < 0.4 * NOISE + 0.005
+    # the first high-priority job started at once beside the LLM on a priority stream
+    assert res["h1"].start_s == pytest.approx(0.15)
+    assert res["h1"].latency_s < 0.1 * NOISE / 0.9 + 0.002
+
+
+def test_freeze_during_prefill_waits_for_the_chunk_boundary():
+    jobs = [job("l", "llm", 10, prompt=640, new=2),    # 10 chunks of 64 tokens (64 ms each)
+            job("hi", "bert", 200, t=0.1)]
+    res = by_id(run(jobs, policy="twill"))
+    assert res["l"].freezes == 1 and res["l"].tokens == 2
+    assert res["hi"].latency_s < 0.064 / 9 + 0.012     # shares the chunk, then runs alone
+
+
+def test_power_trace_is_sampled_every_10_ms_and_matches_the_model():
+    res = run([job("a", "long", stream="x"), job("b", "long", stream="x")],
+              policy="gpu_fifo", duration_s=0.5)
+    times = [t for t, _ in res.power_trace]
+    assert times[:3] == pytest.approx([0.01, 0.02, 0.03])
+    assert all(b - a == pytest.approx(0.01) for a, b in zip(times, times[1:], strict=False))
+    assert res.duration_s == pytest.approx(times[-1] + 0.01)   # the run ends at the next
+    assert len(times) == round(res.duration_s / 0.01) - 1      # sample instant
+    # while both jobs run (GPU busy at 1 GHz): 2 + 8 = 10 W +-3 %; idle afterwards: 2 W
+    busy = [p for t, p in res.power_trace if 0.02 <= t <= 0.18]
+    idle = [p for t, p in res.power_trace if t >= 0.3]
+    assert all(9.7 <= p <= 10.3 for p in busy)
+    assert all(1.94 <= p <= 2.06 for p in idle)
+
+
+def test_freq_trace_starts_with_every_unit_and_records_dvfs_after_transition_delay():
+    res = run([job("a", "long", t=0.05)], policy="twill")
+    first = res.freq_trace[:3]
+    assert {(t, u) for t, u, _ in first} == {(0.0, "gpu"), (0.0, "dla0"), (0.0, "cpu_a")}
+    # work lands on the parked GPU at 50 ms; the new clock applies 1 ms later
+    ups = [(t, f) for t, u, f in res.freq_trace if u == "gpu" and f == 1_000_000_000]
+    assert ups and ups[0][0] == pytest.approx(0.051)
+
+
+def test_unfinished_jobs_are_cancelled_with_a_reason_at_the_drain_limit():
+    # 2 s of LLM decoding, 0.5 s horizon, 0.5 s drain: cancelled, never lost
+    res = run([job("l", "llm", prompt=10, new=200), job("c", "cnn", t=0.1)],
+              duration_s=0.5, drain_s=0.5)
+    recs = by_id(res)
+    assert recs["c"].status is JobStatus.COMPLETED
+    assert recs["l"].status is JobStatus.CANCELLED
+    assert "drain limit" in recs["l"].message
+    assert recs["l"].finish_s == pytest.approx(1.0)
+    assert res.duration_s == pytest.approx(1.0, abs=0.011)
+
+
+def test_unknown_model_job_is_rejected_not_lost():
+    res = run([job("x", "nope"), job("a", "cnn")])
+    assert [r.status for r in res.records] == [JobStatus.REJECTED, JobStatus.COMPLETED]
+
+
+def test_run_drains_past_the_horizon_until_every_job_ends():
+    res = run([job(f"j{i}", "long", stream="s") for i in range(5)], policy="gpu_fifo",
+              duration_s=0.1)
+    assert all(r.status is JobStatus.COMPLETED for r in res.records)
+    assert res.duration_s >= 0.5 / NOISE
+
+
+def test_budget_holds_on_the_orin_twin_under_twill():
+    """A short busy mix on the real platform file: 100 ms windows stay under budget."""
+    cat = load_catalog()
+    orin = load_platform("orin_nx_16gb")
+    jobs = [job(f"c{i}", "yolov8s", 200, t=i / 30) for i in range(60)]
+    jobs += [job("llm", "llama-3.2-1b", 50, t=0.0, prompt=128, new=32)]
+    res = simulate(jobs, orin, cat, "twill", 10.0, 3, 2.0)
+    windows: dict[int, list[float]] = {}
+    for t, p in res.power_trace:
+        windows.setdefault(math.floor(t / 0.1 + 1e-9), []).append(p)
+    over = [k for k, v in windows.items() if sum(v) / len(v) > 10.0]
+    assert len(over) <= 0.01 * len(windows) + 1
+    assert all(r.status is JobStatus.COMPLETED for r in res.records)

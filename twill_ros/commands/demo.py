@@ -1,0 +1,156 @@
+"""``twill demo``: the scheduler, a perception node and a planner node, live on the twin.
+
+The three nodes run composed in one process (a MultiThreadedExecutor; the same classes
+launch/demo.launch.py starts) for ``--duration`` seconds, with a live status line. Then the
+clients stop, the jobs in flight finish (or are cancelled after ``--drain``), and the run
+is summarised from the JobResults that came back over DDS: a table per stream, and in
+``--report DIR`` a summary.json in the ``compare`` results format plus the report plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from twill_ros.core.policies import POLICIES
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("demo", help="run the live ROS 2 demo on the Orin NX twin",
+                                   description=__doc__)
+    parser.add_argument("--duration", type=float, default=30.0,
+                        help="seconds the clients submit jobs (default: 30)")
+    parser.add_argument("--policy", default="twill", choices=sorted(POLICIES),
+                        help="scheduling policy (default: twill)")
+    parser.add_argument("--budget", type=float, default=15.0,
+                        help="module power budget in W (default: 15)")
+    parser.add_argument("--platform", default="orin_nx_16gb",
+                        help="platform file name or path (default: orin_nx_16gb)")
+    parser.add_argument("--drain", type=float, default=30.0,
+                        help="seconds to let jobs in flight finish after the run (default: 30)")
+    parser.add_argument("--report", metavar="DIR",
+                        help="write DIR/summary.json and the report with plots")
+    parser.add_argument("--quiet", action="store_true", help="no live status line")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.duration <= 0 or args.drain < 0 or args.budget <= 0:
+        print("twill demo: --duration and --budget must be > 0, --drain >= 0", file=sys.stderr)
+        return 2
+    os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    os.environ["ROS_LOCALHOST_ONLY"] = "1"
+
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.parameter import Parameter
+    from rclpy.signals import SignalHandlerOptions
+
+    from twill_ros.demo.monitor import RunMonitor
+    from twill_ros.demo.perception_node import PerceptionNode
+    from twill_ros.demo.planner_node import PlannerNode
+    from twill_ros.node.lifecycle import spin_while, stop_on_signals
+    from twill_ros.node.scheduler_node import TwillSchedulerNode
+
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    stop = stop_on_signals()
+    try:
+        scheduler = TwillSchedulerNode(parameter_overrides=[
+            Parameter("platform", value=args.platform), Parameter("policy", value=args.policy),
+            Parameter("power_budget_w", value=float(args.budget)),
+            Parameter("state_rate_hz", value=10.0)])
+        monitor = RunMonitor()
+        t0 = monitor.get_clock().now().nanoseconds * 1e-9
+        clients = [PerceptionNode(), PlannerNode()]
+        nodes = [scheduler, monitor, *clients]
+        executor = MultiThreadedExecutor(num_threads=4)
+        for node in nodes:
+            executor.add_node(node)
+        print(f"twill demo: policy {args.policy}, budget {args.budget:g} W, platform "
+              f"{args.platform}, {args.duration:g} s (ROS_DOMAIN_ID "
+              f"{os.environ['ROS_DOMAIN_ID']})", flush=True)
+        started = time.monotonic()
+        next_status = [started + 1.0]
+
+        def running() -> bool:
+            now = time.monotonic()
+            if not args.quiet and now >= next_status[0]:
+                next_status[0] += 1.0
+                print(monitor.status_line(now - started), flush=True)
+            return now - started < args.duration
+
+        spin_while(executor, running, stop)
+        streams = [s for client in clients for s in client.streams]
+        for client in clients:
+            client.stop()
+        print(f"twill demo: clients stopped; letting jobs in flight finish (<= {args.drain:g} s)",
+              flush=True)
+        spin_while(executor, lambda: any(s.pending() for s in streams), stop, args.drain)
+        scheduler.shutdown(executor)
+        spin_while(executor, lambda: any(s.pending() for s in streams), None, 2.0)
+        result = monitor.sim_result(streams, t0, scheduler.catalog)
+        lost = sum(s.pending() for s in streams)
+        summary = _summarize(result, args, scheduler, [s.config.name for s in streams], lost)
+        for node in nodes:
+            executor.remove_node(node)
+            node.destroy_node()
+        executor.shutdown()
+    finally:
+        rclpy.try_shutdown()
+
+    _print_summary(summary)
+    if args.report:
+        _write_report(summary, result, args)
+    if lost:
+        print(f"twill demo: {lost} job(s) got no result", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _summarize(result, args, scheduler, stream_names, lost) -> dict:
+    from twill_ros.core.metrics import summarize
+
+    summary = summarize(result.records, result.power_trace, policy=args.policy,
+                        budget_w=float(args.budget), profiler=scheduler.profiler,
+                        duration_s=result.duration_s, streams=stream_names)
+    summary["lost"] = lost
+    return summary
+
+
+def _print_summary(summary: dict) -> None:
+    from twill_ros.report import per_stream_markdown, text_table
+
+    print()
+    print(text_table([summary]))
+    print()
+    print("Per stream: mean latency ms (mean slowdown, deadline-miss rate)")
+    print(per_stream_markdown([summary]))
+
+
+def _demo_workload(args, summary: dict):
+    """The demo's streams as a Workload, so the report reads like a compare report."""
+    from twill_ros.sim.workload import Arrival, StreamSpec, Workload
+
+    streams = tuple(StreamSpec(name=name, model="", arrival=Arrival("live", {}))
+                    for name in summary["per_stream"])
+    return Workload(name="live demo", duration_s=args.duration, streams=streams,
+                    path="twill demo (live ROS 2 run)")
+
+
+def _write_report(summary: dict, result, args) -> None:
+    from twill_ros.comparison import Comparison, Run
+    from twill_ros.report import write_report
+
+    out = Path(args.report)
+    out.mkdir(parents=True, exist_ok=True)
+    comparison = Comparison(workload=_demo_workload(args, summary), platform=args.platform,
+                            seed=0, runs=(Run(args.policy, float(args.budget), summary,
+                                              result),))
+    (out / "summary.json").write_text(json.dumps(comparison.to_json(), indent=2) + "\n")
+    report = write_report(comparison, str(out))
+    print(f"twill demo: wrote {out / 'summary.json'} and {report}")

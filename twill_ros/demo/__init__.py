@@ -1,0 +1,1 @@
+"""Demo client nodes (perception, planner) and the composed demo run."""

@@ -1,0 +1,104 @@
+"""Watches a live run from the outside, as any ROS tool could: /twill/state and /twill/results.
+
+It prints the one-line live status and, at the end, turns what the clients sent and what
+came back into the core's JobRecords and traces, so a live run is summarised and plotted
+exactly like a simulated one (core.metrics, report).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+from rclpy.node import Node
+from twill_msgs.msg import JobResult, SchedulerState
+
+from twill_ros.client import RESULT_QOS
+from twill_ros.core.jobs import Job, JobRecord, JobStatus
+from twill_ros.demo.streams import Sent, StreamSubmitter
+from twill_ros.node.requests import prompt_tokens
+from twill_ros.sim.simulator import SimResult
+
+STATUSES = {JobResult.COMPLETED: JobStatus.COMPLETED, JobResult.FAILED: JobStatus.FAILED,
+            JobResult.REJECTED: JobStatus.REJECTED, JobResult.CANCELLED: JobStatus.CANCELLED}
+
+
+def stamp_s(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+class RunMonitor(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("twill_run_monitor", **kwargs)
+        self._lock = threading.Lock()
+        self.states: list[SchedulerState] = []
+        self._done_times: deque[float] = deque()
+        self.results = 0
+        self.create_subscription(SchedulerState, "/twill/state", self._on_state, 50)
+        self.create_subscription(JobResult, "/twill/results", self._on_result, RESULT_QOS)
+
+    def _on_state(self, msg: SchedulerState) -> None:
+        with self._lock:
+            self.states.append(msg)
+
+    def _on_result(self, _msg: JobResult) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self.results += 1
+            self._done_times.append(now)
+            while self._done_times and self._done_times[0] < now - 1.0:
+                self._done_times.popleft()
+
+    def status_line(self, elapsed_s: float) -> str:
+        with self._lock:
+            rate = len(self._done_times)
+            state = self.states[-1] if self.states else None
+        if state is None:
+            return f"[{elapsed_s:5.1f} s] waiting for /twill/state"
+        over = " OVER BUDGET" if state.power_w > state.power_budget_w else ""
+        clocks = " ".join(f"{u.name}:{u.frequency_hz / 1e6:.0f}" for u in state.units)
+        return (f"[{elapsed_s:5.1f} s] {rate:3d} jobs/s | power {state.power_w:5.1f} W / "
+                f"budget {state.power_budget_w:4.1f} W{over} | running {state.running} "
+                f"queued {state.queued} frozen {state.frozen} | done {state.completed} | "
+                f"MHz {clocks}")
+
+    def sim_result(self, streams: list[StreamSubmitter], t0_s: float, catalog) -> SimResult:
+        """The live run as the core's SimResult: a record per answered job, power/clock traces.
+
+        Times are ROS time (the clients' request stamps and the state stamps) minus ``t0_s``.
+        Jobs sent but never answered are not invented a status: the caller reports them.
+        """
+        records = [self._record(stream.config.name, sent, t0_s, catalog)
+                   for stream in streams for sent in list(stream.sent.values())
+                   if sent.result is not None]
+        with self._lock:
+            states = list(self.states)
+        power = [(stamp_s(s.stamp) - t0_s, float(s.power_w)) for s in states]
+        freqs, last = [], {}
+        for s in states:
+            for unit in s.units:
+                if last.get(unit.name) != unit.frequency_hz:
+                    last[unit.name] = unit.frequency_hz
+                    freqs.append((stamp_s(s.stamp) - t0_s, unit.name, int(unit.frequency_hz)))
+        end = max([power[-1][0] if power else 0.0] +
+                  [r.finish_s for r in records if r.finish_s is not None])
+        return SimResult(records=records, power_trace=power, freq_trace=freqs, duration_s=end)
+
+    @staticmethod
+    def _record(stream: str, sent: Sent, t0_s: float, catalog) -> JobRecord:
+        request, result = sent.request, sent.result
+        llm = catalog.get(request.model).is_llm
+        job = Job(job_id=request.job_id, model=request.model, priority=request.priority,
+                  submit_s=stamp_s(request.stamp) - t0_s,
+                  deadline_s=request.deadline_ms / 1000.0 if request.deadline_ms > 0 else None,
+                  stream=stream, prompt_tokens=prompt_tokens(request.prompt) if llm else 0,
+                  max_new_tokens=request.max_new_tokens if llm else 0)
+        return JobRecord(
+            job=job, status=STATUSES[result.status], unit=result.unit,
+            finish_s=job.submit_s + result.total_ms / 1000.0,
+            start_s=job.submit_s + result.queue_ms / 1000.0 if result.unit else None,
+            exec_s=result.exec_ms / 1000.0, frozen_s=result.frozen_ms / 1000.0,
+            migrations=result.migrations, freezes=result.freezes,
+            first_token_s=job.submit_s + result.ttft_ms / 1000.0 if result.tokens else None,
+            tokens=result.tokens, decode_s=result.decode_ms / 1000.0, message=result.message)

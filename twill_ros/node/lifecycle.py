@@ -1,0 +1,51 @@
+"""Spinning and stopping nodes the same way in every entry point (Humble-compatible).
+
+rclpy's own SIGINT handler shuts the context down at once, before a node can publish its
+goodbyes; the entry points init rclpy with SignalHandlerOptions.NO and use these instead, so
+the scheduler can give every live job a CANCELLED result before it exits.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from rclpy.executors import Executor, MultiThreadedExecutor
+from rclpy.node import Node
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM (call from the main thread)."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def spin_while(executor: Executor, keep_going: Callable[[], bool],
+               stop: threading.Event | None = None, timeout_s: float | None = None) -> None:
+    """Spin until ``keep_going()`` is false, ``stop`` is set or ``timeout_s`` passes."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while keep_going() and not (stop is not None and stop.is_set()):
+        if deadline is not None and time.monotonic() >= deadline:
+            return
+        executor.spin_once(timeout_sec=0.05)
+
+
+def spin_until_stopped(nodes: Sequence[Node],
+                       before_exit: Callable[[Executor], None] | None = None) -> None:
+    """Spin ``nodes`` until SIGINT/SIGTERM, run ``before_exit`` still spinning, clean up."""
+    stop = stop_on_signals()
+    executor = MultiThreadedExecutor(num_threads=4)
+    for node in nodes:
+        executor.add_node(node)
+    try:
+        spin_while(executor, lambda: True, stop)
+        if before_exit is not None:
+            before_exit(executor)
+    finally:
+        executor.shutdown()
+        for node in nodes:
+            node.destroy_node()
