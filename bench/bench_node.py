@@ -18,7 +18,7 @@ Absolute numbers on a shared machine are noisy: medians are reported with the co
 A missed target is reported (FAIL), not an error: the exit code is 0 when the bench ran.
 
     python bench/bench_node.py [--json OUT] [--markdown docs/BENCHMARKS.md] \\
-        [--rate-steps 250,500,1000,2000] [--duration 5] [--profile]
+        [--rate-steps 250,500,1000,2000] [--duration 5] [--profile-rate 1000]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import json
 import math
 import os
 import platform as host
+import re
 import shlex
 import shutil
 import signal
@@ -52,6 +53,7 @@ from twill_msgs.action import RunJob  # noqa: E402
 from twill_msgs.msg import JobRequest, JobResult, SchedulerState  # noqa: E402
 
 from twill_ros.client import RESULT_QOS  # noqa: E402  (the node's topic QoS, depth 1000)
+from twill_ros.node.diagnostics import percentile  # noqa: E402
 
 PARAMS_FILE = REPO / "config" / "twill.yaml"
 RATE_TARGET = 1000.0
@@ -62,6 +64,7 @@ DEMO_STREAMS = (("detect", "yolov8s", 1 / 30, "topic"), ("classify", "resnet50",
 PLAN_PROMPT = "Scene: corridor, two people ahead, door on the left. Goal: reach dock 3. " * 20
 DEMO_SECONDS = 15.0
 QUIET_S = 3.0          # a step is drained when no result arrived for this long
+BEGIN, END = "<!-- bench_node:begin -->", "<!-- bench_node:end -->"
 
 
 def ros_env(domain_id: int) -> dict[str, str]:
@@ -80,9 +83,8 @@ def cpu_seconds(pid: int | str = "self") -> float:
 
 
 def pct(samples: list[float], q: float) -> float:
-    """Nearest-rank percentile, as the node's diagnostics compute it."""
-    ordered = sorted(samples)
-    return ordered[max(1, math.ceil(q / 100.0 * len(ordered))) - 1] if ordered else math.nan
+    """Nearest-rank percentile, as the node's diagnostics compute it; NaN when empty."""
+    return percentile(samples, q) if samples else math.nan
 
 
 class Scheduler:
@@ -253,7 +255,7 @@ def bench_rate(client: Client, sched: Scheduler, rate_hz: float, duration_s: flo
     n = int(rate_hz * duration_s)
     msgs = [client.request(f"rate{rate_hz:g}-{i}", "tiny-cnn") for i in range(n)]
     ids = [m.job_id for m in msgs]
-    client.wait_for(lambda: False, 0.5)   # a fresh /twill/state before the step
+    time.sleep(0.5)   # a fresh /twill/state before the step
     done0 = client.node_done()
     spy = None
     if profile_out is not None:
@@ -269,7 +271,7 @@ def bench_rate(client: Client, sched: Scheduler, rate_hz: float, duration_s: flo
     cpu, own = cpu_seconds(sched.pid) - cpu0, cpu_seconds() - own0
     if spy is not None:
         spy.wait(30)
-    client.wait_for(lambda: False, 0.5)   # let /twill/state catch up with the last result
+    time.sleep(0.5)   # let /twill/state catch up with the last result
     statuses = collections.Counter(client.results[j][1] for j in ids if j in client.results)
     received = sum(statuses.values())
     completed = statuses[JobResult.COMPLETED]
@@ -322,19 +324,41 @@ def bench_cpu(client: Client, sched: Scheduler, seconds: float) -> list[dict]:
              "topic_jobs": len(ids), "topic_results": client.received(ids)}]
 
 
-def summarize_profile(path: Path, top: int = 12) -> list[dict]:
-    """Inclusive share of samples per function from py-spy's collapsed stacks (busy only)."""
-    total, inclusive = 0, collections.Counter()
+def summarize_profile(path: Path, top: int = 8) -> dict:
+    """Busy samples of py-spy's collapsed stacks by part of the stack, and the top leaves.
+
+    A sample counts for the innermost Twill part on its stack (core, twin, node callback);
+    samples with none are rclpy executor or thread-pool work, by their leaf frame.
+    """
+    parts: collections.Counter[str] = collections.Counter()
+    leaves: collections.Counter[str] = collections.Counter()
     for line in path.read_text(encoding="utf-8").splitlines():
         stack, _, count = line.rpartition(" ")
-        frames = [f for f in stack.split(";")[1:] if f]   # first frame is the thread
-        if not frames or "wait" in frames[-1] or "select" in frames[-1]:
-            continue   # idle executor/worker threads, not work
-        total += int(count)
-        for frame in set(frames):
-            inclusive[frame] += int(count)
-    return [{"function": f, "share_pct": 100.0 * c / total}
-            for f, c in inclusive.most_common(top)] if total else []
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")[1:] if f]
+        if not frames:
+            continue
+        files = [f.rpartition("(")[2] for f in frames]
+        leaves[frames[-1]] += int(count)
+        if any(f.startswith("twill_ros/core/") for f in files):
+            part = "Twill scheduler core (twill_ros/core)"
+        elif any(f.startswith("twill_ros/backends/") for f in files):
+            part = "twin backend thread (twill_ros/backends)"
+        elif any("(twill_ros/node/" in f and "(twill_ros/node/lifecycle" not in f
+                 and not f.startswith("main ") for f in frames):
+            part = "node callbacks (admission, events, result publish, timers)"
+        elif files[-1].startswith(("rclpy/", "contextlib")):
+            part = "rclpy executor (wait sets, task bookkeeping)"
+        elif files[-1].startswith(("concurrent/", "threading")):
+            part = "thread-pool hand-off (concurrent.futures, threading)"
+        else:
+            part = f"other ({files[-1].rstrip(')')})"
+        parts[part] += int(count)
+    total = sum(parts.values()) or 1
+    return {"samples": total,
+            "parts": [{"part": k, "share_pct": 100.0 * v / total} for k, v in parts.most_common()
+                      if 100.0 * v / total >= 0.5],
+            "leaves": [{"function": k, "share_pct": 100.0 * v / total}
+                       for k, v in leaves.most_common(top)]}
 
 
 # ------------------------------------------------------------------ report
@@ -349,16 +373,53 @@ def conditions() -> dict:
             "rmw": os.environ.get("RMW_IMPLEMENTATION", "default (rmw_fastrtps_cpp)")}
 
 
-def _f(value, digits: int = 3) -> str:
+def _f(value, digits: int = 2) -> str:
     return "n/a" if value is None or value != value else f"{value:,.{digits}f}"
+
+
+def sustained(step: dict) -> bool:
+    """Kept up: everything answered and completed, at >= 90 % of the offered rate."""
+    return (step["lost"] == 0 and step["rejected"] == 0 and step["failed"] == 0
+            and step["published_hz"] >= 0.95 * step["offered_hz"]
+            and step["results_hz"] >= 0.9 * step["offered_hz"])
+
+
+def observations(report: dict) -> list[str]:
+    """What this run's numbers say, stated from the numbers only."""
+    out = []
+    steps = report["rate_steps"]
+    failing = [s for s in steps if not sustained(s)]
+    if failing:
+        s = failing[0]
+        inbound = s["sent"] - s["node_answered"]
+        where = (f"{inbound} requests never reached the node (its subscription queue, depth "
+                 f"1000, overflowed while it was busy)" if inbound else
+                 "the node answered every request, so results were lost or late on the way "
+                 "back" if s["lost"] else "no loss, but the node fell behind")
+        out.append(f"- First step that did not keep up: {s['offered_hz']:,.0f} jobs/s offered, "
+                   f"{s['results_hz']:,.0f} jobs/s completed, {s['lost']} lost: {where}; node "
+                   f"CPU {s['node_cpu_pct']:.0f} % of one core.")
+    out.append(f"- Highest step sustained: {report['sustained_hz']:,.0f} jobs/s "
+               f"({'PASS' if report['sustained_hz'] >= RATE_TARGET else 'FAIL'} against "
+               f"{RATE_TARGET:,.0f}).")
+    prof = report.get("profile")
+    if prof:
+        rclpy_share = sum(p["share_pct"] for p in prof["parts"]
+                          if p["part"].startswith(("rclpy", "thread-pool")))
+        out.append(f"- At {report['profile_rate_hz']:,.0f} jobs/s, {rclpy_share:.0f} % of the "
+                   "node's busy samples are rclpy executor and thread-pool machinery, not "
+                   "Twill code (table below).")
+    return out
 
 
 def markdown(report: dict) -> str:
     c = report["conditions"]
     lines = [
-        "# Benchmarks: the twill_scheduler node",
+        BEGIN,
+        "## Node benchmark: overhead, sustained topic rate, CPU",
         "",
-        "Generated by `bench/bench_node.py`; do not edit by hand, re-run instead:",
+        "Generated by `bench/bench_node.py` (this section is rewritten on every run; text "
+        "outside the markers is kept):",
         "",
         "```bash",
         "source env.sh",
@@ -368,17 +429,17 @@ def markdown(report: dict) -> str:
         f"Conditions: {c['date']}; {c['cpu']}, {c['nproc']} logical CPUs (shared machine, "
         f"1-min load {c['load_avg_1m_at_start']:.2f} at start); Python {c['python']}; "
         f"{c['rmw']}; localhost-only discovery. Node: `{report['scheduler_command']}` "
-        "(twin backend, its own process); the client (publisher + result subscriber, one "
-        "rclpy process) shares the same cores. Times are from one run: medians and p99 "
-        "move by tens of percent between runs on this machine.",
+        "(twin backend, its own process); the bench client (publisher and result subscriber, "
+        "one rclpy process) shares the same cores. One run: on this machine medians move by "
+        "tens of percent between runs, p99 more.",
         "",
-        "## Overhead on the job path (tiny-cnn)",
+        "### Overhead on the job path (tiny-cnn)",
         "",
         "Node-internal: the node's `twill/overhead` diagnostics over its last 1000 jobs "
         "(submit->dispatch: request callback to backend start; finish->result: backend "
         "finish to JobResult published). Outside view: client round trip (publish -> "
-        "JobResult received) minus the job's `total_ms`, i.e. both DDS hops, admission and "
-        "result publication.",
+        "JobResult received) minus the job's `total_ms`: both DDS hops, executor queueing, "
+        "admission and result publication.",
         "",
         "| policy | jobs @ rate | submit->dispatch p50 / p99 (ms) | finish->result p50 / p99 "
         "(ms) | round trip p50 / p99 (ms) | outside overhead p50 / p99 (ms) | node CPU |",
@@ -387,47 +448,58 @@ def markdown(report: dict) -> str:
     for r in report["overhead"]:
         lines.append(
             f"| {r['policy']} | {r['completed']}/{r['jobs']} @ {r['rate_hz']:g}/s "
-            f"| {_f(r['submit_to_dispatch_p50_ms'])} / {_f(r['submit_to_dispatch_p99_ms'])} "
-            f"| {_f(r['finish_to_result_p50_ms'])} / {_f(r['finish_to_result_p99_ms'])} "
+            f"| {_f(r['submit_to_dispatch_p50_ms'], 3)} / {_f(r['submit_to_dispatch_p99_ms'], 3)} "
+            f"| {_f(r['finish_to_result_p50_ms'], 3)} / {_f(r['finish_to_result_p99_ms'], 3)} "
             f"| {_f(r['round_trip_p50_ms'])} / {_f(r['round_trip_p99_ms'])} "
             f"| {_f(r['outside_overhead_p50_ms'])} / {_f(r['outside_overhead_p99_ms'])} "
             f"| {r['node_cpu_pct']:.0f} % |")
-    best = report["sustained_hz"]
-    verdict = "PASS" if best >= RATE_TARGET else "FAIL"
     lines += [
         "",
-        "## Sustained topic submission rate (tiny-cnn on /twill/jobs, policy twill)",
+        "### Sustained topic submission rate (tiny-cnn on /twill/jobs, policy twill)",
         "",
-        f"Target: >= {RATE_TARGET:,.0f} jobs/s accepted with no loss. Reached: "
-        f"**{best:,.0f} jobs/s** with no loss and no rejection ({verdict}). Each step "
-        f"publishes for {report['duration_s']:g} s (RELIABLE, KEEP_LAST depth 1000 like the "
-        "node), then waits for the results. lost = sent - results received; node answered = "
-        "jobs the node counted on /twill/state (sent - node answered = lost inbound). CPU is "
-        "% of one core over publish start .. last result.",
+        f"Target: >= {RATE_TARGET:,.0f} jobs/s accepted with no loss. Each step publishes for "
+        f"{report['duration_s']:g} s (RELIABLE, KEEP_LAST depth 1000 like the node), then "
+        "waits for the results. lost = sent - results received; node answered = jobs the "
+        "node counted on /twill/state (sent - node answered = lost before the node). "
+        "Sustained = no loss, no rejection, completed >= 90 % of offered. CPU: % of one core "
+        "from the first publish to the last result.",
         "",
         "| offered (jobs/s) | published (jobs/s) | completed (jobs/s) | sent | completed | "
-        "rejected | lost | node answered | drain after last publish (s) | node CPU | "
-        "client CPU |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "rejected | lost | node answered | drain (s) | node CPU | client CPU | sustained |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in report["rate_steps"]:
         lines.append(
             f"| {r['offered_hz']:,.0f} | {r['published_hz']:,.0f} | {r['results_hz']:,.0f} "
             f"| {r['sent']} | {r['completed']} | {r['rejected']} | {r['lost']} "
             f"| {r['node_answered']} | {r['drain_s']:.1f} | {r['node_cpu_pct']:.0f} % "
-            f"| {r['client_cpu_pct']:.0f} % |")
-    lines += ["", "## CPU use of the node (policy twill)", "",
+            f"| {r['client_cpu_pct']:.0f} % | {'yes' if sustained(r) else 'no'} |")
+    lines += ["", "### CPU use of the node (policy twill)", "",
               "| load | seconds | node CPU (% of one core) |", "| --- | --- | --- |"]
     for r in report["cpu"]:
         lines.append(f"| {r['load']} | {r['seconds']:.1f} | {r['node_cpu_pct']:.1f} % |")
-    if report.get("profile"):
-        lines += ["", f"## Where the node's time goes at {report['profile_rate_hz']:,.0f} "
-                  "jobs/s (py-spy, busy samples, inclusive)", "",
-                  "| function | share of busy samples |", "| --- | --- |"]
-        lines += [f"| `{p['function']}` | {p['share_pct']:.0f} % |" for p in report["profile"]]
-    if report.get("notes"):
-        lines += ["", "## Notes", "", *report["notes"]]
+    prof = report.get("profile")
+    if prof:
+        lines += ["", f"### Where the node's time goes at {report['profile_rate_hz']:,.0f} "
+                  f"jobs/s (py-spy, {prof['samples']} busy samples, all threads)", "",
+                  "| part of the stack | share |", "| --- | --- |"]
+        lines += [f"| {p['part']} | {p['share_pct']:.0f} % |" for p in prof["parts"]]
+        lines += ["", "| innermost function (self time) | share |", "| --- | --- |"]
+        lines += [f"| `{p['function']}` | {p['share_pct']:.0f} % |" for p in prof["leaves"]]
+    lines += ["", "### Observations (from this run's numbers)", "", *observations(report), END]
     return "\n".join(lines) + "\n"
+
+
+def write_markdown(path: Path, section: str) -> None:
+    """Replace the generated section of ``path`` (or append it), keeping hand-written text."""
+    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n\n"
+    if BEGIN in old and END in old:
+        head, _, rest = old.partition(BEGIN)
+        text = head + section.rstrip("\n") + rest.partition(END)[2]
+    else:
+        text = old.rstrip("\n") + "\n\n" + section
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
 
 
 def main() -> int:
@@ -438,24 +510,21 @@ def main() -> int:
     parser.add_argument("--overhead-jobs", type=int, default=1000)
     parser.add_argument("--overhead-rate", type=float, default=100.0)
     parser.add_argument("--domain-id", type=int, default=127)
-    parser.add_argument("--profile", action="store_true",
-                        help="py-spy the node during the highest rate step")
-    parser.add_argument("--notes", metavar="FILE",
-                        help="markdown appended under 'Notes' (the reading of this run)")
+    parser.add_argument("--profile-rate", type=float, metavar="HZ",
+                        help="py-spy the node during the rate step of HZ (needs py-spy)")
     parser.add_argument("--json", metavar="OUT")
     parser.add_argument("--markdown", metavar="OUT")
     args = parser.parse_args()
     steps = [float(s) for s in args.rate_steps.split(",") if s]
-    if args.profile and shutil.which("py-spy") is None:
-        raise SystemExit("--profile needs py-spy on PATH (pip install py-spy)")
+    if args.profile_rate is not None and shutil.which("py-spy") is None:
+        raise SystemExit("--profile-rate needs py-spy on PATH (pip install py-spy)")
     report = {"conditions": conditions(),
               "command": shlex.join(["python", "bench/bench_node.py", *sys.argv[1:]]),
               "duration_s": args.duration, "overhead": [], "rate_steps": []}
     client = Client(args.domain_id)
-    params = {"max_queue": 100000}
     try:
         for policy in ("gpu_fifo", "twill"):
-            sched = Scheduler(args.domain_id, {**params, "policy": policy})
+            sched = Scheduler(args.domain_id, {"max_queue": 100000, "policy": policy})
             try:
                 client.connect(sched)
                 report["overhead"].append(bench_overhead(
@@ -468,7 +537,7 @@ def main() -> int:
                 print(json.dumps(report["cpu"]), flush=True)
                 for rate in steps:
                     prof = REPO / "log" / "bench_node_pyspy.txt" if (
-                        args.profile and rate == max(steps)) else None
+                        rate == args.profile_rate) else None
                     report["rate_steps"].append(
                         bench_rate(client, sched, rate, args.duration, prof))
                     print(json.dumps(report["rate_steps"][-1]), flush=True)
@@ -480,19 +549,15 @@ def main() -> int:
                 time.sleep(1.0)   # the next node must not meet this one's leftovers
     finally:
         client.close()
-    clean = [r["offered_hz"] for r in report["rate_steps"]
-             if r["lost"] == 0 and r["rejected"] == 0 and r["failed"] == 0
-             and r["published_hz"] >= 0.95 * r["offered_hz"]]
-    report["sustained_hz"] = max(clean, default=0.0)
-    if args.notes:
-        report["notes"] = Path(args.notes).read_text(encoding="utf-8").strip().splitlines()
-    text = markdown(report)
-    print(text)
-    for out, body in ((args.json, json.dumps(report, indent=2) + "\n"),
-                      (args.markdown, text)):
-        if out:
-            Path(out).parent.mkdir(parents=True, exist_ok=True)
-            Path(out).write_text(body, encoding="utf-8")
+    report["sustained_hz"] = max((s["offered_hz"] for s in report["rate_steps"]
+                                  if sustained(s)), default=0.0)
+    section = markdown(report)
+    print(section)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if args.markdown:
+        write_markdown(Path(args.markdown), section)
     return 0
 
 

@@ -14,11 +14,10 @@ import pytest
 launch_pytest = pytest.importorskip(
     "launch_pytest", reason="launch_pytest is not installed (it ships with ROS 2, not PyPI)")
 
+from launch import LaunchDescription  # noqa: E402
 from launch.actions import SetLaunchConfiguration  # noqa: E402
 from launch_pytest.tools import process as process_tools  # noqa: E402
 from launch_ros.actions import Node  # noqa: E402
-
-from launch import LaunchDescription  # noqa: E402
 
 LAUNCH_FILE = Path(__file__).resolve().parents[1] / "launch" / "twill.launch.py"
 

@@ -69,6 +69,10 @@ class TwillClient:
         return (self._submit.wait_for_service(timeout_sec=timeout_s)
                 and self._run.wait_for_server(timeout_sec=timeout_s))
 
+    def scheduler_ready(self) -> bool:
+        """Non-blocking: the scheduler is discovered on /twill/jobs and /twill/run."""
+        return self._jobs_pub.get_subscription_count() > 0 and self._run.server_is_ready()
+
     # ------------------------------------------------------------ results
     def _on_result(self, result: JobResult) -> None:
         """Keep this client's results until awaited (a result may beat the submit reply)."""
@@ -102,10 +106,14 @@ class TwillClient:
         """Submit by topic (fire and forget) or service (acknowledged); returns the job id.
 
         A refused service call raises SchedulerError with the scheduler's reason; a bad
-        request sent by topic comes back as a REJECTED result instead.
+        request sent by topic comes back as a REJECTED result instead. Submitting by topic
+        before the scheduler is discovered raises SchedulerError rather than losing the job.
         """
         request.client_id = request.client_id or self.client_id
         if via == "topic":
+            if self._jobs_pub.get_subscription_count() == 0:
+                # A message to nobody is dropped silently by DDS; refuse it instead.
+                raise SchedulerError(f"no scheduler subscribed to {self._jobs_pub.topic_name}")
             request.job_id = request.job_id or f"{self.node.get_name()}-{uuid.uuid4().hex[:12]}"
             self._jobs_pub.publish(request)
             return request.job_id
@@ -177,6 +185,13 @@ class JobRun:
     def result(self, timeout_s: float | None = None) -> JobResult:
         """The goal's JobResult; TimeoutError if it has not finished in time."""
         return self._future.result(timeout_s)
+
+    def add_done_callback(self, callback: Callable[[JobResult], None]) -> None:
+        """Call ``callback(result)`` once the goal has its JobResult (not if refused)."""
+        def forward(future: Future) -> None:
+            if future.exception() is None:
+                callback(future.result())
+        self._future.add_done_callback(forward)
 
     def cancel(self) -> None:
         """Ask the scheduler to cancel the goal (no effect before it was accepted)."""

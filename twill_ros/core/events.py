@@ -14,7 +14,7 @@ from twill_ros.core.jobs import Job, JobRecord
 # ---------------------------------------------------------------- events (driver -> core)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JobArrived:
     """A job was submitted. The scheduler answers with Dispatch/Reject (maybe later)."""
 
@@ -22,7 +22,7 @@ class JobArrived:
     job: Job
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JobFinished:
     """A dispatched job ended on ``unit`` (``ok`` False means it failed, ``message`` says why)."""
 
@@ -33,7 +33,7 @@ class JobFinished:
     message: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StepFinished:
     """An LLM job reached a step boundary; ``tokens`` = tokens generated so far.
 
@@ -47,7 +47,7 @@ class StepFinished:
     tokens: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class JobFrozen:
     """A Freeze took effect at a step boundary; the job keeps its state (LLM KV cache)."""
 
@@ -57,7 +57,7 @@ class JobFrozen:
     tokens_done: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CancelRequested:
     """A client (or the driver, e.g. at a simulation's hard stop) withdrew a job."""
 
@@ -66,7 +66,7 @@ class CancelRequested:
     reason: str = "cancelled by client"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PowerSample:
     """A module power reading (VDD_IN), averaged over the sensor period ending at ``t``."""
 
@@ -74,14 +74,14 @@ class PowerSample:
     power_w: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Tick:
     """Periodic control tick (the DVFS controller runs on these, ~100 ms apart)."""
 
     t: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BudgetChanged:
     """The module power budget changed (e.g. the robot switched battery mode)."""
 
@@ -95,7 +95,7 @@ Event = (JobArrived | JobFinished | StepFinished | JobFrozen | CancelRequested |
 # ---------------------------------------------------------------- actions (core -> driver)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Dispatch:
     """Start ``job_id`` on ``unit`` now.
 
@@ -111,7 +111,7 @@ class Dispatch:
     share: float = 1.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Freeze:
     """Stop issuing steps for a running preemptible job at its next step boundary.
 
@@ -122,7 +122,7 @@ class Freeze:
     job_id: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Unfreeze:
     """Resume a frozen job on ``unit`` (a different unit than before means a migration)."""
 
@@ -130,7 +130,7 @@ class Unfreeze:
     unit: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Migrate:
     """A job moved from ``src`` to ``dst``.
 
@@ -144,7 +144,7 @@ class Migrate:
     dst: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SetFrequency:
     """Pin ``unit``'s clock to ``freq_hz`` (a value of its frequency table)."""
 
@@ -152,7 +152,7 @@ class SetFrequency:
     freq_hz: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Reject:
     """The job is not admitted; a terminal ``Complete`` record follows in the same list."""
 
@@ -160,7 +160,7 @@ class Reject:
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Cancel:
     """Stop a running/frozen job now and drop its state; a ``Complete`` record follows."""
 
@@ -168,7 +168,7 @@ class Cancel:
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Complete:
     """The job's terminal record; emitted exactly once per job."""
 

@@ -85,12 +85,25 @@ def _table(unit: UnitSpec) -> _Table:
     return t
 
 
+@dataclass(frozen=True)
+class Boost:
+    """Spend the headroom a table step leaves: run ``unit`` at ``freq_hz`` (one step above
+    its planned clock) for the first ``fraction`` of the period, then at the planned clock,
+    so the period's mean power still meets the limit (time-dithering between two levels)."""
+
+    unit: str
+    freq_hz: int
+    fraction: float
+
+
 def _greedy_levels(units: list[UnitSpec], weights: Mapping[str, float],
                    utils: Mapping[str, float], sens: Mapping[str, float],
                    base_w: float, limit_w: float,
-                   start: Mapping[str, int] | None = None) -> dict[str, int]:
+                   start: Mapping[str, int] | None = None
+                   ) -> tuple[dict[str, int], Boost | None]:
     """Raise clocks greedily by best weighted-speed gain per extra watt while the predicted
-    power stays <= ``limit_w``; units start at ``start`` levels (default the lowest).
+    power stays <= ``limit_w``; units start at ``start`` levels (default the lowest). Also
+    returns how much of the best step that did not fit the remaining headroom pays for.
 
     Speed is concave and power convex in f, so a unit's marginal ratio falls with each step
     and greedy is near-optimal for this small knapsack (<= 5 units x <= 30 levels). A heap
@@ -99,25 +112,40 @@ def _greedy_levels(units: list[UnitSpec], weights: Mapping[str, float],
     n = len(units)
     tabs = [_table(u) for u in units]
     level = [(start or {}).get(u.name, 0) for u in units]
-    watts_per_ratio = [t.dyn * min(1.0, utils[u.name]) for u, t in zip(units, tabs, strict=True)]
-    gains = [t.gain_per_ratio(sens[u.name]) for u, t in zip(units, tabs, strict=True)]
-    scale = [weights.get(u.name, 0.0) / w if w > 0 else float("inf")
-             for u, w in zip(units, watts_per_ratio, strict=True)]
+    dps: list[list[float]] = []       # extra watts of each step up, per unit
+    rat: list[list[float]] = []       # weighted speed gained per extra watt, per step
+    for u, t in zip(units, tabs, strict=True):
+        wpr = t.dyn * min(1.0, utils[u.name])
+        dps.append([wpr * dr for dr in t.dratio])
+        w = weights.get(u.name, 0.0)
+        scale = w / wpr if wpr > 0 else float("inf")
+        rat.append([scale * g for g in t.gain_per_ratio(sens[u.name])])
     total = base_w + sum(t.power(level[i], utils[u.name])
                          for i, (u, t) in enumerate(zip(units, tabs, strict=True)))
-    heap = [(-scale[i] * gains[i][level[i] + 1], i) for i in range(n)
-            if weights.get(units[i].name, 0.0) > 0.0 and level[i] + 1 < len(tabs[i].ratio)]
+    nlev = [len(t.ratio) for t in tabs]
+    heap = [(-rat[i][level[i] + 1], i) for i in range(n)
+            if weights.get(units[i].name, 0.0) > 0.0 and level[i] + 1 < nlev[i]]
     heapq.heapify(heap)
+    pop, push = heapq.heappop, heapq.heappush
+    first_miss: tuple[int, float] | None = None     # best step that did not fit: (unit, dp)
     while heap:
-        _, i = heapq.heappop(heap)
+        i = pop(heap)[1]
         nxt = level[i] + 1
-        dp = watts_per_ratio[i] * tabs[i].dratio[nxt]
+        dp = dps[i][nxt]
         if total + dp <= limit_w:
             total += dp
             level[i] = nxt
-            if nxt + 1 < len(tabs[i].ratio):
-                heapq.heappush(heap, (-scale[i] * gains[i][nxt + 1], i))
-    return {u.name: u.frequencies_hz[level[i]] for i, u in enumerate(units)}
+            if nxt + 1 < nlev[i]:
+                push(heap, (-rat[i][nxt + 1], i))
+        elif first_miss is None:
+            first_miss = (i, dp)
+    freqs = {u.name: u.frequencies_hz[level[i]] for i, u in enumerate(units)}
+    boost = None
+    if first_miss is not None and first_miss[1] > 0:
+        i, dp = first_miss
+        boost = Boost(units[i].name, units[i].frequencies_hz[level[i] + 1],
+                      max(0.0, min(1.0, (limit_w - total) / dp)))
+    return freqs, boost
 
 
 def _uniform_levels(units: list[UnitSpec], used: set[str], base_w: float,
@@ -163,7 +191,7 @@ def static_caps(platform: PlatformSpec, budget_w: float,
     weights = {u.name: (1.0 if u.name in used else 0.0) for u in units}
     sens = {u.name: DEFAULT_SENSITIVITY for u in units}
     start = _uniform_levels(units, used, platform.idle_power_w, budget_w)
-    return _greedy_levels(units, weights, utils, sens, platform.idle_power_w, budget_w, start)
+    return _greedy_levels(units, weights, utils, sens, platform.idle_power_w, budget_w, start)[0]
 
 
 @dataclass
@@ -183,11 +211,13 @@ class DvfsController:
     without work at their lowest clock, (3) raises busy units' clocks greedily by
     priority-weighted progress per watt while ``model + offset <= budget - margin``, where
     parked units are reserved at their lowest clock fully busy (work may land on them
-    before the next period). ``overshoot`` reports whether even the lowest clocks don't fit.
+    before the next period). ``overshoot`` reports whether even the lowest clocks don't fit;
+    ``boost`` how long the best step that did not fit can still run within the period
+    (clock tables are coarse: dithering between two levels spends the whole budget).
     """
 
-    def __init__(self, platform: PlatformSpec, budget_w: float, margin_frac: float = 0.02,
-                 min_margin_w: float = 0.2, ewma_alpha: float = 0.3) -> None:
+    def __init__(self, platform: PlatformSpec, budget_w: float, margin_frac: float = 0.015,
+                 min_margin_w: float = 0.15, ewma_alpha: float = 0.3) -> None:
         self.platform = platform
         self.budget_w = budget_w
         self.margin_frac = margin_frac
@@ -195,7 +225,8 @@ class DvfsController:
         self.alpha = ewma_alpha
         self.offset_w = 0.0
         self.overshoot = False
-        self._cache: dict[tuple, tuple[dict[str, int], bool]] = {}
+        self.boost: Boost | None = None       # optional intra-period boost of the last plan
+        self._cache: dict[tuple, tuple[dict[str, int], bool, Boost | None]] = {}
 
     @property
     def limit_w(self) -> float:
@@ -220,7 +251,7 @@ class DvfsController:
             for u in units if (d := demand.get(u.name)) is not None)
         hit = self._cache.get(key)
         if hit is not None:
-            freqs, self.overshoot = hit
+            freqs, self.overshoot, self.boost = hit
             return dict(freqs)
         busy = [u for u in units if u.name in demand]
         reserve = sum(_table(u).power(0, 1.0) for u in units if u.name not in demand)
@@ -229,12 +260,12 @@ class DvfsController:
         weights = {u.name: math.exp(k[1] * _LOG_WEIGHT_STEP) for u, k in quantised}
         utils = {u.name: k[2] * _UTIL_STEP for u, k in quantised}
         sens = {u.name: demand[u.name].sensitivity for u in busy}
-        freqs = _greedy_levels(busy, weights, utils, sens, base, self.limit_w)
+        freqs, self.boost = _greedy_levels(busy, weights, utils, sens, base, self.limit_w)
         floor = base + sum(_table(u).power(0, utils[u.name]) for u in busy)
         self.overshoot = floor > self.limit_w
         for u in units:
             freqs.setdefault(u.name, u.frequencies_hz[0])
         if len(self._cache) >= _CACHE_SIZE:
             self._cache.clear()
-        self._cache[key] = (freqs, self.overshoot)
+        self._cache[key] = (freqs, self.overshoot, self.boost)
         return dict(freqs)

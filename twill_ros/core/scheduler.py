@@ -23,7 +23,6 @@ Driver contract (the twin, the ROS node and tests all follow it):
 from __future__ import annotations
 
 import bisect
-import random
 from dataclasses import dataclass, field
 
 from twill_ros.core import power as pw
@@ -61,6 +60,7 @@ MIGRATE_MIN_S = 0.002     # ... and by at least 2 ms (a move is not free: engine
 PRIORITY_SHARE = 9.0      # priority-stream weight of a job started beside another (~90 % of GPU)
 MAX_SHARED = 3            # jobs at once on a processor-shared unit under priority sharing
 BYPASS_FRACTION = 0.25    # a less important job may bypass one <= 4x its length (<= +25 % to it)
+BOOST_MIN_FRACTION = 0.2  # boost one step for >= 20 % of a period, else not worth 2 switches
 DUTY_LONG = 0.5           # work >= half a control period ahead: budget the unit as fully busy
 DUTY_HEADROOM = 1.5       # otherwise budget 1.5 x the recent duty cycle + 10 %
 DUTY_FLOOR = 0.1
@@ -110,7 +110,6 @@ class JobState:
     tokens: int = 0
     freeze_pending: bool = False
     power_hold: bool = False        # frozen by the power controller
-    migrate_to: str = ""            # unit to resume on once the pending freeze takes effect
     share: float = 1.0              # throughput weight on a processor-shared unit (Dispatch.share)
     home: UnitState | None = None   # unit whose demand aggregates count this job
     llm: bool = field(init=False)   # profile.is_llm / job.priority as plain attributes
@@ -123,26 +122,34 @@ class JobState:
 
 @dataclass(eq=False)
 class UnitState:
+    """The scheduler's view of one unit: what runs, waits and is frozen there, its clocks,
+    and the running aggregates the DVFS controller and the power-model correction read."""
+
     spec: UnitSpec
     freq_hz: int
     shared: bool                    # several jobs may run (processor-shared and policy shares)
     victim_of: tuple[tuple[str, float], ...]   # (aggressor kind, factor)
+    name: str = field(init=False)
     running: list[JobState] = field(default_factory=list)
     frozen: list[JobState] = field(default_factory=list)
     queues: dict[int, list[tuple[tuple, JobState]]] = field(default_factory=dict)
     backlog: dict[int, float] = field(default_factory=dict)   # level -> sum of est_s
+    backlog_total: float = 0.0      # sum over levels
     queued: int = 0
     levels: list[int] = field(default_factory=list)             # descending
     work_freq_hz: int = 0           # clock estimates assume (== freq_hz unless parked)
     parked: bool = False            # at its lowest clock because it had no work
     busy_since: float | None = None
     busy_acc: float = 0.0           # busy time in the current control period
-    util_acc: float = 0.0           # utilisation-weighted busy time in the period
+    cmd_freq_hz: int = 0            # clock last commanded (planned, or boosted)
+    energy_acc: float = 0.0         # modelled energy in the current period (J)
+    energy_t: float = 0.0
     util_now: float = 0.0
     memory: tuple[float, float, float] = (0.0, 0.0, 0.0)   # decaying (weight, util, sens)
     wanted: tuple[float, float, float] = (0.0, 0.0, 0.0)   # last demand (weight, util, sens)
     weight: float = 0.0             # DVFS weight of the jobs queued/running/frozen here
     models: dict[str, int] = field(default_factory=dict)    # their models (util/sensitivity)
+    traits: tuple[float, float] | None = None   # max (util, sensitivity) over models, cached
     duty: float = 0.0               # EWMA of the busy share of control periods
     period_weight: float = 0.0      # max DVFS weight / util / sensitivity of jobs started
     period_util: float = 0.0        # since the last control tick
@@ -150,9 +157,8 @@ class UnitState:
     duty_last: float = 0.0          # busy share of the last period
     planned_duty: float = 1.0       # duty cycle the current clocks were planned for
 
-    @property
-    def name(self) -> str:
-        return self.spec.name
+    def __post_init__(self) -> None:
+        self.name = self.spec.name      # a plain attribute: read in every hot loop
 
     @property
     def idle(self) -> bool:
@@ -169,7 +175,7 @@ class Scheduler:
         self.catalog = catalog
         self.policy = make_policy(policy) if isinstance(policy, str) else policy
         self.budget_w = budget_w
-        self.rng = random.Random(seed)   # reserved for randomised tie-breaks; decisions use none
+        self.seed = seed        # decisions are deterministic and draw no random numbers
         self.profiler = profiler or Profiler(catalog, platform)
         self.max_queue = max_queue
         self.tick_period_s = tick_period_s
@@ -193,13 +199,15 @@ class Scheduler:
         self._best_kind: dict[str, tuple[str, ...]] = {}
         self._ahead: dict[JobState, float] = {}   # queue position cache during _rebalance
         self._parked_cache: dict[tuple[str, str, str], float] = {}
+        self._dnn_est: dict[tuple[str, str, bool], float] = {}   # estimate_s of DNN jobs
         self._traits: dict[tuple[str, str], tuple[float, float]] = {}
         self._replan = False                        # a parked unit got work: re-plan clocks
         self._power_held = 0                        # jobs frozen by the power controller
+        self._boost: pw.Boost | None = None         # intra-period clock boost in progress
+        self._boost_until = 0.0
         self._power_sum = 0.0
         self._power_n = 0
         self._period_start = 0.0
-        self._period_freqs = {n: u.freq_hz for n, u in self.units.items()}
         self.controller = pw.DvfsController(platform, budget_w) if self.policy.dvfs else None
         self._static = self._static_caps() if not self.policy.dvfs else {}
         self._handlers = {
@@ -218,6 +226,8 @@ class Scheduler:
         if not self._started:
             self._started = True
             self._period_start = event.t
+            for u in self.units.values():
+                u.energy_t = event.t
             if self._static:
                 self._set_clocks(self._static, out, force=True)
             else:
@@ -225,6 +235,8 @@ class Scheduler:
         self._handlers[type(event)](event, out)
         if self._replan:
             self._replan = False
+            if self._boost is not None:
+                self._end_boost(out)
             self._apply_plan(out)
         return out
 
@@ -251,6 +263,15 @@ class Scheduler:
         """Remaining run time of ``js`` alone on ``unit`` at its working clock; on a parked
         unit the first ``dvfs_transition_s`` run at the parked (lowest) clock."""
         u = self.units[unit]
+        if js.llm:
+            return self._estimate(js, u)
+        key = (js.job.model, unit, u.parked and not u.running)
+        v = self._dnn_est.get(key)
+        if v is None:
+            v = self._dnn_est[key] = self._estimate(js, u)
+        return v
+
+    def _estimate(self, js: JobState, u: UnitState) -> float:
         if not js.llm:
             t = self._phase_s(js.job.model, u, 0, "job")
         else:
@@ -419,6 +440,7 @@ class Scheduler:
             u.levels.sort(reverse=True)
         bisect.insort(q, (js.key, js))
         u.backlog[js.level] += js.est_s
+        u.backlog_total += js.est_s
         u.queued += 1
         self._attach(js, u)
         self._queued_total += 1
@@ -430,7 +452,10 @@ class Scheduler:
         self._detach(js)
         js.home = u
         u.weight += 1.0 + js.priority / PRIORITY_SCALE
-        u.models[js.job.model] = u.models.get(js.job.model, 0) + 1
+        n = u.models.get(js.job.model, 0)
+        u.models[js.job.model] = n + 1
+        if not n:
+            u.traits = None
 
     def _detach(self, js: JobState) -> None:
         u = js.home
@@ -443,6 +468,7 @@ class Scheduler:
             u.models[js.job.model] = n
         else:
             del u.models[js.job.model]
+            u.traits = None
             if not u.models:
                 u.weight = 0.0      # no float drift when the unit empties
 
@@ -454,6 +480,7 @@ class Scheduler:
         del q[i]
         u.queued -= 1
         self._queued_total -= 1
+        u.backlog_total = u.backlog_total - js.est_s if u.queued else 0.0
         if q:
             u.backlog[js.level] -= js.est_s
         else:
@@ -488,6 +515,7 @@ class Scheduler:
 
     def _start_run(self, js: JobState, u: UnitState, share: float = 1.0) -> None:
         now = self.now
+        self._account_power(u)
         js.share = share
         self._attach(js, u)
         if not u.running:
@@ -526,7 +554,7 @@ class Scheduler:
             js.expected_end = now + est * js.interf_now * (len(u.running) + 1 if u.shared else 1)
         js.est_s = est
         u.running.append(js)
-        u.util_now = min(1.0, u.util_now + js.profile.utilization.get(u.spec.kind, 1.0))
+        u.util_now = self._unit_util(u)
         rec = js.record
         rec.unit = u.name
         if rec.start_s is None:
@@ -537,6 +565,7 @@ class Scheduler:
         u = self.units[js.unit]
         now = self.now
         self._account_busy(u)
+        self._account_power(u)
         dt = now - js.run_since
         rec = js.record
         rec.exec_s += dt
@@ -545,7 +574,7 @@ class Scheduler:
         rec.energy_j += dt * (pw.unit_power_w(u.spec, u.freq_hz, util)
                               - pw.unit_power_w(u.spec, u.freq_hz, 0.0)) / share
         u.running.remove(js)
-        u.util_now = min(1.0, sum(r.profile.utilization.get(u.spec.kind, 1.0) for r in u.running))
+        u.util_now = self._unit_util(u)
         if not u.running:
             self._kind_busy[u.spec.kind] -= 1
             u.busy_since = None
@@ -553,12 +582,33 @@ class Scheduler:
         js.freeze_pending = False
         return u
 
+    @staticmethod
+    def _unit_util(u: UnitState) -> float:
+        """Utilisation of a unit: jobs sharing it are time-sliced, so the share-weighted
+        mean of their utilisations (the twin's law)."""
+        if not u.running:
+            return 0.0
+        kind = u.spec.kind
+        return (sum(r.share * r.profile.utilization.get(kind, 1.0) for r in u.running)
+                / sum(r.share for r in u.running))
+
     def _account_busy(self, u: UnitState) -> None:
         if u.busy_since is not None:
-            dt = self.now - u.busy_since
-            u.busy_acc += dt
-            u.util_acc += dt * u.util_now
+            u.busy_acc += self.now - u.busy_since
             u.busy_since = self.now
+
+    def _account_power(self, u: UnitState) -> None:
+        """Integrate the unit's modelled power up to now (before its clock or load changes);
+        compared with the measured power each period to correct the model."""
+        spec = u.spec
+        u.energy_acc += (spec.power.power_w(u.cmd_freq_hz, spec.max_frequency_hz, u.util_now)
+                         * (self.now - u.energy_t))
+        u.energy_t = self.now
+
+    def _command(self, u: UnitState, freq_hz: int, out: list[Action]) -> None:
+        self._account_power(u)
+        u.cmd_freq_hz = freq_hz
+        out.append(SetFrequency(u.name, freq_hz))
 
     def _interference_changed(self, aggressor_kind: str) -> None:
         """Keep the interference integral of running victims exact."""
@@ -759,7 +809,13 @@ class Scheduler:
                                   (self.now - js.prefill_end_abs) / interf, js.new_tokens, "decode")
         else:
             return
-        self._est_cache.pop((js.job.model, u.name), None)
+        self._forget(js.job.model, u.name)
+
+    def _forget(self, model: str, unit: str) -> None:
+        """Drop cached estimates of (model, unit) after the profiler learned from it."""
+        self._est_cache.pop((model, unit), None)
+        self._dnn_est.pop((model, unit, True), None)
+        self._dnn_est.pop((model, unit, False), None)
 
     def _after_release(self, u: UnitState, out: list[Action]) -> None:
         self._fill(u, out)
@@ -779,7 +835,7 @@ class Scheduler:
                 observed = (self.now - js.run_since) / self._mean_interference(js)
                 self.profiler.observe(js.job.model, u.name, u.freq_hz, observed, js.prompt,
                                       "prefill")
-                self._est_cache.pop((js.job.model, u.name), None)
+                self._forget(js.job.model, u.name)
         elif ev.tokens >= 1:
             js.tokens = max(js.tokens, ev.tokens)
             if js.record.first_token_s is None:
@@ -801,10 +857,6 @@ class Scheduler:
         js.queued_s = self.now
         js.record.freezes += 1
         u.frozen.append(js)
-        target = js.migrate_to
-        js.migrate_to = ""
-        if target and self.units[target].idle and not js.power_hold:
-            self._unfreeze(js, self.units[target], out)
         self._fill(u, out)
 
     def _on_cancel(self, ev: CancelRequested, out: list[Action]) -> None:
@@ -831,6 +883,17 @@ class Scheduler:
     def _on_power(self, ev: PowerSample, out: list[Action]) -> None:
         self._power_sum += ev.power_w
         self._power_n += 1
+        if (self._boost is not None and ev.t + self.platform.power_sample_period_s
+                > self._boost_until + 1e-9):
+            self._end_boost(out)      # the next sample would be past the paid-for share
+
+    def _end_boost(self, out: list[Action]) -> None:
+        """Return a boosted unit to its planned clock."""
+        boost = self._boost
+        assert boost is not None
+        self._boost = None
+        u = self.units[boost.unit]
+        self._command(u, u.freq_hz, out)
 
     def _on_budget(self, ev: BudgetChanged, out: list[Action]) -> None:
         self.budget_w = ev.budget_w
@@ -865,25 +928,28 @@ class Scheduler:
                     parked: frozenset[str] = frozenset()) -> None:
         for name, f in freqs.items():
             u = self.units[name]
-            u.parked = name in parked
+            if u.parked != (name in parked):
+                u.parked = name in parked
+                self._dnn_est.clear()
             if not u.parked and u.work_freq_hz != f:
                 u.work_freq_hz = f
                 self._parked_cache.clear()
+                self._dnn_est.clear()
             if f != u.freq_hz or force:
                 for r in u.running:
                     r.clean = False
                 u.freq_hz = f
-                out.append(SetFrequency(name, f))
+                self._command(u, f, out)
 
     def _demand(self) -> dict[str, pw.UnitDemand]:
         """Per unit with work now or recently: priority-weighted job count (running, queued,
         frozen; kept incrementally by ``_attach``), its frequency sensitivity, and the
         utilisation to budget for the next period = the work's utilisation x its expected
-        duty cycle. The duty is 1 while
-        the unit has a backlog or long work, else the recent measured duty with headroom (a
-        10 Hz DNN stream keeps the GPU busy a few % of each window; budgeting it as fully
-        busy would waste most of the budget). A decaying memory of recent demand keeps a unit
-        serving a periodic stream warm between frames instead of parking it every period."""
+        duty cycle. The duty is 1 while the unit has a backlog or long work, else the recent
+        measured duty with headroom (a 10 Hz DNN stream keeps the GPU busy a few % of each
+        window; budgeting it as fully busy would waste most of the budget). A decaying memory
+        of recent demand keeps a unit serving a periodic stream warm between frames instead
+        of parking it every period."""
         demand: dict[str, pw.UnitDemand] = {}
         horizon = self.tick_period_s
         for name, u in self.units.items():
@@ -893,14 +959,16 @@ class Scheduler:
                     sens, u.period_sens)
             if u.models:
                 weight = max(weight, u.weight)
-                for m in u.models:
-                    mu, ms = self._model_traits(m, u.spec.kind)
-                    util = max(util, mu)
-                    sens = max(sens, ms)
+                if u.traits is None:        # recomputed only when the set of models changes
+                    kind = u.spec.kind
+                    u.traits = (max(self._model_traits(m, kind)[0] for m in u.models),
+                                max(self._model_traits(m, kind)[1] for m in u.models))
+                util = max(util, u.traits[0])
+                sens = max(sens, u.traits[1])
             u.wanted = (weight, util, sens)
             if weight < MIN_DEMAND:
                 continue
-            backlog = sum(self._remaining_s(r) for r in u.running) + sum(u.backlog.values())
+            backlog = sum(self._remaining_s(r) for r in u.running) + u.backlog_total
             if u.frozen or backlog >= DUTY_LONG * horizon:
                 duty = 1.0
             else:
@@ -935,32 +1003,36 @@ class Scheduler:
         freeze/unfreeze lowest-priority preemptible work if even the lowest clocks don't fit."""
         ctrl = self.controller
         assert ctrl is not None
+        if self._boost is not None:
+            self._end_boost(out)
         period = self.now - self._period_start
-        utils = {}
-        for name, u in self.units.items():
+        predicted = self.platform.idle_power_w
+        for u in self.units.values():
             self._account_busy(u)
-            utils[name] = u.util_acc / period if period > 0 else 0.0
+            self._account_power(u)
             if period > 0:
+                predicted += u.energy_acc / period
                 u.duty_last = min(1.0, u.busy_acc / period)
                 u.duty += DUTY_ALPHA * (u.duty_last - u.duty)
         demand = self._demand()
         for u in self.units.values():
             w, ut, se = u.wanted
             u.memory = (w * DEMAND_DECAY, ut, se) if u.name in demand else (0.0, 0.0, 0.0)
-            u.busy_acc = u.util_acc = u.period_weight = u.period_util = u.period_sens = 0.0
+            u.busy_acc = u.energy_acc = u.period_weight = u.period_util = u.period_sens = 0.0
         if self._power_n and period > 0:
-            predicted = self.platform.idle_power_w + sum(
-                u.spec.power.power_w(self._period_freqs[n], u.spec.max_frequency_hz,
-                                     min(1.0, utils[n])) for n, u in self.units.items())
             ctrl.correct(self._power_sum / self._power_n, predicted)
         self._power_sum, self._power_n = 0.0, 0
         self._period_start = self.now
-        freqs = self._apply_plan(out, demand=demand)
+        self._apply_plan(out, demand=demand)
+        boost = ctrl.boost
+        if boost is not None and boost.fraction >= BOOST_MIN_FRACTION:
+            self._boost = boost
+            self._boost_until = self.now + boost.fraction * self.tick_period_s
+            self._command(self.units[boost.unit], boost.freq_hz, out)
         if ctrl.overshoot:
             self._power_freeze(out)
         else:
             self._power_release(out)
-        self._period_freqs = freqs
 
     def _power_freeze(self, out: list[Action]) -> None:
         victims = [r for u in self.units.values() for r in u.running
@@ -1001,7 +1073,7 @@ class Scheduler:
                 self._pull(u, out)
 
     def _backlog_s(self, u: UnitState) -> float:
-        return (sum(self._remaining_s(r) for r in u.running) + sum(u.backlog.values())
+        return (sum(self._remaining_s(r) for r in u.running) + u.backlog_total
                 + sum(self.estimate_s(f, u.name) for f in u.frozen))
 
     def _pull(self, dst: UnitState, out: list[Action]) -> None:

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 from twill_msgs.msg import JobRequest, JobResult
 
-from twill_ros.client import TwillClient, make_request
+from twill_ros.client import SchedulerError, TwillClient, make_request
+from twill_ros.node.lifecycle import spin_until_stopped, spin_while
 
 
 @dataclass(frozen=True)
@@ -80,36 +84,36 @@ class StreamSubmitter:
         self.node, self.client, self.config = node, client, config
         self.on_feedback = on_feedback
         self.sent: dict[str, Sent] = {}
-        self._seq = 0
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._timer = node.create_timer(config.period_s, self.submit_burst)
 
     def submit_burst(self) -> None:
-        for _ in range(self.config.burst):
-            self.submit()
+        try:
+            for _ in range(self.config.burst):
+                self.submit()
+        except SchedulerError as error:
+            self.node.get_logger().warn(f"{self.config.name}: not submitted: {error}",
+                                        throttle_duration_sec=5.0)
 
     def submit(self, prompt: str = "") -> str:
+        """Submit one job; SchedulerError (nothing recorded) while no scheduler listens."""
         c = self.config
-        with self._lock:
-            self._seq += 1
-            job_id = f"{c.name}-{self._seq}"
-        request = make_request(c.model, priority=c.priority, deadline_ms=c.deadline_ms,
-                               prompt=prompt or c.prompt, max_new_tokens=c.max_new_tokens,
-                               job_id=job_id)
-        request.stamp = self.node.get_clock().now().to_msg()
-        sent = Sent(request=request, sent_s=time.monotonic())
-        with self._lock:
+        with self._lock:  # one submission at a time keeps ids gap-free: <stream>-1, -2, ...
+            if c.via == "action" and not self.client.scheduler_ready():
+                raise SchedulerError("the /twill/run action server is not available")
+            job_id = f"{c.name}-{len(self.sent) + 1}"
+            request = make_request(c.model, priority=c.priority, deadline_ms=c.deadline_ms,
+                                   prompt=prompt or c.prompt, max_new_tokens=c.max_new_tokens,
+                                   job_id=job_id)
+            request.stamp = self.node.get_clock().now().to_msg()
+            sent = Sent(request=request, sent_s=time.monotonic())
+            if c.via == "action":
+                run = self.client.run(request, feedback=lambda fb: self._feedback(job_id, fb))
+                run.add_done_callback(self.record)
+            else:
+                self.client.submit(request, via="topic")
             self.sent[job_id] = sent
-        if c.via == "action":
-            run = self.client.run(request, feedback=lambda fb: self._feedback(job_id, fb))
-            threading.Thread(target=self._await_action, args=(sent, run), daemon=True).start()
-        else:
-            self.client.submit(request, via="topic")
         return job_id
-
-    def _await_action(self, sent: Sent, run) -> None:
-        sent.result = run.result()
-        self.record(sent.result)
 
     def _feedback(self, job_id: str, feedback) -> None:
         if self.on_feedback is not None:
@@ -127,3 +131,37 @@ class StreamSubmitter:
     def pending(self) -> int:
         with self._lock:
             return sum(1 for s in self.sent.values() if s.result is None)
+
+
+class StreamClientNode(Node):
+    """A node whose job streams submit through one TwillClient and collect their results."""
+
+    def __init__(self, name: str, **kwargs) -> None:
+        super().__init__(name, **kwargs)
+        self.client = TwillClient(self, on_result=self.on_result)
+        self.streams: list[StreamSubmitter] = []
+
+    def on_result(self, result: JobResult) -> None:
+        for stream in self.streams:
+            stream.record(result)
+
+    def stop(self) -> None:
+        for stream in self.streams:
+            stream.stop()
+
+    def finish(self, executor) -> None:
+        """Stop submitting and give the last requests time to reach the scheduler."""
+        self.stop()
+        spin_while(executor, lambda: True, timeout_s=0.5)
+
+
+def node_main(factory: Callable[[], StreamClientNode]) -> Callable[[list[str] | None], None]:
+    """The console-script entry point of a stream client node."""
+    def main(args: list[str] | None = None) -> None:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+        try:
+            node = factory()
+            spin_until_stopped([node], before_exit=node.finish)
+        finally:
+            rclpy.try_shutdown()
+    return main

@@ -6,9 +6,10 @@ OK/WARN/ERROR/STALE levels; the node turns these into DiagnosticStatus messages 
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass, field
+
+from twill_ros.core.metrics import percentile
 
 OK, WARN, ERROR, STALE = 0, 1, 2, 3
 # Over budget for this long (consecutive 1 s windows) is an ERROR, shorter is a WARN.
@@ -53,13 +54,6 @@ class Snapshot:
     completed: int
     units: tuple[UnitSnapshot, ...]
     overhead_s: dict[str, tuple[float, ...]] = field(default_factory=dict)
-
-
-def percentile(samples: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty list."""
-    ordered = sorted(samples)
-    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
-    return ordered[rank - 1]
 
 
 class HealthMonitor:
@@ -115,8 +109,8 @@ class HealthMonitor:
         values = {}
         for name, samples in snap.overhead_s.items():
             if samples:
-                values[f"{name}_p50_ms"] = f"{1000 * percentile(list(samples), 50):.3f}"
-                values[f"{name}_p99_ms"] = f"{1000 * percentile(list(samples), 99):.3f}"
+                values[f"{name}_p50_ms"] = f"{1000 * percentile(samples, 50):.3f}"
+                values[f"{name}_p99_ms"] = f"{1000 * percentile(samples, 99):.3f}"
                 values[f"{name}_samples"] = str(len(samples))
         return Status("twill/overhead", OK, "node overhead on the job path", values)
 

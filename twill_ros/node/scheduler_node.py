@@ -353,7 +353,8 @@ class TwillSchedulerNode(Node):
                 response.cancelled = False
                 response.message = f"no live job '{call.job_id}' (unknown or already finished)"
                 return response
-            self._feed(ev.CancelRequested(time.monotonic(), call.job_id))
+            self._feed(ev.CancelRequested(time.monotonic(), call.job_id,
+                                          "cancelled through /twill/cancel"))
         response.cancelled = True
         response.message = "cancelled"
         return response
@@ -383,7 +384,8 @@ class TwillSchedulerNode(Node):
             return RunJob.Result(result=self._refuse(request, error))
         while not live.done.wait(0.05):
             if goal_handle.is_cancel_requested:
-                self._post_event(ev.CancelRequested(time.monotonic(), live.job.job_id))
+                self._post_event(ev.CancelRequested(time.monotonic(), live.job.job_id,
+                                                    "cancelled by the action client"))
                 live.done.wait()
         result = live.result
         if result.status == JobResult.COMPLETED:
@@ -497,7 +499,7 @@ class TwillSchedulerNode(Node):
         with self._lock:
             live_ids = list(self._live)
             for job_id in live_ids:
-                self._feed(ev.CancelRequested(time.monotonic(), job_id))
+                self._feed(ev.CancelRequested(time.monotonic(), job_id, reason))
             for job_id in list(self._live):  # anything the policy did not end itself
                 live = self._live[job_id]
                 self._finish(JobRecord(job=live.job, status=JobStatus.CANCELLED,

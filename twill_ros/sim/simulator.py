@@ -222,7 +222,9 @@ class _Twin:
         self.energy_t = t
 
     def _update_power(self, u: _Unit) -> None:
-        util = min(1.0, sum(r.util for r in u.running))
+        # time-sliced jobs: the unit's utilisation is the share-weighted mean of theirs
+        util = (sum(r.util * r.share for r in u.running) / sum(r.share for r in u.running)
+                if u.running else 0.0)
         new = u.spec.power.power_w(u.freq, u.spec.max_frequency_hz, util)
         self.module_power += new - u.power
         u.power = new
@@ -364,16 +366,20 @@ class _Twin:
         sample_dt = self.platform.power_sample_period_s
         tick_dt = self.sched.tick_period_s
         n_sample, n_tick = 1, 0
+        t_sample, t_tick = sample_dt, 0.0
         last_sample_e = 0.0
         cancelled = False
         heap = self.heap
+        pop = heapq.heappop
+        handle = self.sched.handle
+        apply = self._apply
+        rand = self.power_rng.random
+        trace = self.power_trace
         t = 0.0
         while True:
-            t_sample = n_sample * sample_dt
-            t_tick = n_tick * tick_dt
-            t_periodic = min(t_sample, t_tick)
+            t_periodic = t_sample if t_sample <= t_tick else t_tick
             if heap and heap[0][0] < t_periodic:
-                t, _, kind, a, b = heapq.heappop(heap)
+                t, _, kind, a, b = pop(heap)
                 if kind == _MILESTONE:
                     if a.version == b[0] and a.unit is not None:
                         self._advance(t, a)
@@ -399,16 +405,22 @@ class _Twin:
                                 "with the job live"))
                 continue
             if t_sample <= t_tick:
-                self._touch_energy(t)
-                mean = (self.energy - last_sample_e) / sample_dt
+                self.energy += self.module_power * (t - self.energy_t)
+                self.energy_t = t
+                # the period's mean power x a uniform +-POWER_NOISE sensor error
+                sample = ((self.energy - last_sample_e) / sample_dt
+                          * (1.0 + POWER_NOISE * (2.0 * rand() - 1.0)))
                 last_sample_e = self.energy
-                sample = mean * (1.0 + self.power_rng.uniform(-POWER_NOISE, POWER_NOISE))
-                self.power_trace.append((t, sample))
-                self._feed(PowerSample(t, sample))
+                trace.append((t, sample))
+                self.events += 1
+                for action in handle(PowerSample(t, sample)):
+                    apply(t, action)
                 n_sample += 1
+                t_sample = n_sample * sample_dt
             else:
                 self._feed(Tick(t))
                 n_tick += 1
+                t_tick = n_tick * tick_dt
         return t
 
     def _apply_freq(self, t: float, u: _Unit, freq: int) -> None:

@@ -15,7 +15,9 @@ INF = float("inf")
 
 class TwillPolicy(Policy):
     """Affinity-aware earliest-finish mapping with migration, priority-aware freezing with
-    ageing, and a DVFS power controller.
+    ageing, and a DVFS power controller. Ablations switch one feature off: ``freezing=False``
+    removes all preemption of running work (freezing and priority-stream sharing),
+    ``migration=False`` keeps jobs where they were mapped, ``dvfs=False`` runs on static caps.
 
     * Order: priority (higher first), then earliest absolute deadline, then arrival; a
       waiting or frozen job gains ``aging_per_s`` priority levels per second, so low-priority
@@ -32,16 +34,19 @@ class TwillPolicy(Policy):
       unit that finishes it sooner.
     * Migration: on every tick and whenever a unit goes idle, queued jobs move to a unit that
       finishes them sooner by a margin.
-    * DVFS: ``core.power.DvfsController`` (priority-weighted progress per watt under the
-      budget, measured-error correction, idle units parked); under overshoot it cannot absorb,
-      the lowest-priority preemptible job is frozen.
+    * DVFS: ``core.power.DvfsController`` every tick (priority-weighted progress per watt
+      under budget - margin for the expected duty cycle, measured-error correction, idle
+      units parked, the leftover headroom spent by running one clock step higher for part
+      of the period); re-planned at once when work lands on a parked unit or a long job
+      starts; under overshoot it cannot absorb, the lowest-priority preemptible job is
+      frozen until the budget allows it again.
     """
 
     def __init__(self, name: str = "twill", *, freezing: bool = True, migration: bool = True,
                  dvfs: bool = True, aging_per_s: float = 1.0) -> None:
         self.name = name
         self.freezing = freezing
-        self.priority_sharing = True
+        self.priority_sharing = freezing    # sharing is the other half of preemption
         self.migration = migration
         self.dvfs = dvfs
         self.aging_per_s = aging_per_s

@@ -1,0 +1,70 @@
+"""Health rules behind /diagnostics (pure; the ROS publishing is covered by node tests)."""
+
+from __future__ import annotations
+
+from twill_ros.node.diagnostics import (
+    ERROR,
+    OK,
+    SUSTAINED_OVERSHOOT_S,
+    WARN,
+    HealthMonitor,
+    Snapshot,
+    UnitSnapshot,
+)
+
+
+def snap(power_w=10.0, budget_w=15.0, queued=0, misses=0, units=(), overhead=None):
+    return Snapshot(power_w=power_w, budget_w=budget_w, power_source="model",
+                    control="simulated", queued=queued, queue_limit=100,
+                    deadline_misses=misses, completed=5, units=tuple(units),
+                    overhead_s=overhead or {})
+
+
+def by_name(statuses):
+    return {s.name: s for s in statuses}
+
+
+def test_power_ok_warn_then_error_when_sustained_and_back():
+    monitor = HealthMonitor("orin_nx_16gb")
+    assert by_name(monitor.statuses(snap()))["twill/power"].level == OK
+    levels = [by_name(monitor.statuses(snap(power_w=16.0)))["twill/power"].level
+              for _ in range(SUSTAINED_OVERSHOOT_S)]
+    assert levels == [WARN] * (SUSTAINED_OVERSHOOT_S - 1) + [ERROR]
+    assert by_name(monitor.statuses(snap(power_w=14.0)))["twill/power"].level == OK
+    # The overshoot count starts again after a good second.
+    assert by_name(monitor.statuses(snap(power_w=16.0)))["twill/power"].level == WARN
+
+
+def test_missing_power_reading_is_an_error():
+    status = by_name(HealthMonitor("x").statuses(snap(power_w=None)))["twill/power"]
+    assert status.level == ERROR and "no power reading" in status.message
+
+
+def test_queue_warns_on_deadline_misses_and_near_full():
+    monitor = HealthMonitor("x")
+    assert by_name(monitor.statuses(snap(queued=10)))["twill/queue"].level == OK
+    missed = by_name(monitor.statuses(snap(misses=3)))["twill/queue"]
+    assert missed.level == WARN and "3 deadline miss" in missed.message
+    full = by_name(monitor.statuses(snap(queued=95)))["twill/queue"]
+    assert full.level == WARN and "95/100" in full.message
+
+
+def test_unit_stuck_detection():
+    unit = UnitSnapshot(name="gpu", frequency_hz=918_000_000, max_frequency_hz=918_000_000,
+                        utilization=1.0, running=("a", "b"),
+                        running_for=(("a", 0.5, 0.4), ("b", 9.0, 0.01)))
+    status = by_name(HealthMonitor("x").statuses(snap(units=[unit])))["twill/units/gpu"]
+    assert status.level == WARN and "b" in status.message and "a," not in status.message
+    fine = UnitSnapshot(name="dla0", frequency_hz=614_400_000, max_frequency_hz=614_400_000,
+                        utilization=0.0, running=())
+    ok = by_name(HealthMonitor("x").statuses(snap(units=[fine])))["twill/units/dla0"]
+    assert ok.level == OK and "idle at 614 MHz" in ok.message
+
+
+def test_overhead_percentiles_reported():
+    samples = tuple(i / 1000.0 for i in range(1, 101))  # 1..100 ms
+    status = by_name(HealthMonitor("x").statuses(
+        snap(overhead={"submit_to_dispatch": samples})))["twill/overhead"]
+    assert float(status.values["submit_to_dispatch_p50_ms"]) == 50.5
+    assert float(status.values["submit_to_dispatch_p99_ms"]) >= 99.0
+    assert status.values["submit_to_dispatch_samples"] == "100"
