@@ -82,6 +82,13 @@ def cpu_seconds(pid: int | str = "self") -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def machine_busy_seconds() -> float:
+    """CPU time all processes of the machine have used (non-idle), from /proc/stat."""
+    with open("/proc/stat", encoding="ascii") as fh:
+        ticks = [int(v) for v in fh.readline().split()[1:]]
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / CLK_TCK   # minus idle and iowait
+
+
 def pct(samples: list[float], q: float) -> float:
     """Nearest-rank percentile, as the node's diagnostics compute it; NaN when empty."""
     return percentile(samples, q) if samples else math.nan
@@ -427,7 +434,9 @@ def markdown(report: dict) -> str:
         "```",
         "",
         f"Conditions: {c['date']}; {c['cpu']}, {c['nproc']} logical CPUs (shared machine, "
-        f"1-min load {c['load_avg_1m_at_start']:.2f} at start); Python {c['python']}; "
+        f"1-min load {c['load_avg_1m_at_start']:.2f} at start, other processes used "
+        f"{c['other_processes_cpu_pct']:.0f} % of one core on average during the "
+        f"{c['wall_s']:.0f} s run); Python {c['python']}; "
         f"{c['rmw']}; localhost-only discovery. Node: `{report['scheduler_command']}` "
         "(twin backend, its own process); the bench client (publisher and result subscriber, "
         "one rclpy process) shares the same cores. One run: on this machine medians move by "
@@ -521,6 +530,7 @@ def main() -> int:
     report = {"conditions": conditions(),
               "command": shlex.join(["python", "bench/bench_node.py", *sys.argv[1:]]),
               "duration_s": args.duration, "overhead": [], "rate_steps": []}
+    busy0, wall0, self0, ours = machine_busy_seconds(), time.monotonic(), cpu_seconds(), 0.0
     client = Client(args.domain_id)
     try:
         for policy in ("gpu_fifo", "twill"):
@@ -545,10 +555,16 @@ def main() -> int:
                         report["profile"] = summarize_profile(prof)
                         report["profile_rate_hz"] = rate
             finally:
+                ours += cpu_seconds(sched.pid) if sched.proc.poll() is None else 0.0
                 sched.stop()
                 time.sleep(1.0)   # the next node must not meet this one's leftovers
     finally:
         client.close()
+    # Other engineers' work on the same cores is the main source of noise: record it.
+    wall = time.monotonic() - wall0
+    report["conditions"]["other_processes_cpu_pct"] = 100.0 * (
+        machine_busy_seconds() - busy0 - ours - (cpu_seconds() - self0)) / wall
+    report["conditions"]["wall_s"] = wall
     report["sustained_hz"] = max((s["offered_hz"] for s in report["rate_steps"]
                                   if sustained(s)), default=0.0)
     section = markdown(report)

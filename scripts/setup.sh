@@ -19,6 +19,14 @@ die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 
 hash_of() { cat "$@" 2>/dev/null | sha256sum | cut -d' ' -f1; }
 
+# pip into the venv; drops the machine-wide pip config's notes about absent find-links dirs.
+pip_install() {
+  if ! "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "$@" 2>&1 \
+      | { grep -v 'is ignored: it is neither a file nor a directory' || true; }; then
+    die "pip install failed (see above)"
+  fi
+}
+
 # ---------------------------------------------------------------- which ROS
 MODE=wheels
 if [[ -z "${TWILL_FORCE_WHEELS:-}" && -n "${ROS_DISTRO:-}" ]] \
@@ -55,10 +63,8 @@ else
   if [[ $MODE == wheels ]]; then
     [[ -x "$VENV/bin/python" ]] || { log "creating $VENV"; "$PYTHON" -m venv "$VENV"; }
     log "installing pinned ROS 2 wheels and Python dependencies (about a minute)"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-      -c "$SCRIPTS/constraints.txt" \
-      -r "$SCRIPTS/requirements-ros-wheels.txt" -r "$SCRIPTS/requirements.txt" \
-      || die "pip install failed (see above)"
+    pip_install -c "$SCRIPTS/constraints.txt" \
+      -r "$SCRIPTS/requirements-ros-wheels.txt" -r "$SCRIPTS/requirements.txt"
   else
     # The ROS install provides rclpy and its numpy: see those through the venv, add the rest.
     [[ -x "$VENV/bin/python" ]] || { log "creating $VENV (with system site packages)"; \
@@ -78,8 +84,7 @@ colcon_core colcon-common-extensions
 EOF
     if ((${#missing[@]})); then
       log "installing ${missing[*]}"
-      "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${missing[@]}" \
-        || die "pip install failed (see above)"
+      pip_install "${missing[@]}"
     fi
   fi
   echo "$WANT" >"$STAMP"

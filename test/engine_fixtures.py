@@ -6,11 +6,14 @@ Power: idle 2 W; each unit static 0 W and 8/2/4 W dynamic at max clock (exponent
 Models (latency alone at max clock): ``cnn`` gpu 10 ms / dla 20 ms / cpu 200 ms,
 ``bert`` gpu 10 ms / cpu 200 ms, ``long`` gpu 100 ms only, ``cpuonly`` cpu 50 ms,
 ``dlaonly`` dla 50 ms, ``llm`` prefill 1000 tok/s and
-decode 100 tok/s on gpu (10 ms per token) / 10 tok/s on cpu. All frequency sensitivities 1.0
+decode 100 tok/s on gpu (10 ms per token) / 10 tok/s on cpu; ``cpullm`` the same rates on
+the CPU only. All frequency sensitivities 1.0
 (latency doubles at half clock), utilisation 1.0.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from twill_ros.core.catalog import Catalog, ModelProfile
 from twill_ros.core.jobs import Job
@@ -54,6 +57,11 @@ LLM = ModelProfile(
     memory_mb=1.0, default_prompt_tokens=64, default_max_new_tokens=10, sources=("test",))
 
 
+CPU_LLM = dataclasses.replace(
+    LLM, id="cpullm", prefill_tokens_per_s={"cpu": 1000.0}, decode_tokens_per_s={"cpu": 100.0},
+    freq_sensitivity={"cpu": 1.0}, utilization={"cpu": 1.0})
+
+
 def catalog() -> Catalog:
     return Catalog({p.id: p for p in (
         dnn("cnn", {"gpu": 10.0, "dla": 20.0, "cpu": 200.0}, dla=True),
@@ -61,7 +69,7 @@ def catalog() -> Catalog:
         dnn("long", {"gpu": 100.0}, dla=False),
         dnn("cpuonly", {"cpu": 50.0}, dla=False),
         dnn("dlaonly", {"dla": 50.0}, dla=True),
-        LLM)}, reference_platform="tiny")
+        LLM, CPU_LLM)}, reference_platform="tiny")
 
 
 def job(job_id: str, model: str = "cnn", priority: int = 100, t: float = 0.0, *,

@@ -19,6 +19,17 @@ REPO = Path(__file__).resolve().parents[1]
 PARAMS_FILE = REPO / "config" / "twill.yaml"
 
 
+def load_launch_file(name: str):
+    """generate_launch_description() of launch/<name> (needs the launch packages)."""
+    import importlib.util
+
+    path = REPO / "launch" / name
+    spec = importlib.util.spec_from_file_location(path.stem.replace(".", "_"), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.generate_launch_description()
+
+
 def test_domain_id() -> int:
     """A domain for this pytest run (ids 10..99 stay clear of the default 0)."""
     return 10 + os.getpid() % 90

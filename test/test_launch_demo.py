@@ -3,9 +3,6 @@ three processes everywhere."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 launch_pytest = pytest.importorskip(
@@ -14,16 +11,12 @@ launch_pytest = pytest.importorskip(
 from launch import LaunchDescription  # noqa: E402
 from launch_pytest.tools import process as process_tools  # noqa: E402
 from launch_ros.actions import Node  # noqa: E402
-
-LAUNCH_FILE = Path(__file__).resolve().parents[1] / "launch" / "demo.launch.py"
+from ros_harness import load_launch_file  # noqa: E402
 
 
 @pytest.fixture
 def demo_launch() -> LaunchDescription:
-    spec = importlib.util.spec_from_file_location("demo_launch", LAUNCH_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.generate_launch_description()
+    return load_launch_file("demo.launch.py")
 
 
 @pytest.fixture

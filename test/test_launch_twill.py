@@ -6,9 +6,6 @@ test_launch_equivalent.py runs the same scenario with processes everywhere.
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 launch_pytest = pytest.importorskip(
@@ -18,20 +15,12 @@ from launch import LaunchDescription  # noqa: E402
 from launch.actions import SetLaunchConfiguration  # noqa: E402
 from launch_pytest.tools import process as process_tools  # noqa: E402
 from launch_ros.actions import Node  # noqa: E402
-
-LAUNCH_FILE = Path(__file__).resolve().parents[1] / "launch" / "twill.launch.py"
-
-
-def _twill_launch() -> LaunchDescription:
-    spec = importlib.util.spec_from_file_location("twill_launch", LAUNCH_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.generate_launch_description()
+from ros_harness import load_launch_file  # noqa: E402
 
 
 @pytest.fixture
 def twill_launch() -> LaunchDescription:
-    return _twill_launch()
+    return load_launch_file("twill.launch.py")
 
 
 @pytest.fixture

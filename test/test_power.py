@@ -7,7 +7,17 @@ import pytest
 from engine_fixtures import PLATFORM, catalog, job
 
 from twill_ros.core import power as pw
-from twill_ros.core.events import JobArrived, JobFinished, PowerSample, SetFrequency, Tick
+from twill_ros.core.events import (
+    BudgetChanged,
+    Freeze,
+    JobArrived,
+    JobFinished,
+    JobFrozen,
+    PowerSample,
+    SetFrequency,
+    Tick,
+    Unfreeze,
+)
 from twill_ros.core.platform import load_platform
 from twill_ros.core.scheduler import Scheduler
 
@@ -138,3 +148,31 @@ def test_twill_no_dvfs_uses_static_caps_and_never_changes_clocks():
 def catalog_orin():
     from twill_ros.core.catalog import load_catalog
     return load_catalog()
+
+
+def test_overshoot_dvfs_cannot_absorb_freezes_lowest_priority_work_until_budget_allows():
+    s = Scheduler(PLATFORM, catalog(), "twill", 20.0, seed=0)
+    s.handle(Tick(0.0))
+    s.handle(JobArrived(0.0, job("hi", "llm", 20, prompt=64, new=1000)))
+    s.handle(JobArrived(0.0, job("lo", "cpullm", 10, prompt=64, new=1000)))
+    assert s.jobs["hi"].unit == "gpu" and s.jobs["lo"].unit == "cpu_a"
+    # 5 W: 2 W idle + 2 W GPU + 1 W CPU at their lowest clocks fully busy -> overshoot;
+    # the controller runs at once on a budget change and freezes the lowest priority first
+    out = s.handle(BudgetChanged(0.05, 5.0))
+    assert [a for a in out if isinstance(a, Freeze)] == [Freeze("lo")]
+    assert s.handle(JobFrozen(0.06, "lo", "cpu_a", 3)) == []             # held, not resumed
+    out = s.handle(Tick(0.1))                                            # still over: next
+    assert [a for a in out if isinstance(a, Freeze)] == [Freeze("hi")]
+    s.handle(JobFrozen(0.11, "hi", "gpu", 5))
+    out = s.handle(BudgetChanged(0.25, 20.0))          # headroom again: highest priority first
+    assert [(a.job_id, a.unit) for a in out if isinstance(a, Unfreeze)] == [("hi", "gpu")]
+    out = s.handle(Tick(0.3))
+    assert [(a.job_id, a.unit) for a in out if isinstance(a, Unfreeze)] == [("lo", "cpu_a")]
+
+
+def test_budget_change_recomputes_static_caps_for_baselines():
+    s = Scheduler(PLATFORM, catalog(), "gpu_fifo", 20.0, seed=0)
+    s.handle(Tick(0.0))
+    assert s.units["gpu"].freq_hz == GHZ
+    out = s.handle(BudgetChanged(1.0, 7.0))
+    assert out == [SetFrequency("gpu", GHZ // 2)]

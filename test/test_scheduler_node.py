@@ -7,6 +7,7 @@ import struct
 import time
 
 import pytest
+from rcl_interfaces.msg import SetParametersResult
 from ros_harness import ClientNode, SchedulerProcess, test_domain_id
 from twill_msgs.msg import JobRequest, JobResult, Tensor
 
@@ -110,11 +111,16 @@ def test_action_streams_feedback_with_unit_and_tokens(ros):
 
 
 def test_cancel_a_queued_job(ros):
-    # More long generations than LLM-capable units (gpu, cpu_a, cpu_b) ...
-    long_ids = [ros.client.submit(make_request("llama-3.2-1b", prompt="describe the map " * 20,
-                                               max_new_tokens=MAX_NEW_TOKENS), via="service")
-                for _ in range(5)]
-    # ... so one more of the same priority waits in the queue; its feedback says so.
+    # Long generations until the scheduler has to queue one (all LLM-capable units busy) ...
+    long_ids = []
+    for _ in range(20):
+        long_ids.append(ros.client.submit(make_request(
+            "llama-3.2-1b", prompt="describe the map " * 20, max_new_tokens=MAX_NEW_TOKENS),
+            via="service"))
+        if ros.wait_until(lambda: ros.states and ros.states[-1][1].queued > 0, 0.5):
+            break
+    assert ros.states[-1][1].queued > 0, "the scheduler never queued an LLM job"
+    # ... so one more of the same priority waits in the queue too; its feedback says so.
     feedback = []
     run = ros.client.run(make_request("llama-3.2-1b", prompt="queued",
                                       max_new_tokens=MAX_NEW_TOKENS, job_id="to-cancel"),
@@ -242,3 +248,39 @@ def test_tensor_payload_roundtrip_through_dds(ros):
     tensor = Tensor(name="input", shape=[1, 3, 32, 32], dtype="float32", data=values)
     job_id = ros.client.submit(make_request("tiny-cnn", inputs=[tensor]), via="service")
     assert ros.client.wait_result(job_id, RESULT_TIMEOUT_S).status == JobResult.COMPLETED
+
+
+def set_parameter(ros, name: str, value: int) -> SetParametersResult:
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+
+    client = ros.node.create_client(SetParameters, "/twill_scheduler/set_parameters")
+    assert client.wait_for_service(timeout_sec=10.0)
+    future = client.call_async(SetParameters.Request(
+        parameters=[Parameter(name, value=value).to_parameter_msg()]))
+    assert ros.wait_until(future.done, 10.0)
+    ros.node.destroy_client(client)
+    return future.result().results[0]
+
+
+def test_queue_limit_refuses_jobs_when_full_and_is_dynamic(ros):
+    assert set_parameter(ros, "max_queue", 2).successful
+    accepted, refusals = [], []
+    try:
+        for i in range(12):
+            request = make_request("llama-3.2-1b", prompt="fill the queue",
+                                   max_new_tokens=MAX_NEW_TOKENS, job_id=f"fill-{i}")
+            try:
+                accepted.append(ros.client.submit(request, via="service"))
+            except SchedulerError as refused:
+                refusals.append(str(refused))
+    finally:
+        assert set_parameter(ros, "max_queue", 1000).successful
+        for job_id in accepted:
+            ros.client.cancel(job_id)
+    assert refusals and all("queue full" in r for r in refusals), refusals
+    assert len(accepted) < 12
+    for job_id in accepted:
+        assert ros.client.wait_result(job_id, RESULT_TIMEOUT_S).status == JobResult.CANCELLED
+    # A non-integer value is refused and the limit stays.
+    assert not set_parameter(ros, "max_queue", "many").successful

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from twill_ros.core.events import Event
@@ -31,7 +32,42 @@ Clock = Callable[[], float]
 # load only on machines that use them.
 BACKENDS: dict[str, tuple[str, str]] = {
     "simulated": ("twill_ros.backends.twin", "TwinBackend"),
+    "torch": ("twill_ros.backends.torch_backend", "TorchBackend"),
+    "llm": ("twill_ros.backends.llm_backend", "LlmBackend"),
+    "tensorrt": ("twill_ros.backends.tensorrt_backend", "TensorRtBackend"),
 }
+
+
+@dataclass(frozen=True)
+class TensorData:
+    """A dense row-major tensor as little-endian bytes (the wire form of twill_msgs/Tensor).
+
+    ``dtype`` is one of float32, float16, int64, int32, int8, uint8, bool.
+    """
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Payload:
+    """What a job computes on: input tensors (DNN, transformer) or a prompt (LLM).
+
+    Empty means synthetic input (zeros of the catalog's input spec; the twin ignores it).
+    """
+
+    inputs: tuple[TensorData, ...] = ()
+    prompt: str = ""
+
+
+@dataclass(frozen=True)
+class Output:
+    """What a finished job produced: output tensors (DNN, transformer) or text (LLM)."""
+
+    tensors: tuple[TensorData, ...] = ()
+    text: str = ""
 
 
 class Backend(ABC):
@@ -40,12 +76,27 @@ class Backend(ABC):
     units: tuple[str, ...]
 
     @abstractmethod
-    def start(self, job: Job, unit: str, tokens_done: int = 0) -> None:
+    def start(self, job: Job, unit: str, tokens_done: int = 0,
+              payload: Payload | None = None) -> None:
         """Dispatch ``job`` on ``unit``, or resume it (Unfreeze).
 
         ``tokens_done > 0`` resumes an LLM after the tokens it already generated (its KV cache);
-        a different unit than before is a migration.
+        a different unit than before is a migration. ``payload`` is the job's input (None or
+        empty: synthetic input); a resume ignores it, the kept state has what it needs.
         """
+
+    def supports(self, model_id: str) -> bool:
+        """Whether this backend can run ``model_id`` (e.g. it has the model's artefact), so the
+        node can refuse a job clearly instead of failing it on a unit."""
+        return True
+
+    def take_output(self, job_id: str) -> Output:
+        """The finished job's output, handed over once (later calls: an empty Output)."""
+        return Output()
+
+    def partial_text(self, job_id: str) -> str:
+        """An LLM job's text so far (running or frozen), for streaming feedback."""
+        return ""
 
     @abstractmethod
     def freeze(self, job_id: str) -> None:

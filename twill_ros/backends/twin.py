@@ -32,7 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from twill_ros.backends.base import Backend, Clock, EventSink
+from twill_ros.backends.base import Backend, Clock, EventSink, Payload
 from twill_ros.core.events import Event, JobFinished, JobFrozen, StepFinished
 from twill_ros.core.jobs import Job
 from twill_ros.core.scheduler import llm_tokens
@@ -119,7 +119,8 @@ class TwinBackend(Backend):
 
     # ------------------------------------------------------------------ Backend API
 
-    def start(self, job: Job, unit: str, tokens_done: int = 0) -> None:
+    def start(self, job: Job, unit: str, tokens_done: int = 0,
+              payload: Payload | None = None) -> None:
         spec = self._spec(unit)
         profile = self._catalog.get(job.model)
         if spec.kind not in profile.unit_kinds:

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"twill demo: clients stopped; letting jobs in flight finish (<= {args.drain:g} s)",
               flush=True)
         spin_while(executor, lambda: any(s.pending() for s in streams), stop, args.drain)
-        scheduler.shutdown(executor)
+        scheduler.on_exit(executor)
         spin_while(executor, lambda: any(s.pending() for s in streams), None, 2.0)
         result = monitor.sim_result(streams, t0, scheduler.catalog)
         lost = sum(s.pending() for s in streams)

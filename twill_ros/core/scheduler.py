@@ -194,6 +194,8 @@ class Scheduler:
                 shared=self.policy.shares_processor and spec.sharing == "processor_shared",
                 work_freq_hz=spec.max_frequency_hz)
         self._kind_busy = dict.fromkeys(kinds, 0)
+        self._victims = {k: [u for u in self.units.values() if any(a == k for a, _ in u.victim_of)]
+                         for k in kinds}
         self._est_cache: dict[tuple[str, str], dict[tuple, float]] = {}
         self._eligible: dict[str, tuple[str, ...]] = {}
         self._best_kind: dict[str, tuple[str, ...]] = {}
@@ -298,7 +300,7 @@ class Scheduler:
 
     def _step_s(self, js: JobState, u: UnitState) -> float:
         """Expected time until a running preemptible job reaches its next step boundary
-        (prefill end, else the end of the current decode step)."""
+        (the end of its current prefill chunk or decode step)."""
         if not js.prefill_done:
             step = self._phase_s(js.job.model, u, PREFILL_CHUNK_TOKENS, "prefill")
             since = self.now - js.run_since
@@ -613,8 +615,8 @@ class Scheduler:
     def _interference_changed(self, aggressor_kind: str) -> None:
         """Keep the interference integral of running victims exact."""
         now = self.now
-        for u in self.units.values():
-            if not u.running or not any(k == aggressor_kind for k, _ in u.victim_of):
+        for u in self._victims[aggressor_kind]:
+            if not u.running:
                 continue
             f = self.interference(u.name)
             for r in u.running:
@@ -969,7 +971,7 @@ class Scheduler:
             if weight < MIN_DEMAND:
                 continue
             backlog = sum(self._remaining_s(r) for r in u.running) + u.backlog_total
-            if u.frozen or backlog >= DUTY_LONG * horizon:
+            if backlog >= DUTY_LONG * horizon or any(not f.power_hold for f in u.frozen):
                 duty = 1.0
             else:
                 duty = min(1.0, DUTY_HEADROOM * max(u.duty, u.duty_last) + DUTY_FLOOR)

@@ -14,8 +14,8 @@ from twill_ros.demo.streams import (
     StreamConfig,
     StreamSubmitter,
     declare_stream,
-    node_main,
 )
+from twill_ros.node.lifecycle import node_main
 
 DETECTOR = StreamConfig(name="detector", model="yolov8s", period_s=1 / 30,
                         priority=JobRequest.HIGH, deadline_ms=50.0)

@@ -16,8 +16,8 @@ from twill_ros.demo.streams import (
     StreamConfig,
     StreamSubmitter,
     declare_stream,
-    node_main,
 )
+from twill_ros.node.lifecycle import node_main
 from twill_ros.node.results import STATUS_NAMES
 
 PLANNER = StreamConfig(name="planner", model="llama-3.2-1b", period_s=8.0,

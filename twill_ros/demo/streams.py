@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
-import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
-from rclpy.signals import SignalHandlerOptions
 from twill_msgs.msg import JobRequest, JobResult
 
 from twill_ros.client import SchedulerError, TwillClient, make_request
-from twill_ros.node.lifecycle import spin_until_stopped, spin_while
+from twill_ros.node.lifecycle import spin_while
 
 
 @dataclass(frozen=True)
@@ -149,19 +146,7 @@ class StreamClientNode(Node):
         for stream in self.streams:
             stream.stop()
 
-    def finish(self, executor) -> None:
+    def on_exit(self, executor) -> None:
         """Stop submitting and give the last requests time to reach the scheduler."""
         self.stop()
         spin_while(executor, lambda: True, timeout_s=0.5)
-
-
-def node_main(factory: Callable[[], StreamClientNode]) -> Callable[[list[str] | None], None]:
-    """The console-script entry point of a stream client node."""
-    def main(args: list[str] | None = None) -> None:
-        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-        try:
-            node = factory()
-            spin_until_stopped([node], before_exit=node.finish)
-        finally:
-            rclpy.try_shutdown()
-    return main

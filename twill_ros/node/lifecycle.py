@@ -12,8 +12,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+import rclpy
 from rclpy.executors import Executor, MultiThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 
 
 def stop_on_signals() -> threading.Event:
@@ -49,3 +51,15 @@ def spin_until_stopped(nodes: Sequence[Node],
         executor.shutdown()
         for node in nodes:
             node.destroy_node()
+
+
+def node_main(factory: Callable[[], Node]) -> Callable[[list[str] | None], None]:
+    """A console-script entry point: spin one node; its ``on_exit(executor)`` runs last."""
+    def main(args: list[str] | None = None) -> None:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+        try:
+            node = factory()
+            spin_until_stopped([node], before_exit=node.on_exit)
+        finally:
+            rclpy.try_shutdown()
+    return main

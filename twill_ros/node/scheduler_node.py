@@ -17,7 +17,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import (
     FloatingPointRange,
@@ -30,7 +29,6 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions
 from twill_msgs.action import RunJob
 from twill_msgs.msg import JobRequest, JobResult, SchedulerState, UnitState
 from twill_msgs.srv import CancelJob, SetPowerBudget, SubmitJob
@@ -44,7 +42,7 @@ from twill_ros.core.policies import POLICIES
 from twill_ros.core.profiler import Profiler
 from twill_ros.core.scheduler import Scheduler
 from twill_ros.node.diagnostics import HealthMonitor, Snapshot, UnitSnapshot
-from twill_ros.node.lifecycle import spin_until_stopped, spin_while
+from twill_ros.node.lifecycle import node_main, spin_while
 from twill_ros.node.requests import Limits, RequestError, to_job
 from twill_ros.node.results import rejected_result, result_from_record
 
@@ -107,7 +105,9 @@ class TwillSchedulerNode(Node):
         self.policy = p("policy")
         self.budget_w = p("power_budget_w")
         self.scheduler = Scheduler(self.platform, self.catalog, self.policy, self.budget_w,
-                                   seed=p("seed"))
+                                   seed=p("seed"), profiler=self.profiler,
+                                   max_queue=p("max_queue"),
+                                   tick_period_s=p("control_period_s"))
         self._lock = threading.RLock()
         self._live: dict[str, LiveJob] = {}
         self._goals_in_flight = 0
@@ -116,6 +116,9 @@ class TwillSchedulerNode(Node):
         self._deadline_misses = 0
         self._power_window: deque[float] = deque(maxlen=int(1.0 / POWER_SAMPLE_S))
         self._power_since_tick: list[float] = []
+        # /twill/state reports the mean since the previous state message, so a subscriber
+        # at 10 Hz sees the 100 ms windows the budget is judged on.
+        self._power_since_state: list[float] = []
         self._health = HealthMonitor(hardware_id=self.platform.name)
         # Utilization is read once per state period (a backend reports it since its last read).
         self._utilization = {unit: 0.0 for unit in self.platform.unit_names}
@@ -213,6 +216,10 @@ class TwillSchedulerNode(Node):
                     reason=f"power_budget_w must be within {low}..{high} W, got {param.value}")
         for param in budgets:
             self._post_event(ev.BudgetChanged(time.monotonic(), float(param.value)))
+        for param in params:
+            if param.name == "max_queue":
+                with self._lock:
+                    self.scheduler.max_queue = param.value
         return SetParametersResult(successful=True)
 
     # ------------------------------------------------------------ core driving
@@ -303,9 +310,6 @@ class TwillSchedulerNode(Node):
             job_id = request.job_id or f"twill-{next(self._ids)}"
             if job_id in self._live:
                 raise Refused(job_id, f"duplicate job_id '{job_id}': a job with it is still live")
-            waiting = sum(1 for j in self._live.values() if j.status is not JobStatus.RUNNING)
-            if waiting >= self._param("max_queue"):
-                raise Refused(job_id, f"queue full: {waiting} jobs waiting (max_queue)")
             try:
                 job = to_job(request, job_id, time.monotonic(), self.catalog, self.limits)
             except RequestError as exc:
@@ -406,6 +410,7 @@ class TwillSchedulerNode(Node):
         if power is not None:
             self._power_window.append(power)
             self._power_since_tick.append(power)
+            self._power_since_state.append(power)
 
     def _on_control_tick(self) -> None:
         now = time.monotonic()
@@ -426,7 +431,7 @@ class TwillSchedulerNode(Node):
             states.append(UnitState(
                 name=spec.name, kind=spec.kind, frequency_hz=freq,
                 max_frequency_hz=spec.max_frequency_hz, utilization=util, running=running,
-                queue_length=0,
+                queue_length=self.scheduler.units[spec.name].queued,
                 power_w=spec.power.power_w(freq, spec.max_frequency_hz, util)))
         return states
 
@@ -435,7 +440,7 @@ class TwillSchedulerNode(Node):
             statuses = [j.status for j in self._live.values()]
             msg = SchedulerState(
                 stamp=self.get_clock().now().to_msg(), policy=self.policy,
-                platform=self.platform.name, power_w=float(self._mean_power() or 0.0),
+                platform=self.platform.name, power_w=self._state_power(),
                 power_budget_w=self.budget_w, units=self._unit_states(),
                 queued=statuses.count(JobStatus.QUEUED),
                 running=statuses.count(JobStatus.RUNNING),
@@ -445,6 +450,12 @@ class TwillSchedulerNode(Node):
                 rejected=self._counters[JobStatus.REJECTED],
                 cancelled=self._counters[JobStatus.CANCELLED])
         self.state_pub.publish(msg)
+
+    def _state_power(self) -> float:
+        samples, self._power_since_state = self._power_since_state, []
+        if samples:
+            return sum(samples) / len(samples)
+        return float(self._power_window[-1]) if self._power_window else 0.0
 
     def _mean_power(self) -> float | None:
         if not self._power_window:
@@ -507,7 +518,7 @@ class TwillSchedulerNode(Node):
                                        message=reason))
         return len(live_ids)
 
-    def shutdown(self, executor) -> None:
+    def on_exit(self, executor) -> None:
         """Cancel live jobs with a reason, let results go out, stop the backends."""
         count = self.cancel_all("scheduler shutting down")
         self.get_logger().info(f"shutting down: cancelled {count} live job(s)")
@@ -517,14 +528,4 @@ class TwillSchedulerNode(Node):
             backend.close()
 
 
-def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    try:
-        node = TwillSchedulerNode()
-        spin_until_stopped([node], before_exit=node.shutdown)
-    finally:
-        rclpy.try_shutdown()
-
-
-if __name__ == "__main__":
-    main()
+main = node_main(TwillSchedulerNode)

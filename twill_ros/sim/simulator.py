@@ -29,7 +29,6 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from twill_ros.core import power as pw
 from twill_ros.core.catalog import Catalog, ModelProfile
 from twill_ros.core.events import (
     BudgetChanged,
@@ -57,7 +56,6 @@ __all__ = ["SimResult", "simulate"]
 
 EXEC_NOISE = 0.03      # +-3 % per-job execution time (uniform)
 POWER_NOISE = 0.03     # +-3 % per power sample (uniform)
-_EPS = 1e-12
 
 # heap entry kinds
 _ARRIVE, _MILESTONE, _FREQ, _BUDGET = 0, 1, 2, 3
@@ -468,9 +466,3 @@ def simulate(jobs: Sequence[Job], platform: PlatformSpec, catalog: Catalog,
     return SimResult(records=[twin.records[j] for j in ids], power_trace=twin.power_trace,
                      freq_trace=twin.freq_trace, duration_s=t_end, events=twin.events,
                      stats={"energy_j": twin.energy})
-
-
-def predicted_module_power(platform: PlatformSpec, freqs: dict[str, int],
-                           utils: dict[str, float]) -> float:
-    """The twin's power law (re-exported for tests and reports)."""
-    return pw.module_power_w(platform, freqs, utils)

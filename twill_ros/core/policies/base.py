@@ -5,7 +5,7 @@ clocks); a policy only answers four questions, filter/score style:
 
 * ``filter``  — which eligible units may this job use?
 * ``level`` / ``subkey`` — in which order are a unit's queued jobs served? (higher level
-  first; within a level ascending subkey)
+  first; within a level ascending subkey; or, with ``dynamic_order``, highest ``urgency``)
 * ``score``   — which unit should a job go to? (lowest score wins)
 * traits — does it share a processor-shared unit, freeze, migrate, run its own DVFS?
 

@@ -51,8 +51,9 @@ class FcfsAffinity(Policy):
 
 class Edf(Policy):
     """Earliest deadline first: each unit serves its queue by absolute deadline (jobs without
-    one after all that have one, then by arrival); a job goes to the eligible unit where it
-    is expected to finish first counting the work with earlier deadlines queued there."""
+    one after all that have one, then by arrival); a job goes to the best available unit,
+    i.e. the eligible one where it is expected to finish first (running remainder + queued
+    work + its estimate there)."""
 
     name = "edf"
 

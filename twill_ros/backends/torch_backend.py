@@ -1,0 +1,120 @@
+"""PyTorch execution: TorchScript DNNs/encoders on CPU clusters or CUDA, one worker per unit.
+
+``TorchUnits`` is the torch side every torch-based backend shares (this one and the LLM
+backend): the unit's device, a CUDA stream of its own per GPU unit, the CPU thread count and a
+model cache shared by the units of one device.
+
+CPU threads: ``torch.set_num_threads`` is process-global (ATen keeps one count), so it cannot
+differ per cluster. We set it once to the largest CPU unit of the process; each unit's work
+still stays on its own cores because the intra-op OpenMP team is per calling thread and its
+threads inherit the pinned worker's affinity mask. A smaller cluster then runs more threads
+than cores (oversubscribed, correct, somewhat slower) -- the price of one process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from twill_ros.backends.base import Clock, EventSink, Output
+from twill_ros.backends.tensors import input_arrays, tensor_data
+from twill_ros.backends.workers import Run, UnitWorkers, unit_cpus
+
+if TYPE_CHECKING:
+    from twill_ros.core.catalog import Catalog, ModelProfile
+    from twill_ros.core.platform import PlatformSpec, UnitSpec
+    from twill_ros.core.profiler import Profiler
+
+
+class TorchUnits(UnitWorkers):
+    """UnitWorkers on torch devices: ``cpu`` units on the CPU, ``gpu`` units on CUDA."""
+
+    kind = "torch"
+
+    def __init__(self, units: Iterable[str], platform: PlatformSpec, catalog: Catalog,
+                 profiler: Profiler, sink: EventSink, clock: Clock) -> None:
+        units = tuple(units)
+        specs = [platform.unit(name) for name in units]
+        for spec in specs:
+            if spec.kind == "dla":
+                raise ValueError(f"unit {spec.name} is a DLA core: the {self.kind} backend "
+                                 f"cannot drive it (use the tensorrt backend)")
+            if spec.kind == "gpu" and not torch.cuda.is_available():
+                raise RuntimeError(f"unit {spec.name} asks for the {self.kind} backend on CUDA "
+                                   f"but torch has no CUDA device here (torch "
+                                   f"{torch.__version__})")
+        cpu_threads = [len(unit_cpus(s)) for s in specs if s.kind == "cpu"]
+        if cpu_threads:
+            torch.set_num_threads(max(cpu_threads))
+        self._models: dict[tuple[str, str], Any] = {}
+        self._models_lock = threading.Lock()
+        self._streams: dict[str, torch.cuda.Stream] = {}
+        super().__init__(units, platform, catalog, profiler, sink, clock)
+
+    @staticmethod
+    def device(unit: UnitSpec) -> torch.device:
+        return torch.device("cuda" if unit.kind == "gpu" else "cpu")
+
+    def _setup_thread(self, unit: UnitSpec) -> None:
+        if unit.kind == "gpu":
+            self._streams[unit.name] = torch.cuda.Stream()
+
+    @contextlib.contextmanager
+    def _on_unit(self, unit: UnitSpec) -> Iterator[None]:
+        """Inference mode, on the unit's own stream (a GPU step waits only for its stream)."""
+        stream = self._streams.get(unit.name)
+        with torch.inference_mode():
+            if stream is None:
+                yield
+                return
+            with torch.cuda.stream(stream):
+                yield
+            stream.synchronize()
+
+    def _model(self, profile: ModelProfile, unit: UnitSpec,
+               load: Callable[[torch.device], Any]) -> Any:
+        """The model for ``unit``'s device, loaded once per (model, device)."""
+        device = self.device(unit)
+        key = (profile.id, str(device))
+        with self._models_lock:
+            if key not in self._models:
+                self._models[key] = load(device)
+            return self._models[key]
+
+
+class TorchBackend(TorchUnits):
+    """Runs catalog models that name a ``torchscript`` artefact (not LLMs: see LlmBackend).
+
+    Inputs come from the payload (zeros of the input spec when it has none); outputs are the
+    module's tensors: named by key (a dict), ``output`` (one tensor) or ``output0..`` (a
+    tuple). A DNN step cannot be preempted, so a freeze lets the job finish.
+    """
+
+    def supports(self, model_id: str) -> bool:
+        profile = self._catalog.get(model_id)
+        return not profile.is_llm and "torchscript" in profile.artefacts
+
+    def _step(self, run: Run) -> bool:
+        module = self._model(run.profile, run.unit, lambda device: torch.jit.load(
+            str(run.profile.artefact("torchscript")), map_location=device).eval())
+        device = self.device(run.unit)
+        arrays = input_arrays(run.payload, run.profile)
+        with self._on_unit(run.unit):
+            inputs = [torch.from_numpy(np.array(a)).to(device) for a in arrays]
+            named = _named_outputs(module(*inputs))
+            run.output = Output(tensors=tuple(tensor_data(name, t.detach().cpu().numpy())
+                                              for name, t in named))
+        return True
+
+
+def _named_outputs(result: Any) -> list[tuple[str, torch.Tensor]]:
+    if isinstance(result, dict):
+        return [(str(k), v) for k, v in result.items()]
+    if isinstance(result, (tuple, list)):
+        return [(f"output{i}", t) for i, t in enumerate(result)]
+    return [("output", result)]

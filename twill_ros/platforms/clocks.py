@@ -1,0 +1,198 @@
+"""Clock control shared by every platform: cpufreq policies and devfreq devices as min/max windows.
+
+Both kernel interfaces are the same shape (a min file, a max file, the current clock and a list
+of available clocks) in different units (cpufreq kHz, devfreq Hz), so one ``ClockDomain`` and
+one ``ClockControl`` serve the Jetson and the host: pin = write min = max in a safe order, read
+back, verify; remember the window found at start and put it back on ``restore``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from twill_ros.core.platform import PlatformSpec
+from twill_ros.platforms.base import OK, WARN, ControlStatus, PlatformControl, snap_down
+from twill_ros.platforms.sysfs import Sysfs, is_permission_error
+
+CPUFREQ_POLICIES = "sys/devices/system/cpu/cpufreq/policy*"
+
+
+@dataclass(frozen=True)
+class ClockDomain:
+    """One clock window in sysfs; ``scale`` is Hz per file unit (cpufreq 1000, devfreq 1)."""
+
+    directory: str
+    min_name: str
+    max_name: str
+    cur_name: str
+    available_name: str
+    scale: int
+    hw_min_name: str = ""
+    hw_max_name: str = ""
+
+    def file(self, name: str) -> str:
+        return f"{self.directory}/{name}"
+
+
+def cpufreq_policy(directory: str) -> ClockDomain:
+    return ClockDomain(directory, "scaling_min_freq", "scaling_max_freq", "scaling_cur_freq",
+                       "scaling_available_frequencies", 1000,
+                       "cpuinfo_min_freq", "cpuinfo_max_freq")
+
+
+def devfreq_device(directory: str) -> ClockDomain:
+    return ClockDomain(directory, "min_freq", "max_freq", "cur_freq", "available_frequencies", 1)
+
+
+def cpufreq_domains(fs: Sysfs, platform: PlatformSpec
+                    ) -> tuple[dict[str, tuple[ClockDomain, ...]], list[str]]:
+    """Map the platform's cpu units to cpufreq policies by their cores (``related_cpus``).
+
+    A unit may span several policies (a laptop's intel_pstate has one per cpu). Returns the
+    mapping and notes on cores that are absent or have no policy (skipped, not guessed).
+    """
+    policies = {d: set(fs.read_ints(f"{d}/related_cpus")) for d in fs.glob(CPUFREQ_POLICIES)}
+    domains: dict[str, tuple[ClockDomain, ...]] = {}
+    notes: list[str] = []
+    for unit in platform.units:
+        if unit.kind != "cpu":
+            continue
+        wanted = set(unit.cores)
+        found = tuple(cpufreq_policy(d) for d, cpus in policies.items() if cpus & wanted)
+        covered = set().union(*(policies[d.directory] for d in found)) & wanted
+        if found:
+            domains[unit.name] = found
+        absent = sorted(c for c in wanted if not fs.exists(f"sys/devices/system/cpu/cpu{c}"))
+        unmanaged = sorted(wanted - covered - set(absent))
+        if absent:
+            notes.append(f"{unit.name}: cpus {absent} not on this machine (skipped)")
+        if unmanaged:
+            notes.append(f"{unit.name}: cpus {unmanaged} have no cpufreq policy (skipped)")
+    return domains, notes
+
+
+class ClockControl(PlatformControl):
+    """Clock reading/setting over ``ClockDomain``s plus the problem log behind ``status()``.
+
+    Subclasses supply the domains, a power sensor (``read_power``) and ``power_source``.
+    Units without a domain are read-only: their table comes from the platform file.
+    """
+
+    power_source = "none"
+
+    def __init__(self, platform: PlatformSpec, fs: Sysfs,
+                 domains: Mapping[str, tuple[ClockDomain, ...]]) -> None:
+        self.platform = platform
+        self.fs = fs
+        self._domains = dict(domains)
+        self._problems: dict[str, tuple[int, str]] = {}
+        self._read_only = False
+        self._initial = {d: self._window(d) for ds in self._domains.values() for d in ds}
+        self._changed: set[ClockDomain] = set()
+        unwritable = next((path for d in self._initial for path in
+                           (d.file(d.min_name), d.file(d.max_name)) if not fs.writable(path)), None)
+        if unwritable is not None:
+            self._go_read_only(f"no write access to /{unwritable}")
+
+    def report(self, key: str, level: int, message: str) -> None:
+        """Record the latest problem (or note) ``key`` for ``status()``."""
+        self._problems[key] = (level, message)
+
+    def resolve(self, key: str) -> None:
+        self._problems.pop(key, None)
+
+    def frequency_hz(self, unit: str) -> int | None:
+        """The slowest current clock among the unit's domains (it bounds a parallel job)."""
+        self.platform.unit(unit)
+        clocks = [self._read_hz(d, d.cur_name) for d in self._domains.get(unit, ())]
+        known = [c for c in clocks if c is not None]
+        return min(known) if known else None
+
+    def available_hz(self, unit: str) -> tuple[int, ...]:
+        table = self.platform.unit(unit).frequencies_hz
+        domains = self._domains.get(unit, ())
+        if not domains:
+            return table
+        domain = domains[0]  # a unit's domains are alike (one cluster, or its per-cpu policies)
+        listed = tuple(sorted(v * domain.scale for v in self.fs.read_ints(
+            domain.file(domain.available_name))))
+        if listed:
+            return listed
+        lo = self._read_hz(domain, domain.hw_min_name) if domain.hw_min_name else None
+        hi = self._read_hz(domain, domain.hw_max_name) if domain.hw_max_name else None
+        return tuple(f for f in table if (lo is None or f >= lo) and (hi is None or f <= hi))
+
+    def set_frequency(self, unit: str, freq_hz: int) -> int | None:
+        available = self.available_hz(unit)
+        domains = self._domains.get(unit, ())
+        if self._read_only or not domains or not available:
+            return None
+        target = snap_down(available, freq_hz)
+        key = f"set {unit}"
+        applied: list[int] = []
+        mismatches: list[str] = []
+        for domain in domains:
+            raw = target // domain.scale
+            self._changed.add(domain)  # even if a write fails: the first may have landed
+            try:
+                got = self.fs.write_range(domain.file(domain.min_name),
+                                          domain.file(domain.max_name), raw, raw)
+            except OSError as exc:
+                if is_permission_error(exc):
+                    self._go_read_only(f"writing {exc.filename or domain.directory}: "
+                                       f"{exc.strerror}")
+                    return None
+                self.report(key, WARN, f"{unit}: setting {target} Hz failed: {exc}")
+                return None
+            if got != (raw, raw):
+                mismatches.append(f"wrote {raw} to /{domain.directory} min/max, "
+                                  f"read back {got[0]}/{got[1]}")
+            if got[1] >= 0:
+                applied.append(got[1] * domain.scale)
+        if mismatches:
+            self.report(key, WARN, f"{unit}: {'; '.join(mismatches)} (capped elsewhere?)")
+        else:
+            self.resolve(key)
+        return min(applied) if applied else None
+
+    def restore(self) -> None:
+        for domain in sorted(self._changed, key=lambda d: d.directory):
+            lo, hi = self._initial[domain]
+            if lo is None or hi is None or self._window(domain) == (lo, hi):
+                continue
+            try:
+                self.fs.write_range(domain.file(domain.min_name), domain.file(domain.max_name),
+                                    lo, hi)
+            except OSError as exc:
+                self.report(f"restore {domain.directory}", WARN,
+                            f"could not restore /{domain.directory}: {exc.strerror}")
+        self._changed.clear()
+
+    def status(self) -> ControlStatus:
+        writable = not self._read_only and bool(self._domains)
+        problems = sorted(self._problems.values(), key=lambda p: -p[0])
+        summary = (f"power: {self.power_source}; clocks: "
+                   f"{'writable' if writable else 'read-only'}")
+        return ControlStatus(
+            level=max((level for level, _ in problems), default=OK),
+            message="; ".join([summary, *(message for _, message in problems)]),
+            writable=writable,
+            power_source=self.power_source,
+        )
+
+    def _go_read_only(self, why: str) -> None:
+        """Latch read-only once, keeping the first reason: later writes are not attempted."""
+        if not self._read_only:
+            self._read_only = True
+            self.report("permission", WARN, f"clock control read-only: {why} "
+                                            "(needs root or a privileged helper)")
+
+    def _window(self, domain: ClockDomain) -> tuple[int | None, int | None]:
+        return (self.fs.read_int(domain.file(domain.min_name)),
+                self.fs.read_int(domain.file(domain.max_name)))
+
+    def _read_hz(self, domain: ClockDomain, name: str) -> int | None:
+        value = self.fs.read_int(domain.file(name))
+        return None if value is None else value * domain.scale
+
