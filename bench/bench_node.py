@@ -200,7 +200,7 @@ class Client:
     def received(self, ids: list[str]) -> int:
         return sum(1 for job_id in ids if job_id in self.results)
 
-    def drain(self, ids: list[str], cap_s: float = 30.0) -> None:
+    def drain(self, ids: list[str], cap_s: float = 15.0) -> None:
         """Wait until every result is in, or none came for QUIET_S (the rest is lost)."""
         deadline = time.monotonic() + cap_s
         while self.received(ids) < len(ids) and time.monotonic() < deadline:
@@ -415,7 +415,7 @@ def observations(report: dict) -> list[str]:
                           if p["part"].startswith(("rclpy", "thread-pool")))
         out.append(f"- At {report['profile_rate_hz']:,.0f} jobs/s, {rclpy_share:.0f} % of the "
                    "node's busy samples are rclpy executor and thread-pool machinery, not "
-                   "Twill code (table below).")
+                   "Twill code (tables above).")
     return out
 
 

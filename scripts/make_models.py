@@ -48,11 +48,20 @@ def build_cnn(out: Path) -> None:
                               input_names=["input"], output_names=["logits"], opset_version=17)
 
 
+def _quiet_transformers() -> None:
+    """No progress bars or config notices in setup logs."""
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+
+
 def build_bert(out: Path) -> None:
     """tiny_bert.pt: BertModel (hidden 128, 2 layers) traced on (input_ids, attention_mask)."""
     import torch
     from transformers import BertConfig, BertModel
 
+    _quiet_transformers()
     torch.manual_seed(SEED)
     config = BertConfig(vocab_size=BERT_VOCAB, hidden_size=128, num_hidden_layers=2,
                         num_attention_heads=2, intermediate_size=512,
@@ -72,6 +81,7 @@ def build_llm(out: Path) -> None:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+    _quiet_transformers()
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
     vocab = {symbol: i for i, symbol in enumerate(alphabet)}
     vocab[EOS] = len(vocab)
@@ -92,8 +102,8 @@ def build_llm(out: Path) -> None:
     tokenizer.save_pretrained(str(target))
 
 
-# artefact that proves a build is complete -> builder (each builder writes its files last-first
-# safe: a crash leaves the marker missing, so the next run rebuilds)
+# the file each builder writes last -> the builder: an interrupted build leaves it missing, so
+# the next run rebuilds that model
 BUILDERS: dict[str, Callable[[Path], None]] = {
     "tiny_cnn.onnx": build_cnn,
     "tiny_bert.pt": build_bert,

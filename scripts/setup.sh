@@ -29,9 +29,13 @@ pip_install() {
 
 # ---------------------------------------------------------------- which ROS
 MODE=wheels
-if [[ -z "${TWILL_FORCE_WHEELS:-}" && -n "${ROS_DISTRO:-}" ]] \
-    && python3 -c 'import rclpy' >/dev/null 2>&1; then
-  MODE=system
+if [[ -z "${TWILL_FORCE_WHEELS:-}" && -n "${ROS_DISTRO:-}" ]]; then
+  RCLPY="$(python3 -c 'import os, rclpy; print(os.path.realpath(rclpy.__file__))' 2>/dev/null || true)"
+  # Our own wheels (a shell that sourced env.sh) are not a ROS install to defer to.
+  if [[ -n "$RCLPY" && "$RCLPY" != "$VENV"/* ]]; then
+    MODE=system
+    ROS_PREFIX="${RCLPY%%/lib/python*}"
+  fi
 fi
 log "ROS 2 source: $MODE${ROS_DISTRO:+ (ROS_DISTRO=$ROS_DISTRO)}"
 
@@ -81,6 +85,10 @@ pytest pytest
 ruff ruff
 rosbags rosbags
 colcon_core colcon-common-extensions
+torch torch==2.13.0
+transformers transformers
+tokenizers tokenizers
+onnxruntime onnxruntime
 EOF
     if ((${#missing[@]})); then
       log "installing ${missing[*]}"
@@ -89,6 +97,11 @@ EOF
   fi
   echo "$WANT" >"$STAMP"
 fi
+
+# ---------------------------------------------------------------- tiny models
+# Tests and the --real demo run small models the project builds itself (no downloads);
+# the generator is idempotent and takes well under a second when they exist.
+"$VENV/bin/python" "$SCRIPTS/make_models.py" || die "building the tiny models failed"
 
 # ---------------------------------------------------------------- repair the wheels
 if [[ $MODE == wheels ]]; then
@@ -132,7 +145,7 @@ EOF
 if [[ $MODE == wheels ]]; then
   echo ". \"$VENV/local_setup.sh\"" >>"$REPO/env.sh"
 else
-  echo ". \"/opt/ros/$ROS_DISTRO/setup.bash\" 2>/dev/null || true" >>"$REPO/env.sh"
+  echo ". \"$ROS_PREFIX/setup.bash\"" >>"$REPO/env.sh"
 fi
 cat >>"$REPO/env.sh" <<EOF
 export VIRTUAL_ENV="$VENV"

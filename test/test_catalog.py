@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -129,6 +130,9 @@ def _broken(tmp_path: Path, model_id: str, mutate) -> Path:
         ("llama-3.2-1b", lambda m: m.update(dla_compatible=True), "dla_compatible"),
         ("llama-3.2-1b", lambda m: m.pop("decode_tokens_per_s"), "decode_tokens_per_s"),
         ("llama-3.2-1b", lambda m: m.pop("default_prompt_tokens"), "default_prompt_tokens"),
+        ("tiny-cnn", lambda m: m["artefacts"].update(tflite="x.tflite"), "artefacts.tflite"),
+        ("tiny-cnn", lambda m: m["artefacts"].update(onnx=""), "artefacts.onnx"),
+        ("tiny-cnn", lambda m: m.update(artefacts=["x.pt"]), "artefacts"),
     ],
 )
 def test_validation_errors_name_file_model_and_field(tmp_path, model_id, mutate, field):
@@ -148,3 +152,23 @@ def test_duplicate_ids_are_rejected(tmp_path):
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(CatalogError, match="duplicate model id 'resnet50'"):
         load_catalog(path)
+
+
+# ------------------------------------------------------------------ artefacts
+def test_tiny_models_name_their_artefacts(catalog):
+    assert dict(catalog.get("tiny-cnn").artefacts) == {
+        "torchscript": "models/tiny/tiny_cnn.pt", "onnx": "models/tiny/tiny_cnn.onnx"}
+    assert dict(catalog.get("tiny-llm").artefacts) == {"hf_dir": "models/tiny/tiny_llm"}
+    assert dict(catalog.get("resnet50").artefacts) == {}
+
+
+def test_artefacts_resolve_at_use_time(catalog, tmp_path):
+    with pytest.raises(FileNotFoundError, match="'resnet50' names no onnx artefact"):
+        catalog.get("resnet50").artefact("onnx")
+    relative = replace(catalog.get("tiny-cnn"), artefacts={"onnx": "models/catalog.yaml"})
+    assert relative.artefact("onnx") == find_resource("models/catalog.yaml")
+    missing = replace(catalog.get("tiny-cnn"), artefacts={"onnx": str(tmp_path / "m.onnx")})
+    with pytest.raises(FileNotFoundError, match="onnx artefact not found.*make_models.py"):
+        missing.artefact("onnx")
+    (tmp_path / "m.onnx").write_bytes(b"")          # appears later: found then
+    assert missing.artefact("onnx") == tmp_path / "m.onnx"

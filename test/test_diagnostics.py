@@ -15,7 +15,7 @@ from twill_ros.node.diagnostics import (
 
 def snap(power_w=10.0, budget_w=15.0, queued=0, misses=0, units=(), overhead=None):
     return Snapshot(power_w=power_w, budget_w=budget_w, power_source="model",
-                    control="simulated", queued=queued, queue_limit=100,
+                    control="simulated", control_level=OK, queued=queued, queue_limit=100,
                     deadline_misses=misses, completed=5, units=tuple(units),
                     overhead_s=overhead or {})
 

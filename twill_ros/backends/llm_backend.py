@@ -47,16 +47,16 @@ class LlmBackend(TorchUnits):
     """
 
     kind = "llm"
-
-    def supports(self, model_id: str) -> bool:
-        profile = self._catalog.get(model_id)
-        return profile.is_llm and "hf_dir" in profile.artefacts
+    artefact_kinds = ("hf_dir",)
+    runs_llms = True
 
     def partial_text(self, job_id: str) -> str:
         with self._lock:
             run = self._runs.get(job_id)
             state = run.state if run is not None else self._kept.get(job_id, (0, None))[1]
-            return state.text if state is not None else ""
+            # A byte-level tokenizer may stop mid-character: hold back the incomplete tail
+            # so every streamed prefix is a prefix of the final text.
+            return state.text.rstrip("\ufffd") if state is not None else ""
 
     def _step(self, run: Run) -> bool:
         model, tokenizer = self._model(run.profile, run.unit, lambda device: _load(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from twill_ros.backends.base import Payload, TensorData
@@ -21,21 +19,10 @@ def input_arrays(payload: Payload, profile: ModelProfile) -> list[np.ndarray]:
     (synthetic input, as the twin runs). A mismatch raises ValueError naming the tensor."""
     if not payload.inputs:
         return [np.zeros(spec.shape, dtype=_dtype(spec.dtype)) for spec in profile.inputs]
-    if len(payload.inputs) != len(profile.inputs):
-        raise ValueError(f"model '{profile.id}' takes {len(profile.inputs)} input tensor(s) "
-                         f"({', '.join(s.name for s in profile.inputs)}), "
-                         f"got {len(payload.inputs)}")
+    profile.check_inputs(payload.inputs)
     arrays = []
     for tensor, spec in zip(payload.inputs, profile.inputs, strict=True):
-        if (tensor.name or spec.name) != spec.name or tensor.dtype != spec.dtype \
-                or tuple(tensor.shape) != spec.shape:
-            raise ValueError(f"input '{tensor.name}' {tensor.dtype}{list(tensor.shape)} does not "
-                             f"match model '{profile.id}' input '{spec.name}' "
-                             f"{spec.dtype}{list(spec.shape)}")
         dtype = _dtype(spec.dtype)
-        if len(tensor.data) != math.prod(spec.shape) * dtype.itemsize:
-            raise ValueError(f"input '{spec.name}': {len(tensor.data)} bytes, expected "
-                             f"{math.prod(spec.shape) * dtype.itemsize}")
         arrays.append(np.frombuffer(tensor.data, dtype=dtype).reshape(spec.shape))
     return arrays
 

@@ -32,19 +32,21 @@ if TYPE_CHECKING:
 
 
 class TorchUnits(UnitWorkers):
-    """UnitWorkers on torch devices: ``cpu`` units on the CPU, ``gpu`` units on CUDA."""
+    """UnitWorkers on torch devices: ``cpu`` units on the CPU, the others on CUDA (a DLA
+    unit's work is submitted from CUDA streams too). ``unit_kinds``: the kinds it drives."""
 
     kind = "torch"
+    unit_kinds: tuple[str, ...] = ("cpu", "gpu")
 
     def __init__(self, units: Iterable[str], platform: PlatformSpec, catalog: Catalog,
                  profiler: Profiler, sink: EventSink, clock: Clock) -> None:
         units = tuple(units)
         specs = [platform.unit(name) for name in units]
         for spec in specs:
-            if spec.kind == "dla":
-                raise ValueError(f"unit {spec.name} is a DLA core: the {self.kind} backend "
-                                 f"cannot drive it (use the tensorrt backend)")
-            if spec.kind == "gpu" and not torch.cuda.is_available():
+            if spec.kind not in self.unit_kinds:
+                raise ValueError(f"unit {spec.name} (kind {spec.kind}): the {self.kind} backend "
+                                 f"drives only {', '.join(self.unit_kinds)} units")
+            if spec.kind != "cpu" and not torch.cuda.is_available():
                 raise RuntimeError(f"unit {spec.name} asks for the {self.kind} backend on CUDA "
                                    f"but torch has no CUDA device here (torch "
                                    f"{torch.__version__})")
@@ -58,15 +60,15 @@ class TorchUnits(UnitWorkers):
 
     @staticmethod
     def device(unit: UnitSpec) -> torch.device:
-        return torch.device("cuda" if unit.kind == "gpu" else "cpu")
+        return torch.device("cpu" if unit.kind == "cpu" else "cuda")
 
     def _setup_thread(self, unit: UnitSpec) -> None:
-        if unit.kind == "gpu":
+        if unit.kind != "cpu":
             self._streams[unit.name] = torch.cuda.Stream()
 
     @contextlib.contextmanager
     def _on_unit(self, unit: UnitSpec) -> Iterator[None]:
-        """Inference mode, on the unit's own stream (a GPU step waits only for its stream)."""
+        """Inference mode, on the unit's own stream (a step waits only for its own stream)."""
         stream = self._streams.get(unit.name)
         with torch.inference_mode():
             if stream is None:
@@ -95,9 +97,7 @@ class TorchBackend(TorchUnits):
     tuple). A DNN step cannot be preempted, so a freeze lets the job finish.
     """
 
-    def supports(self, model_id: str) -> bool:
-        profile = self._catalog.get(model_id)
-        return not profile.is_llm and "torchscript" in profile.artefacts
+    artefact_kinds = ("torchscript",)
 
     def _step(self, run: Run) -> bool:
         module = self._model(run.profile, run.unit, lambda device: torch.jit.load(

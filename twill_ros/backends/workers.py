@@ -69,12 +69,15 @@ def unit_cpus(unit: UnitSpec) -> frozenset[int]:
 class UnitWorkers(Backend):
     """A Backend whose units each have a worker thread running ``Run``s step by step.
 
-    Subclasses implement ``_step`` (and may override ``_setup_thread`` and ``supports``);
-    they set their own attributes before calling ``super().__init__``, which starts the
-    threads. ``kind`` names the backend in messages and thread names.
+    Subclasses implement ``_step`` (and may override ``_setup_thread``); they set their own
+    attributes before calling ``super().__init__``, which starts the threads. ``kind`` names
+    the backend in messages and thread names; ``artefact_kinds`` and ``runs_llms`` say which
+    catalog models it can run (``supports``).
     """
 
     kind = "workers"
+    artefact_kinds: tuple[str, ...] = ()
+    runs_llms = False
 
     def __init__(self, units: Iterable[str], platform: PlatformSpec, catalog: Catalog,
                  profiler: Profiler, sink: EventSink, clock: Clock) -> None:
@@ -97,11 +100,20 @@ class UnitWorkers(Backend):
         self._busy_since: dict[str, float | None] = dict.fromkeys(self.units)   # step start
         self._window_start = dict.fromkeys(self.units, now)
         self._closed = False
+        self._setup: dict[str, BaseException | None] = {}   # unit -> its thread's setup error
         self._threads = {name: threading.Thread(target=self._work, args=(name,), daemon=True,
                                                 name=f"twill-{self.kind}-{name}")
                          for name in self.units}
         for thread in self._threads.values():
             thread.start()
+        with self._lock:       # units are pinned and set up once the backend exists
+            self._lock.wait_for(lambda: len(self._setup) == len(self.units))
+            failed = {unit: exc for unit, exc in self._setup.items() if exc is not None}
+        if failed:
+            self.close()
+            unit, exc = next(iter(failed.items()))
+            raise RuntimeError(f"{self.kind} backend: setting up unit {unit} failed: "
+                               f"{exc}") from exc
 
     # ------------------------------------------------------------------ hooks
 
@@ -115,6 +127,14 @@ class UnitWorkers(Backend):
 
     # ------------------------------------------------------------------ Backend API
 
+    def supports(self, model_id: str) -> bool:
+        """A catalog model of the right kind that names one of ``artefact_kinds``."""
+        if model_id not in self._catalog:
+            return False
+        profile = self._catalog.get(model_id)
+        return (profile.is_llm == self.runs_llms
+                and any(kind in profile.artefacts for kind in self.artefact_kinds))
+
     def start(self, job: Job, unit: str, tokens_done: int = 0,
               payload: Payload | None = None) -> None:
         spec = self._spec(unit)
@@ -123,8 +143,10 @@ class UnitWorkers(Backend):
             raise ValueError(f"model {job.model!r} cannot run on {unit} (kind {spec.kind}); it "
                              f"runs on: {', '.join(profile.unit_kinds)}")
         if not self.supports(job.model):
-            raise ValueError(f"the {self.kind} backend cannot run model {job.model!r} "
-                             f"(no suitable artefact in the catalog)")
+            what = "an LLM" if self.runs_llms else "a non-LLM model"
+            raise ValueError(f"the {self.kind} backend cannot run model {job.model!r}: it runs "
+                             f"{what} that names a {' or '.join(self.artefact_kinds)} "
+                             f"artefact in the catalog")
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"{self.kind} backend is closed")
@@ -221,9 +243,18 @@ class UnitWorkers(Backend):
 
     def _work(self, unit: str) -> None:
         spec = self._specs[unit]
-        if spec.kind == "cpu":
-            os.sched_setaffinity(0, unit_cpus(spec))
-        self._setup_thread(spec)
+        error: BaseException | None = None
+        try:
+            if spec.kind == "cpu":
+                os.sched_setaffinity(0, unit_cpus(spec))
+            self._setup_thread(spec)
+        except Exception as exc:  # noqa: BLE001 - reported by __init__, in the caller's thread
+            error = exc
+        with self._lock:
+            self._setup[unit] = error
+            self._lock.notify_all()
+        if error is not None:
+            return
         while True:
             with self._lock:
                 while not self._closed and not self._ready[unit]:

@@ -28,8 +28,13 @@ def add_parser(subparsers) -> None:
                         help="scheduling policy (default: twill)")
     parser.add_argument("--budget", type=float, default=15.0,
                         help="module power budget in W (default: 15)")
-    parser.add_argument("--platform", default="orin_nx_16gb",
-                        help="platform file name or path (default: orin_nx_16gb)")
+    parser.add_argument("--platform",
+                        help="platform file name or path (default: orin_nx_16gb; host with "
+                             "--real)")
+    parser.add_argument("--real", action="store_true",
+                        help="run real tiny models (torch CNN/encoder, transformers LLM) on this "
+                             "machine's CPU units with host power/clock control, instead of "
+                             "the twin")
     parser.add_argument("--drain", type=float, default=30.0,
                         help="seconds to let jobs in flight finish after the run (default: 30)")
     parser.add_argument("--report", metavar="DIR",
@@ -39,6 +44,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    args.platform = args.platform or ("host" if args.real else "orin_nx_16gb")
     if args.duration <= 0 or args.drain < 0 or args.budget <= 0:
         print("twill demo: --duration and --budget must be > 0, --drain >= 0", file=sys.stderr)
         return 2
@@ -48,7 +54,6 @@ def run(args: argparse.Namespace) -> int:
 
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
-    from rclpy.parameter import Parameter
     from rclpy.signals import SignalHandlerOptions
 
     from twill_ros.demo.monitor import RunMonitor
@@ -60,18 +65,23 @@ def run(args: argparse.Namespace) -> int:
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     stop = stop_on_signals()
     try:
-        scheduler = TwillSchedulerNode(parameter_overrides=[
-            Parameter("platform", value=args.platform), Parameter("policy", value=args.policy),
-            Parameter("power_budget_w", value=float(args.budget)),
-            Parameter("state_rate_hz", value=10.0)])
+        overrides = REAL if args.real else {}
+        scheduler = TwillSchedulerNode(parameter_overrides=_parameters(
+            {"platform": args.platform, "policy": args.policy,
+             "power_budget_w": float(args.budget), "state_rate_hz": 10.0,
+             **overrides.get("twill_scheduler", {})}))
         monitor = RunMonitor()
         t0 = monitor.get_clock().now().nanoseconds * 1e-9
-        clients = [PerceptionNode(), PlannerNode()]
+        clients = [PerceptionNode(parameter_overrides=_parameters(
+                       overrides.get("perception_node", {}))),
+                   PlannerNode(parameter_overrides=_parameters(
+                       overrides.get("planner_node", {})))]
         nodes = [scheduler, monitor, *clients]
         executor = MultiThreadedExecutor(num_threads=4)
         for node in nodes:
             executor.add_node(node)
-        print(f"twill demo: policy {args.policy}, budget {args.budget:g} W, platform "
+        mode = "real tiny models" if args.real else "digital twin"
+        print(f"twill demo ({mode}): policy {args.policy}, budget {args.budget:g} W, platform "
               f"{args.platform}, {args.duration:g} s (ROS_DOMAIN_ID "
               f"{os.environ['ROS_DOMAIN_ID']})", flush=True)
         started = time.monotonic()
@@ -110,6 +120,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"twill demo: {lost} job(s) got no result", file=sys.stderr)
         return 1
     return 0
+
+
+# --real: the same nodes on the project's tiny models, run for real on the host's CPUs.
+REAL = {
+    "twill_scheduler": {"control": "host", "backend": "torch,llm"},
+    "perception_node": {"detector.model": "tiny-cnn", "classifier.model": "tiny-bert"},
+    "planner_node": {"planner.model": "tiny-llm", "planner.max_new_tokens": 200,
+                     "planner.rate_hz": 0.5, "intent.model": "tiny-bert"},
+}
+
+
+def _parameters(values: dict):
+    from rclpy.parameter import Parameter
+
+    return [Parameter(name, value=value) for name, value in values.items()]
 
 
 def _summarize(result, args, scheduler, stream_names, lost) -> dict:

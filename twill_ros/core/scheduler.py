@@ -1099,7 +1099,10 @@ class Scheduler:
                         lb = est_dst.get(js.job.model)
                         if lb is None or js.llm:
                             lb = est_dst[js.job.model] = self.estimate_s(js, name)
-                        if lb < (ahead + js.est_s * slow) * (1 - MIGRATE_MARGIN) - MIGRATE_MIN_S:
+                        # upper bound of a score that may expect a waiting job to wait
+                        # as long again as it already has (TwillPolicy.score)
+                        if lb < ((max(ahead, self.now - js.queued_s) + js.est_s * slow)
+                                 * (1 - MIGRATE_MARGIN) - MIGRATE_MIN_S):
                             self._ahead[js] = ahead
                             here = pol.score(js, src.name, self)
                             del self._ahead[js]
@@ -1121,7 +1124,7 @@ class Scheduler:
             for js in list(src.frozen) if src is not dst else ():
                 if js.power_hold or name not in js.units:
                     continue
-                here = self.start_s(js, src.name) + self.estimate_s(js, src.name)
+                here = pol.score(js, src.name, self)
                 if self.estimate_s(js, name) * self.interference(name) < (
                         here * (1 - MIGRATE_MARGIN) - MIGRATE_MIN_S):
                     self._unfreeze(js, dst, out)

@@ -47,7 +47,8 @@ class Snapshot:
     power_w: float | None        # mean module power over the last second; None = no reading
     budget_w: float
     power_source: str
-    control: str                 # who can set clocks, e.g. "simulated (full control)"
+    control: str                 # who can set clocks, e.g. "simulated clocks (full control)"
+    control_level: int
     queued: int
     queue_limit: int
     deadline_misses: int         # since the previous snapshot
@@ -99,7 +100,8 @@ class HealthMonitor:
 
     @staticmethod
     def _platform(snap: Snapshot) -> Status:
-        return Status("twill/platform", OK, f"power from {snap.power_source}; clocks: "
+        return Status("twill/platform", snap.control_level, f"power from {snap.power_source}; "
+                      f"clocks: "
                       f"{snap.control}", {"power_source": snap.power_source,
                                           "control": snap.control})
 

@@ -13,11 +13,6 @@ from dataclasses import dataclass
 from twill_ros.core.catalog import Catalog, ModelProfile
 from twill_ros.core.jobs import Job
 
-# Bytes per element of the dtypes a Tensor may carry.
-DTYPE_SIZES = {
-    "float64": 8, "float32": 4, "float16": 2,
-    "int64": 8, "int32": 4, "int16": 2, "int8": 1, "uint8": 1, "bool": 1,
-}
 # Prompt tokens are estimated as characters / 4, the usual rule of thumb for BPE tokenizers
 # on English text; the twin needs a count, the real LLM backend tokenizes for itself.
 CHARS_PER_TOKEN = 4
@@ -90,22 +85,7 @@ def _check_inputs(tensors, model: ModelProfile) -> None:
     """Empty inputs mean synthetic input (the twin); given inputs must match the spec."""
     if not tensors:
         return
-    if len(tensors) != len(model.inputs):
-        raise RequestError(
-            f"model '{model.id}' takes {len(model.inputs)} input tensor(s) "
-            f"({', '.join(s.name for s in model.inputs)}), got {len(tensors)}")
-    for tensor, spec in zip(tensors, model.inputs, strict=True):
-        label = f"input '{tensor.name or spec.name}'"
-        if tensor.name and tensor.name != spec.name:
-            raise RequestError(f"{label}: model '{model.id}' expects input '{spec.name}'")
-        if tensor.dtype != spec.dtype:
-            raise RequestError(f"{label}: dtype '{tensor.dtype}' does not match the "
-                               f"model's '{spec.dtype}'")
-        shape = tuple(int(d) for d in tensor.shape)
-        if shape != spec.shape:
-            raise RequestError(f"{label}: shape {list(shape)} does not match the model's "
-                               f"{list(spec.shape)}")
-        expected = math.prod(shape) * DTYPE_SIZES[spec.dtype]
-        if len(tensor.data) != expected:
-            raise RequestError(f"{label}: data has {len(tensor.data)} bytes but shape "
-                               f"{list(shape)} x {spec.dtype} needs {expected}")
+    try:
+        model.check_inputs(tensors)
+    except ValueError as error:
+        raise RequestError(str(error)) from None

@@ -1,9 +1,10 @@
-"""Conversions between the core's job records and twill_msgs results."""
+"""Conversions between twill_msgs and the core (records) and backends (payloads, outputs)."""
 
 from __future__ import annotations
 
-from twill_msgs.msg import JobResult
+from twill_msgs.msg import JobRequest, JobResult, Tensor
 
+from twill_ros.backends.base import Output, Payload, TensorData
 from twill_ros.core.jobs import JobRecord, JobStatus
 
 STATUS_CODES = {
@@ -49,3 +50,16 @@ def rejected_result(request, job_id: str, reason: str) -> JobResult:
     return JobResult(job_id=job_id, client_id=request.client_id, model=request.model,
                      status=JobResult.REJECTED, message=reason, deadline_met=False,
                      stamp=request.stamp)
+
+
+def payload_of(request: JobRequest) -> Payload:
+    """What a backend computes on: the request's tensors and prompt."""
+    return Payload(inputs=tuple(TensorData(t.name, t.dtype, tuple(int(d) for d in t.shape),
+                                           bytes(t.data)) for t in request.inputs),
+                   prompt=request.prompt)
+
+
+def attach_output(result: JobResult, output: Output) -> None:
+    result.text = output.text
+    result.outputs = [Tensor(name=t.name, shape=list(t.shape), dtype=t.dtype, data=t.data)
+                      for t in output.tensors]

@@ -33,7 +33,7 @@ from twill_msgs.action import RunJob
 from twill_msgs.msg import JobRequest, JobResult, SchedulerState, UnitState
 from twill_msgs.srv import CancelJob, SetPowerBudget, SubmitJob
 
-from twill_ros.backends.base import Backend, make_backend
+from twill_ros.backends.base import Backend
 from twill_ros.core import events as ev
 from twill_ros.core.catalog import load_catalog
 from twill_ros.core.jobs import Job, JobRecord, JobStatus
@@ -42,9 +42,15 @@ from twill_ros.core.policies import POLICIES
 from twill_ros.core.profiler import Profiler
 from twill_ros.core.scheduler import Scheduler
 from twill_ros.node.diagnostics import HealthMonitor, Snapshot, UnitSnapshot
+from twill_ros.node.execution import MODEL_CONTROL, Execution
 from twill_ros.node.lifecycle import node_main, spin_while
 from twill_ros.node.requests import Limits, RequestError, to_job
-from twill_ros.node.results import rejected_result, result_from_record
+from twill_ros.node.results import (
+    attach_output,
+    payload_of,
+    rejected_result,
+    result_from_record,
+)
 
 LEVEL_BYTES = {level: bytes([level]) for level in range(4)}
 RESULT_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
@@ -72,6 +78,7 @@ class LiveJob:
     unit: str = ""
     started_s: float = 0.0
     tokens: int = 0
+    backend: Backend | None = None    # where it runs (or last ran: a frozen LLM's state)
     finished_s: float | None = None   # backend's finish time, for the finish->result overhead
     result: JobResult | None = None
     done: threading.Event = field(default_factory=threading.Event)
@@ -130,8 +137,10 @@ class TwillSchedulerNode(Node):
         self._events: queue.SimpleQueue[ev.Event] = queue.SimpleQueue()
         group = ReentrantCallbackGroup()
         self._wake = self.create_guard_condition(self._drain_events, callback_group=group)
-        self.backends = self._make_backends()
-        self._backend_of = {unit: b for b in self.backends for unit in b.units}
+        self.execution = Execution(
+            self.platform, self.catalog, self.profiler, self._backend_kinds(), p("control"),
+            self._post_event, time.monotonic)
+        self._power_source = "not read yet"
 
         self.results_pub = self.create_publisher(JobResult, "/twill/results", RESULT_QOS)
         self.state_pub = self.create_publisher(SchedulerState, "/twill/state", 10)
@@ -182,7 +191,11 @@ class TwillSchedulerNode(Node):
         self.declare_parameter("catalog_path", "", _descriptor(
             "Model catalog YAML; empty = the shipped models/catalog.yaml.", read_only=True))
         self.declare_parameter("backend", "simulated", _descriptor(
-            "Execution backend for units without backends.<unit>.", read_only=True))
+            "Execution backend for units without backends.<unit>.", read_only=True,
+            choices=("simulated", "torch", "llm", "tensorrt")))
+        self.declare_parameter("control", MODEL_CONTROL, _descriptor(
+            "Where power readings and clock control come from: the model (twin), or the "
+            "real platform.", read_only=True, choices=(MODEL_CONTROL, "jetson", "host")))
         self.declare_parameter("seed", 0, _descriptor(
             "Seed of the core's tie-breaking randomness.", read_only=True,
             int_range=(0, 2**31 - 1)))
@@ -190,17 +203,16 @@ class TwillSchedulerNode(Node):
     def _param(self, name: str):
         return self.get_parameter(name).value
 
-    def _make_backends(self) -> list[Backend]:
-        """One backend per distinct kind; ``backends.<unit>`` overrides ``backend``."""
-        by_kind: dict[str, list[str]] = {}
+    def _backend_kinds(self) -> dict[str, list[str]]:
+        """Per unit, its backends (``backends.<unit>``, comma-separated; default ``backend``)."""
+        kinds = {}
         for unit in self.platform.unit_names:
-            kind = self.declare_parameter(f"backends.{unit}", self._param("backend"),
-                                          _descriptor(f"Execution backend of unit {unit}.",
-                                                      read_only=True)).value
-            by_kind.setdefault(kind, []).append(unit)
-        return [make_backend(kind, tuple(units), self.platform, self.catalog, self.profiler,
-                             self._post_event, time.monotonic)
-                for kind, units in by_kind.items()]
+            value = self.declare_parameter(f"backends.{unit}", self._param("backend"),
+                                           _descriptor(f"Execution backend(s) of unit {unit}, "
+                                                       "comma-separated, e.g. torch,llm.",
+                                                       read_only=True)).value
+            kinds[unit] = [k.strip() for k in value.split(",") if k.strip()]
+        return kinds
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         """Refuse bad values with a reason (the old value stays in force)."""
@@ -265,13 +277,14 @@ class TwillSchedulerNode(Node):
             self._start(action.job_id, action.unit, tokens_done=live.tokens)
         elif isinstance(action, ev.Freeze):
             live = self._live[action.job_id]
-            self._backend_of[live.unit].freeze(action.job_id)
+            if live.backend is not None:
+                live.backend.freeze(action.job_id)
         elif isinstance(action, ev.Cancel):
             live = self._live.get(action.job_id)
-            if live is not None and live.status is JobStatus.RUNNING:
-                self._backend_of[live.unit].cancel(action.job_id)
+            if live is not None and live.backend is not None:  # running, or frozen with state
+                live.backend.cancel(action.job_id)
         elif isinstance(action, ev.SetFrequency):
-            self._backend_of[action.unit].set_frequency(action.unit, action.freq_hz)
+            self.execution.set_frequency(action.unit, action.freq_hz)
         elif isinstance(action, ev.Complete):
             self._finish(action.record)
         # Migrate is advisory for queued jobs and Reject is followed by Complete.
@@ -279,7 +292,13 @@ class TwillSchedulerNode(Node):
     def _start(self, job_id: str, unit: str, tokens_done: int) -> None:
         live = self._live[job_id]
         live.status, live.unit, live.started_s = JobStatus.RUNNING, unit, time.monotonic()
-        self._backend_of[unit].start(live.job, unit, tokens_done)
+        try:
+            live.backend = self.execution.start(live.job, unit, tokens_done,
+                                                payload_of(live.request))
+        except Exception as error:  # noqa: BLE001 - any backend failure fails this job only
+            self._post_event(ev.JobFinished(time.monotonic(), job_id, unit, ok=False,
+                                            message=f"could not start on {unit}: {error}"))
+            return
         self._feedback(live)
 
     def _finish(self, record: JobRecord) -> None:
@@ -290,6 +309,8 @@ class TwillSchedulerNode(Node):
         if record.deadline_missed:
             self._deadline_misses += 1
         live.result = result_from_record(record, live.request)
+        if live.backend is not None:
+            attach_output(live.result, live.backend.take_output(live.job.job_id))
         self.results_pub.publish(live.result)
         live.done.set()
         if live.finished_s is not None:
@@ -298,8 +319,9 @@ class TwillSchedulerNode(Node):
     def _feedback(self, live: LiveJob) -> None:
         if live.on_feedback is None:
             return
+        partial = live.backend.partial_text(live.job.job_id) if live.backend else ""
         live.on_feedback(RunJob.Feedback(
-            state=live.status.value, unit=live.unit, tokens=live.tokens,
+            state=live.status.value, unit=live.unit, tokens=live.tokens, partial_text=partial,
             elapsed_ms=(time.monotonic() - live.job.submit_s) * 1000.0))
 
     # ------------------------------------------------------------ admission
@@ -314,6 +336,9 @@ class TwillSchedulerNode(Node):
                 job = to_job(request, job_id, time.monotonic(), self.catalog, self.limits)
             except RequestError as exc:
                 raise Refused(job_id, str(exc)) from None
+            if not self.execution.runnable(job.model):
+                raise Refused(job_id, f"no unit's execution backend can run model "
+                                      f"'{job.model}' (parameters backend / backends.<unit>)")
             live = LiveJob(job=job, request=request, on_feedback=on_feedback)
             self._live[job_id] = live
             self._feed(ev.JobArrived(job.submit_s, job))
@@ -401,12 +426,10 @@ class TwillSchedulerNode(Node):
         return RunJob.Result(result=result)
 
     # ------------------------------------------------------------ timers
-    def _module_power(self) -> float | None:
-        readings = [b.power_w() for b in self.backends]
-        return None if any(r is None for r in readings) else max(readings)
-
     def _on_power_sample(self) -> None:
-        power = self._module_power()
+        reading = self.execution.power(self._utilization)
+        self._power_source = reading.source
+        power = reading.watts
         if power is not None:
             self._power_window.append(power)
             self._power_since_tick.append(power)
@@ -423,11 +446,10 @@ class TwillSchedulerNode(Node):
     def _unit_states(self) -> list[UnitState]:
         states = []
         for spec in self.platform.units:
-            backend = self._backend_of[spec.name]
-            freq = backend.frequency_hz(spec.name)
+            freq = self.execution.frequency_hz(spec.name)
             running = [j.job.job_id for j in self._live.values()
                        if j.unit == spec.name and j.status is JobStatus.RUNNING]
-            util = self._utilization[spec.name] = backend.utilization(spec.name)
+            util = self._utilization[spec.name] = self.execution.utilization(spec.name)
             states.append(UnitState(
                 name=spec.name, kind=spec.kind, frequency_hz=freq,
                 max_frequency_hz=spec.max_frequency_hz, utilization=util, running=running,
@@ -469,8 +491,7 @@ class TwillSchedulerNode(Node):
             for spec in self.platform.units:
                 running = [j for j in self._live.values()
                            if j.unit == spec.name and j.status is JobStatus.RUNNING]
-                backend = self._backend_of[spec.name]
-                freq = backend.frequency_hz(spec.name)
+                freq = self.execution.frequency_hz(spec.name)
                 units.append(UnitSnapshot(
                     name=spec.name, frequency_hz=freq, max_frequency_hz=spec.max_frequency_hz,
                     utilization=self._utilization[spec.name],
@@ -478,9 +499,10 @@ class TwillSchedulerNode(Node):
                     running_for=tuple(
                         (j.job.job_id, now - j.started_s, self._estimate(j, spec.name, freq))
                         for j in running)))
+            control_level, control = self.execution.control_status()
             snap = Snapshot(
                 power_w=self._mean_power(), budget_w=self.budget_w,
-                power_source="digital twin power model", control="simulated (full control)",
+                power_source=self._power_source, control=control, control_level=control_level,
                 queued=sum(1 for j in self._live.values() if j.status is not JobStatus.RUNNING),
                 queue_limit=self._param("max_queue"), deadline_misses=self._deadline_misses,
                 completed=self._counters[JobStatus.COMPLETED], units=tuple(units),
@@ -524,8 +546,8 @@ class TwillSchedulerNode(Node):
         self.get_logger().info(f"shutting down: cancelled {count} live job(s)")
         spin_while(executor, lambda: self._goals_in_flight > 0, timeout_s=2.0)
         spin_while(executor, lambda: True, timeout_s=0.3)  # flush the last messages
-        for backend in self.backends:
-            backend.close()
+        self.execution.close()
 
 
 main = node_main(TwillSchedulerNode)
+

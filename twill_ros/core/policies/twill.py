@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from twill_ros.core.jobs import JobStatus
 from twill_ros.core.policies.base import Policy, SchedulerView
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ class TwillPolicy(Policy):
     """
 
     def __init__(self, name: str = "twill", *, freezing: bool = True, migration: bool = True,
-                 dvfs: bool = True, aging_per_s: float = 1.0) -> None:
+                 dvfs: bool = True, aging_per_s: float = 10.0) -> None:
         self.name = name
         self.freezing = freezing
         self.priority_sharing = freezing    # sharing is the other half of preemption
@@ -59,4 +60,10 @@ class TwillPolicy(Policy):
         return (INF if dl is None else dl, job.submit_s)
 
     def score(self, js: JobState, unit: str, view: SchedulerView) -> float:
-        return view.start_s(js, unit) + view.estimate_s(js, unit) * view.interference(unit)
+        wait = view.start_s(js, unit)
+        if js.unit == unit and js.status is not JobStatus.RUNNING:
+            # a job already waiting here: a snapshot of the work ahead cannot see the
+            # higher-priority work that keeps arriving, so expect to wait at least as long
+            # again as it already has (an idle unit that beats that takes it: see migration)
+            wait = max(wait, view.now - js.queued_s)
+        return wait + view.estimate_s(js, unit) * view.interference(unit)

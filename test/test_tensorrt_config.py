@@ -1,0 +1,191 @@
+"""TensorRT engine configuration (pure, tested everywhere) and the TensorRT backend (needs a GPU).
+
+The configuration tests cover which builder settings each unit and precision gets, the engine
+cache keys and paths, rebuild decisions and DLA eligibility read from a real ONNX graph (the
+tiny CNN, plus a graph with a LayerNorm the DLA cannot run). The execution tests build real
+engines and skip, with the reason, where TensorRT or CUDA is missing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+import warnings
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from backend_fixtures import PLATFORM, Recorder, tiny_catalog
+
+from twill_ros.backends import Payload, TensorData, make_backend
+from twill_ros.backends.trt_config import (
+    DEFAULT_WORKSPACE_BYTES,
+    EngineConfig,
+    builder_flags,
+    cache_key,
+    dla_core_of,
+    dla_eligible,
+    engine_path,
+    needs_build,
+)
+from twill_ros.core.jobs import Job
+from twill_ros.core.onnx_analysis import analyze_onnx
+from twill_ros.core.profiler import Profiler
+
+HAVE_TRT = importlib.util.find_spec("tensorrt") is not None
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def test_units_map_to_dla_cores():
+    assert [dla_core_of(PLATFORM.unit(u)) for u in ("gpu", "dla0", "dla1")] == [-1, 0, 1]
+    with pytest.raises(ValueError, match="cpu_a.*cannot run a TensorRT engine"):
+        dla_core_of(PLATFORM.unit("cpu_a"))
+
+
+def test_isaac_defaults_and_precision():
+    config = EngineConfig("m.onnx")
+    assert (config.dla_core, config.enable_fp16, config.enable_int8) == (-1, True, False)
+    assert config.max_workspace_size == DEFAULT_WORKSPACE_BYTES == 64 * 2**20
+    assert config.precision == "fp16" and not config.uses_dla
+    assert EngineConfig("m.onnx", enable_fp16=False).precision == "fp32"
+    assert EngineConfig("m.onnx", enable_int8=True).precision == "int8"
+
+
+def test_gpu_build_flags():
+    settings = builder_flags(EngineConfig.for_unit(PLATFORM.unit("gpu"), "m.onnx"))
+    assert settings.flags == ("FP16",)
+    assert (settings.default_device_type, settings.dla_core) == ("GPU", None)
+    assert settings.workspace_bytes == DEFAULT_WORKSPACE_BYTES
+    fp32 = builder_flags(EngineConfig.for_unit(PLATFORM.unit("gpu"), "m.onnx",
+                                               {"enable_fp16": False}))
+    assert fp32.flags == ()
+
+
+@pytest.mark.parametrize(("unit", "core"), [("dla0", 0), ("dla1", 1)])
+def test_dla_build_sets_device_core_fallback_and_low_precision(unit, core):
+    config = EngineConfig.for_unit(PLATFORM.unit(unit), "m.onnx",
+                                   {"enable_int8": True, "max_workspace_size": 2**20})
+    settings = builder_flags(config)
+    assert config.dla_core == core and config.precision == "int8"
+    assert settings.flags == ("FP16", "INT8", "GPU_FALLBACK")
+    assert (settings.default_device_type, settings.dla_core) == ("DLA", core)
+    assert settings.workspace_bytes == 2**20
+
+
+def test_invalid_configurations_are_refused_with_the_reason():
+    with pytest.raises(ValueError, match="needs enable_fp16 or enable_int8"):
+        EngineConfig.for_unit(PLATFORM.unit("dla0"), "m.onnx", {"enable_fp16": False})
+    with pytest.raises(ValueError, match="dla_core=1 conflicts with unit dla0"):
+        EngineConfig.for_unit(PLATFORM.unit("dla0"), "m.onnx", {"dla_core": 1})
+    with pytest.raises(ValueError, match="unknown engine parameter.*verbose"):
+        EngineConfig.for_unit(PLATFORM.unit("gpu"), "m.onnx", {"verbose": True})
+    with pytest.raises(ValueError, match="max_workspace_size"):
+        EngineConfig("m.onnx", max_workspace_size=0)
+    with pytest.raises(ValueError, match="dla_core"):
+        EngineConfig("m.onnx", dla_core=-2)
+
+
+def test_cache_keys_separate_model_unit_precision_and_version(tmp_path):
+    key = cache_key("tiny-cnn", "dla0", "fp16", "10.3.0")
+    assert key == "tiny-cnn__dla0__fp16__trt10.3.0"
+    variants = {cache_key(*args) for args in [
+        ("tiny-cnn", "dla0", "fp16", "10.3.0"), ("tiny-cnn", "dla1", "fp16", "10.3.0"),
+        ("tiny-cnn", "gpu", "fp16", "10.3.0"), ("tiny-cnn", "dla0", "int8", "10.3.0"),
+        ("tiny-cnn", "dla0", "fp16", "10.3.1"), ("resnet50", "dla0", "fp16", "10.3.0")]}
+    assert len(variants) == 6
+    assert cache_key("a/b c", "gpu", "fp16", "10.3") == "a_b_c__gpu__fp16__trt10.3"
+    assert engine_path(tmp_path, key) == tmp_path / f"{key}.plan"
+
+
+def test_rebuild_when_forced_missing_or_the_model_is_newer(tmp_path):
+    model, plan = tmp_path / "m.onnx", tmp_path / "m.plan"
+    model.write_bytes(b"onnx")
+    config = EngineConfig(str(model))
+    assert needs_build(config, plan)                          # no plan yet
+    plan.write_bytes(b"plan")
+    os.utime(model, (1_000_000, 1_000_000))
+    assert not needs_build(config, plan)                      # cached plan reused
+    assert needs_build(replace(config, force_engine_update=True), plan)
+    os.utime(model, (time.time() + 60, time.time() + 60))
+    assert needs_build(config, plan)                          # regenerated model
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    return tiny_catalog(tmp_path_factory)
+
+
+def test_tiny_cnn_is_dla_eligible(models):
+    verdict = dla_eligible(analyze_onnx(models[1] / "tiny_cnn.onnx"))
+    assert verdict.eligible and verdict.reasons == () and verdict.precision == "fp16"
+
+
+def test_graph_with_unsupported_ops_or_dynamic_shapes_is_not(tmp_path):
+    torch = pytest.importorskip("torch")
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.LayerNorm(8),
+                                torch.nn.Softmax(-1)).eval()
+    path = tmp_path / "ln.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(model, (torch.zeros(1, 8),), str(path), dynamo=False,
+                          input_names=["x"], dynamic_axes={"x": {0: "batch"}})
+    verdict = dla_eligible(analyze_onnx(path))
+    assert not verdict.eligible
+    assert any("dynamic shapes" in r for r in verdict.reasons)
+    assert any("LayerNormalization" in r or "Softmax" in r for r in verdict.reasons)
+
+
+@pytest.mark.skipif(HAVE_TRT, reason="TensorRT is installed: the missing-TensorRT error "
+                                     "cannot be seen here")
+def test_missing_tensorrt_is_a_clear_error(models):
+    catalog = models[0]
+    with pytest.raises(RuntimeError, match="unit dla0 asks for the tensorrt backend but "
+                                           "TensorRT is not installed"):
+        make_backend("tensorrt", ("dla0",), PLATFORM, catalog, Profiler(catalog, PLATFORM),
+                     Recorder(), time.monotonic)
+
+
+def _dla_cores() -> int:
+    import tensorrt as trt
+
+    return trt.Builder(trt.Logger(trt.Logger.ERROR)).num_DLA_cores
+
+
+@pytest.mark.skipif(not (HAVE_TRT and _cuda()),
+                    reason="needs TensorRT and a CUDA GPU (a Jetson with JetPack 6)")
+@pytest.mark.parametrize("unit", ["gpu", "dla0"])
+def test_engine_runs_the_tiny_cnn_and_is_cached(models, tmp_path, monkeypatch, unit):
+    import torch
+
+    if unit.startswith("dla") and _dla_cores() == 0:
+        pytest.skip("this GPU has no DLA core")
+    catalog, out = models
+    monkeypatch.setenv("TWILL_ENGINE_CACHE", str(tmp_path))
+    x = np.random.default_rng(0).random((1, 3, 32, 32), dtype=np.float32)
+    payload = Payload(inputs=(TensorData("input", "float32", x.shape, x.tobytes()),))
+    with torch.inference_mode():
+        expected = torch.jit.load(str(out / "tiny_cnn.pt"))(torch.from_numpy(x)).numpy()
+    built = None
+    for attempt in range(2):                     # the second backend reuses the cached plan
+        recorder = Recorder()
+        backend = make_backend("tensorrt", (unit,), PLATFORM, catalog,
+                               Profiler(catalog, PLATFORM), recorder, time.monotonic)
+        try:
+            backend.start(Job(f"t{attempt}", "tiny-cnn", 100, 0.0), unit, payload=payload)
+            assert recorder.finished(f"t{attempt}").ok
+            (logits,) = backend.take_output(f"t{attempt}").tensors
+        finally:
+            backend.close()
+        got = np.frombuffer(logits.data, dtype=logits.dtype).reshape(logits.shape)
+        np.testing.assert_allclose(got, expected, rtol=2e-2, atol=2e-2)   # an fp16 engine
+        (plan,) = tmp_path.glob(f"tiny-cnn__{unit}__fp16__*.plan")
+        assert built in (None, plan.stat().st_mtime_ns)
+        built = plan.stat().st_mtime_ns

@@ -1,0 +1,157 @@
+"""What a TensorRT engine build is asked to do, decided without TensorRT (so it is tested anywhere).
+
+Parameters follow Isaac ROS's TensorRT node (``model_file_path``, ``engine_file_path``,
+``force_engine_update``, ``dla_core`` with -1 = GPU, ``enable_fp16``, ``max_workspace_size``;
+ros_jetson_conventions.md A1) plus ``enable_int8``. The unit decides the DLA core: ``gpu`` ->
+-1, ``dla0`` -> 0, ``dla1`` -> 1. A DLA build sets the default device type DLA, the core, GPU
+fallback and FP16/INT8 (the DLA runs nothing else; ros_jetson_conventions.md D). Engines are
+cached per (model, unit, precision, TensorRT version): a plan is only valid for the TensorRT
+version and the device (GPU or DLA core) it was built for.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from twill_ros.core.onnx_analysis import DLA_THRESHOLD, OnnxAnalysis
+
+if TYPE_CHECKING:
+    from twill_ros.core.platform import UnitSpec
+
+DEFAULT_WORKSPACE_BYTES = 64 * 1024 * 1024   # Isaac ROS max_workspace_size default (64 MiB)
+GPU = -1                                     # dla_core of a GPU build
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """One engine build, in Isaac ROS's parameter names.
+
+    ``engine_file_path`` empty means "the cache path" (``engine_path``); ``enable_int8``
+    needs a graph with Q/DQ scales (no calibrator is run), FP16 then covers the rest.
+    """
+
+    model_file_path: str
+    engine_file_path: str = ""
+    force_engine_update: bool = False
+    dla_core: int = GPU
+    enable_fp16: bool = True
+    enable_int8: bool = False
+    max_workspace_size: int = DEFAULT_WORKSPACE_BYTES
+
+    def __post_init__(self) -> None:
+        if self.dla_core < GPU:
+            raise ValueError(f"dla_core must be -1 (GPU) or a DLA core index, got {self.dla_core}")
+        if self.uses_dla and not (self.enable_fp16 or self.enable_int8):
+            raise ValueError(f"a DLA build (dla_core {self.dla_core}) needs enable_fp16 or "
+                             f"enable_int8: the DLA runs only FP16 and INT8")
+        if self.max_workspace_size <= 0:
+            raise ValueError(f"max_workspace_size must be > 0, got {self.max_workspace_size}")
+
+    @property
+    def uses_dla(self) -> bool:
+        return self.dla_core != GPU
+
+    @property
+    def precision(self) -> str:
+        """The lowest precision the build allows: int8 | fp16 | fp32."""
+        return "int8" if self.enable_int8 else "fp16" if self.enable_fp16 else "fp32"
+
+    @classmethod
+    def for_unit(cls, unit: UnitSpec, model_file_path: str,
+                 params: Mapping[str, Any] | None = None) -> EngineConfig:
+        """The config for ``unit`` from Isaac-style ``params``; the unit fixes ``dla_core``
+        (a conflicting ``dla_core`` parameter is an error, not silently overridden)."""
+        params = dict(params or {})
+        known = {f.name for f in fields(cls)} - {"model_file_path"}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ValueError(f"unknown engine parameter(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(sorted(known))}")
+        core = dla_core_of(unit)
+        if params.setdefault("dla_core", core) != core:
+            raise ValueError(f"dla_core={params['dla_core']} conflicts with unit {unit.name} "
+                             f"(dla_core {core})")
+        return cls(model_file_path=model_file_path, **params)
+
+
+@dataclass(frozen=True)
+class BuilderSettings:
+    """What to set on a TensorRT IBuilderConfig; names are ``trt.BuilderFlag`` /
+    ``trt.DeviceType`` members, so the build applies them with ``getattr``."""
+
+    flags: tuple[str, ...]
+    default_device_type: str            # GPU | DLA
+    dla_core: int | None                # IBuilderConfig.DLA_core (DLA builds only)
+    workspace_bytes: int                # memory pool limit of MemoryPoolType.WORKSPACE
+
+
+@dataclass(frozen=True)
+class DlaEligibility:
+    """Whether a graph should go to a DLA, why not, and the precision to build it in."""
+
+    eligible: bool
+    reasons: tuple[str, ...]
+    precision: str                      # int8 (the graph has Q/DQ scales) | fp16
+
+
+def dla_core_of(unit: UnitSpec) -> int:
+    """``gpu`` units -> -1; ``dla<k>`` units -> k; other units cannot run TensorRT."""
+    if unit.kind == "gpu":
+        return GPU
+    match = re.fullmatch(r"\D*(\d+)", unit.name)
+    if unit.kind == "dla" and match:
+        return int(match.group(1))
+    raise ValueError(f"unit {unit.name} (kind {unit.kind}) cannot run a TensorRT engine; "
+                     f"it runs on gpu and dla<k> units")
+
+
+def builder_flags(config: EngineConfig) -> BuilderSettings:
+    """The builder settings for ``config``. A DLA build adds GPU_FALLBACK: layers the DLA
+    cannot run go to the GPU instead of failing the build (and are logged as such)."""
+    flags = [flag for flag, on in (("FP16", config.enable_fp16), ("INT8", config.enable_int8))
+             if on]
+    if config.uses_dla:
+        flags.append("GPU_FALLBACK")
+    return BuilderSettings(
+        flags=tuple(flags),
+        default_device_type="DLA" if config.uses_dla else "GPU",
+        dla_core=config.dla_core if config.uses_dla else None,
+        workspace_bytes=config.max_workspace_size,
+    )
+
+
+def cache_key(model: str, unit: str, precision: str, trt_version: str) -> str:
+    """File-name-safe key of an engine: a plan is valid only for this model, device, precision
+    and TensorRT version."""
+    raw = f"{model}__{unit}__{precision}__trt{trt_version}"
+    return re.sub(r"[^A-Za-z0-9._-]", "_", raw)
+
+
+def engine_path(cache_dir: str | Path, key: str) -> Path:
+    return Path(cache_dir) / f"{key}.plan"
+
+
+def needs_build(config: EngineConfig, engine: Path) -> bool:
+    """Build when forced, when no plan exists, or when the ONNX file is newer than the plan
+    (the key has no content hash, so a regenerated model must not reuse a stale plan)."""
+    if config.force_engine_update or not engine.is_file():
+        return True
+    model = Path(config.model_file_path)
+    return model.is_file() and model.stat().st_mtime > engine.stat().st_mtime
+
+
+def dla_eligible(analysis: OnnxAnalysis) -> DlaEligibility:
+    """DLA eligibility from the graph (Twill's affinity rule, onnx_analysis.DLA_THRESHOLD)."""
+    reasons = []
+    if not analysis.static_shapes:
+        reasons.append("its inputs have dynamic shapes (the DLA needs static ones)")
+    if analysis.dla_fraction < DLA_THRESHOLD:
+        reasons.append(f"only {analysis.dla_fraction:.0%} of its nodes run on the DLA (needs "
+                       f">= {DLA_THRESHOLD:.0%}); unsupported: "
+                       f"{', '.join(analysis.unsupported_ops)}")
+    return DlaEligibility(eligible=not reasons, reasons=tuple(reasons),
+                          precision="int8" if analysis.precision == "int8" else "fp16")

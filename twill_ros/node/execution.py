@@ -1,0 +1,113 @@
+"""Where the node's jobs run and where its power and clocks come from.
+
+Each unit has one or more execution backends (``backends.<unit>: "torch,llm"``; a job goes
+to the first that supports its model) and the platform may have a control (``jetson``,
+``host``) that reads module power and sets real clocks. Without a control, power and clocks
+are the backends' model (the twin) or, failing that, the platform file's power model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from twill_ros.backends.base import Backend, Clock, EventSink, make_backend
+from twill_ros.core.catalog import Catalog
+from twill_ros.core.jobs import Job
+from twill_ros.core.platform import PlatformSpec
+from twill_ros.core.profiler import Profiler
+
+MODEL_CONTROL = "model"
+
+
+@dataclass(frozen=True)
+class PowerSource:
+    watts: float | None
+    source: str
+
+
+class Execution:
+    def __init__(self, platform: PlatformSpec, catalog: Catalog, profiler: Profiler,
+                 kinds_of: Mapping[str, Sequence[str]], control: str, sink: EventSink,
+                 clock: Clock) -> None:
+        self.platform = platform
+        self.profiler = profiler
+        by_kind: dict[str, list[str]] = {}
+        for unit, kinds in kinds_of.items():
+            for kind in kinds:
+                by_kind.setdefault(kind, []).append(unit)
+        self.backends = [make_backend(kind, tuple(units), platform, catalog, profiler, sink,
+                                      clock) for kind, units in by_kind.items()]
+        self._of_unit = {unit: [b for b in self.backends if unit in b.units]
+                         for unit in platform.unit_names}
+        self.control = None
+        if control != MODEL_CONTROL:
+            from twill_ros.platforms import make_control
+
+            self.control = make_control(control, platform)
+        self._freq = {u.name: u.max_frequency_hz for u in platform.units}
+
+    # ------------------------------------------------------------ jobs
+    def backend_for(self, model: str, unit: str) -> Backend:
+        for backend in self._of_unit[unit]:
+            if backend.supports(model):
+                return backend
+        raise RuntimeError(f"no backend of unit {unit} can run model '{model}'")
+
+    def runnable(self, model: str) -> bool:
+        """Some unit the core may choose for ``model`` has a backend that runs it."""
+        return any(b.supports(model) for unit in self.profiler.eligible_units(model)
+                   for b in self._of_unit[unit])
+
+    def start(self, job: Job, unit: str, tokens_done: int, payload) -> Backend:
+        backend = self.backend_for(job.model, unit)
+        backend.start(job, unit, tokens_done, payload)
+        return backend
+
+    # ------------------------------------------------------------ clocks and power
+    def set_frequency(self, unit: str, freq_hz: int) -> None:
+        for backend in self._of_unit[unit]:
+            backend.set_frequency(unit, freq_hz)
+        applied = freq_hz
+        if self.control is not None:
+            applied = self.control.set_frequency(unit, freq_hz)
+        self._freq[unit] = applied if applied is not None else self._freq[unit]
+
+    def frequency_hz(self, unit: str) -> int:
+        if self.control is not None:
+            measured = self.control.frequency_hz(unit)
+            if measured is not None:
+                return measured
+        backends = self._of_unit[unit]
+        return backends[0].frequency_hz(unit) if backends else self._freq[unit]
+
+    def utilization(self, unit: str) -> float:
+        """Busy share since the last call (several backends on one unit add up)."""
+        return min(1.0, sum(b.utilization(unit) for b in self._of_unit[unit]))
+
+    def power(self, utilization: Mapping[str, float]) -> PowerSource:
+        """Module power: the platform's sensor, else the backends' model (the twin), else
+        the platform file's power model at the current clocks and ``utilization``."""
+        if self.control is not None:
+            reading = self.control.read_power()
+            if reading is not None:
+                return PowerSource(reading.total_w, reading.source)
+        modelled = [b.power_w() for b in self.backends]
+        if modelled and all(w is not None for w in modelled):
+            return PowerSource(max(modelled), "digital twin power model")
+        total = self.platform.idle_power_w + sum(
+            u.power.power_w(self.frequency_hz(u.name), u.max_frequency_hz,
+                            utilization.get(u.name, 0.0)) for u in self.platform.units)
+        return PowerSource(total, "platform power model")
+
+    def control_status(self) -> tuple[int, str]:
+        if self.control is None:
+            return 0, "simulated clocks (full control)"
+        status = self.control.status()
+        return status.level, status.message
+
+    def close(self) -> None:
+        for backend in self.backends:
+            backend.close()
+        if self.control is not None:
+            self.control.restore()
