@@ -288,6 +288,7 @@ def bench_rate(client: Client, sched: Scheduler, rate_hz: float, duration_s: flo
             "rejected": statuses[JobResult.REJECTED],
             "failed": received - completed - statuses[JobResult.REJECTED],
             "lost": n - received, "node_answered": client.node_done() - done0,
+            "node_backlog": client.state.queued + client.state.running + client.state.frozen,
             "drain_s": end - last_pub, "node_cpu_pct": 100.0 * cpu / (end - start),
             "client_cpu_pct": 100.0 * own / (end - start)}
 
@@ -398,11 +399,15 @@ def observations(report: dict) -> list[str]:
     failing = [s for s in steps if not sustained(s)]
     if failing:
         s = failing[0]
-        inbound = s["sent"] - s["node_answered"]
-        where = (f"{inbound} requests never reached the node (its subscription queue, depth "
-                 f"1000, overflowed while it was busy)" if inbound else
-                 "the node answered every request, so results were lost or late on the way "
-                 "back" if s["lost"] else "no loss, but the node fell behind")
+        inbound = s["sent"] - s["node_answered"] - s["node_backlog"]
+        where = "; ".join(part for part in (
+            f"{inbound} requests never reached the node (its /twill/jobs queue, depth 1000, "
+            "overflowed while it was busy)" if inbound > 0 else "",
+            f"{s['node_backlog']} jobs were still queued or running in the node when the "
+            "drain gave up" if s["node_backlog"] else "",
+            f"{s['node_answered'] - s['completed'] - s['rejected'] - s['failed']} results "
+            "were answered but not received" if s["node_answered"] > s["sent"] - s["lost"]
+            else "") if part) or "no loss, but the node fell behind"
         out.append(f"- First step that did not keep up: {s['offered_hz']:,.0f} jobs/s offered, "
                    f"{s['results_hz']:,.0f} jobs/s completed, {s['lost']} lost: {where}; node "
                    f"CPU {s['node_cpu_pct']:.0f} % of one core.")

@@ -3,8 +3,10 @@ engine_fixtures: GPU 10 ms / DLA 20 ms / CPU 200 ms for ``cnn``, interference x1
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
-from engine_fixtures import PLATFORM, catalog, job
+from engine_fixtures import LLM, PLATFORM, catalog, job
 
 from twill_ros.core.events import (
     CancelRequested,
@@ -17,9 +19,11 @@ from twill_ros.core.events import (
     Tick,
     Unfreeze,
 )
+from twill_ros.core.jobs import JobStatus
 from twill_ros.core.policies import POLICIES, make_policy
 from twill_ros.core.policies.base import Policy
 from twill_ros.core.scheduler import Scheduler
+from twill_ros.sim.simulator import simulate
 
 BUDGET = 20.0      # everything fits at max clock on the tiny platform (2 + 8 + 2 + 4 = 16 W)
 
@@ -105,11 +109,11 @@ def test_twill_no_freeze_never_freezes():
 
 
 def test_twill_ageing_serves_a_long_waiting_lower_priority_job_first():
-    s = sched("twill")      # ageing 1 level/s; the CPU cluster is exclusive (no bypass)
+    s = sched("twill")      # ageing 2 levels/s; the CPU cluster is exclusive (no bypass)
     s.handle(JobArrived(0.0, job("hold", "cpuonly", 255)))
     s.handle(JobArrived(0.0, job("old", "cpuonly", 100)))
     s.handle(JobArrived(60.0, job("new", "cpuonly", 150)))
-    # at t=100: old has aged to 100 + 100 = 200 > new at 150 + 40 = 190
+    # at t=100: old has aged to 100 + 200 = 300 > new at 150 + 80 = 230
     out = s.handle(CancelRequested(100.0, "hold"))
     assert dispatches(out) == [("old", "cpu_a")]
     s2 = sched("twill")     # without the wait, priority wins
@@ -117,6 +121,56 @@ def test_twill_ageing_serves_a_long_waiting_lower_priority_job_first():
     s2.handle(JobArrived(0.0, job("old", "cpuonly", 100)))
     s2.handle(JobArrived(0.0, job("new", "cpuonly", 150)))
     assert dispatches(s2.handle(CancelRequested(1.0, "hold"))) == [("new", "cpu_a")]
+
+
+def test_twill_moves_a_starved_llm_to_an_idle_cpu_once_it_waited_as_long_as_the_cpu_needs():
+    s = sched("twill")
+    s.handle(JobArrived(0.0, job("hold", "long", 200)))       # never finishes: GPU held
+    s.handle(JobArrived(0.001, job("llm", "llm", 10, prompt=64, new=50)))
+    assert s.jobs["llm"].unit == "gpu"      # 0.164 s there vs 0.64 + 50 x 0.1 = 5.64 s on cpu_a
+    # expected finish on the GPU = max(snapshot wait, time waited) + 0.164 s; the CPU's 5.64 s
+    # beats it by the 15 % margin once (waited + 0.164) x 0.85 > 5.642, i.e. after ~6.47 s
+    out = s.handle(Tick(6.0))
+    assert not [a for a in out if isinstance(a, Migrate)]
+    out = s.handle(Tick(6.5))
+    assert Migrate("llm", "gpu", "cpu_a") in out and ("llm", "cpu_a") in dispatches(out)
+
+
+def _saturating_stream(priority: int, seconds: float) -> list:
+    """A 10 ms GPU/200 ms CPU job every 9.9 ms: more than the GPU can do at max clock."""
+    return [job(f"h{i}", "bert", priority, i * 0.0099, stream="hi")
+            for i in range(int(seconds / 0.0099))]
+
+
+def test_twill_llm_is_not_starved_by_a_saturating_high_priority_stream():
+    # before: the LLM waited on the GPU until the stream ended (done at ~40.7 s); now it moves
+    # to the idle CPU cluster after ~6.5 s of waiting and finishes there (~5.6 s)
+    jobs = _saturating_stream(200, 40.0) + [job("llm", "llm", 10, 0.005, prompt=64, new=50)]
+    recs = {r.job.job_id: r for r in simulate(jobs, PLATFORM, catalog(), "twill", 20.0, 1,
+                                              40.0).records}
+    assert recs["llm"].status is JobStatus.COMPLETED and recs["llm"].unit == "cpu_a"
+    assert recs["llm"].finish_s < 15.0
+    assert all(r.status is JobStatus.COMPLETED for r in recs.values())
+
+
+def test_twill_ageing_runs_a_gpu_only_llm_beside_a_saturating_stream():
+    # ageing 2 levels/s: the LLM (10) overtakes the stream's fresh frames (60) after 25 s; then
+    # frames start beside it with ~90 % of the GPU, so it takes ~10 x its 0.564 s alone.
+    # (1 level/s: not before 50 s, i.e. after this 40 s stream.)
+    cat = catalog()
+    cat.add(dataclasses.replace(LLM, id="gpullm", prefill_tokens_per_s={"gpu": 1000.0},
+                                decode_tokens_per_s={"gpu": 100.0},
+                                freq_sensitivity={"gpu": 1.0}, utilization={"gpu": 1.0}))
+    jobs = _saturating_stream(60, 40.0) + [job("llm", "gpullm", 10, 0.005, prompt=64, new=50)]
+    recs = {r.job.job_id: r for r in simulate(jobs, PLATFORM, cat, "twill", 20.0, 1,
+                                              40.0).records}
+    llm = recs["llm"]
+    assert llm.status is JobStatus.COMPLETED and llm.unit == "gpu"
+    assert 24.0 < llm.start_s < 26.0 and llm.finish_s < 35.0
+    # the stream kept ~90 % of the GPU meanwhile: its frames were not frozen out
+    during = [r for r in recs.values() if r.job.stream == "hi" and llm.start_s < r.finish_s
+              < llm.finish_s]
+    assert len(during) > 0.85 * (llm.finish_s - llm.start_s) / 0.0099 * 0.9
 
 
 def test_twill_frozen_job_resumes_before_same_priority_newcomer():

@@ -145,3 +145,31 @@ def test_platform_status_says_where_power_comes_from(ros):
     values = {kv.key: kv.value for kv in platform.values}
     assert values["power_source"] in ("rapl", "platform power model")
     assert shutil.which("twill_scheduler")
+
+
+def test_tensorrt_unit_without_tensorrt_fails_at_start_with_a_clear_error():
+    scheduler = SchedulerProcess(test_domain_id() + 6, {"backends.dla0": "tensorrt"})
+    assert scheduler.proc.wait(60) != 0
+    scheduler.stop()
+    log = "\n".join(scheduler.log)
+    assert "asks for the tensorrt backend but TensorRT is not installed" in log, log[-2000:]
+
+
+def test_jetson_control_without_jetson_runs_read_only_and_says_why():
+    domain = test_domain_id() + 7
+    scheduler = SchedulerProcess(domain, {"control": "jetson"})
+    client = ClientNode(domain, name="jetson_control_client")
+    try:
+        assert client.client.wait_for_scheduler(30.0), "\n".join(scheduler.log[-40:])
+        job_id = client.client.submit(make_request("resnet50"), via="service")
+        assert client.client.wait_result(job_id, TIMEOUT_S).status == JobResult.COMPLETED
+        assert client.wait_until(lambda: len(client.diagnostics) >= 2, 5.0)
+        _, array = client.diagnostics[-1]
+        platform = next(s for s in array.status if s.name == "twill/platform")
+        assert platform.level in (b"\x01", b"\x02")
+        assert "INA3221" in platform.message or "ina3221" in platform.message
+        power = next(s for s in array.status if s.name == "twill/power")
+        assert {kv.key: kv.value for kv in power.values}["power_w"]  # the model stands in
+    finally:
+        client.close()
+        assert scheduler.stop() == 0

@@ -132,12 +132,13 @@ class Backend(ABC):
 
 
 def make_backend(kind: str, units: Iterable[str], platform: PlatformSpec, catalog: Catalog,
-                 profiler: Profiler, sink: EventSink, clock: Clock) -> Backend:
-    """Build the backend ``kind`` for ``units`` (a ValueError lists the known kinds)."""
+                 profiler: Profiler, sink: EventSink, clock: Clock, **options) -> Backend:
+    """Build the backend ``kind`` for ``units`` (a ValueError lists the known kinds);
+    ``options`` are that kind's own settings (e.g. TensorRT engine parameters)."""
     try:
         module, name = BACKENDS[kind]
     except KeyError:
         raise ValueError(f"unknown backend kind {kind!r}; known kinds: "
                          f"{', '.join(sorted(BACKENDS))}") from None
     cls = getattr(importlib.import_module(module), name)
-    return cls(units, platform, catalog, profiler, sink, clock)
+    return cls(units, platform, catalog, profiler, sink, clock, **options)

@@ -80,7 +80,7 @@ def llm_tokens(job: Job, profile: ModelProfile) -> tuple[int, int]:
             max(1, job.max_new_tokens or profile.default_max_new_tokens))
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class JobState:
     """The scheduler's live view of one admitted job."""
 
@@ -111,6 +111,7 @@ class JobState:
     freeze_pending: bool = False
     power_hold: bool = False        # frozen by the power controller
     share: float = 1.0              # throughput weight on a processor-shared unit (Dispatch.share)
+    util: float = 0.0               # its utilisation of the unit it runs on (power model)
     home: UnitState | None = None   # unit whose demand aggregates count this job
     llm: bool = field(init=False)   # profile.is_llm / job.priority as plain attributes
     priority: int = field(init=False)
@@ -120,7 +121,7 @@ class JobState:
         self.priority = self.job.priority
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class UnitState:
     """The scheduler's view of one unit: what runs, waits and is frozen there, its clocks,
     and the running aggregates the DVFS controller and the power-model correction read."""
@@ -145,6 +146,7 @@ class UnitState:
     energy_acc: float = 0.0         # modelled energy in the current period (J)
     energy_t: float = 0.0
     util_now: float = 0.0
+    model_w: float = 0.0            # modelled power at cmd_freq_hz and util_now (see _set_load)
     memory: tuple[float, float, float] = (0.0, 0.0, 0.0)   # decaying (weight, util, sens)
     wanted: tuple[float, float, float] = (0.0, 0.0, 0.0)   # last demand (weight, util, sens)
     weight: float = 0.0             # DVFS weight of the jobs queued/running/frozen here
@@ -203,6 +205,9 @@ class Scheduler:
         self._parked_cache: dict[tuple[str, str, str], float] = {}
         self._dnn_est: dict[tuple[str, str, bool], float] = {}   # estimate_s of DNN jobs
         self._traits: dict[tuple[str, str], tuple[float, float]] = {}
+        self._dyn_w: dict[tuple[str, int, float], float] = {}
+        for u in self.units.values():
+            self._set_load(u, u.cmd_freq_hz, u.util_now)
         self._replan = False                        # a parked unit got work: re-plan clocks
         self._power_held = 0                        # jobs frozen by the power controller
         self._boost: pw.Boost | None = None         # intra-period clock boost in progress
@@ -388,9 +393,18 @@ class Scheduler:
 
     def energy_j(self, js: JobState, unit: str) -> float:
         u = self.units[unit]
-        util = js.profile.utilization.get(u.spec.kind, 1.0)
-        dyn = pw.unit_power_w(u.spec, u.freq_hz, util) - pw.unit_power_w(u.spec, u.freq_hz, 0.0)
-        return dyn * self.estimate_s(js, unit)
+        util = self._model_traits(js.job.model, u.spec.kind)[0]
+        return self._dynamic_w(u, util) * self.estimate_s(js, unit)
+
+    def _dynamic_w(self, u: UnitState, util: float) -> float:
+        """Dynamic power of work with utilisation ``util`` on ``u`` at its clock (cached:
+        read at every run end)."""
+        key = (u.name, u.freq_hz, util)
+        v = self._dyn_w.get(key)
+        if v is None:
+            v = self._dyn_w[key] = (pw.unit_power_w(u.spec, u.freq_hz, util)
+                                    - pw.unit_power_w(u.spec, u.freq_hz, 0.0))
+        return v
 
     def best_kind_units(self, model: str) -> tuple[str, ...]:
         """Eligible units of the fastest unit kind at max clock (lower energy breaks ties)."""
@@ -534,11 +548,11 @@ class Scheduler:
         js.unit = u.name
         js.run_since = now
         est = self.estimate_s(js, u.name)
-        kind = u.spec.kind
+        util, sens = self._model_traits(js.job.model, u.spec.kind)
+        js.util = util
         u.period_weight = max(u.period_weight, 1.0 + js.priority / PRIORITY_SCALE)
-        u.period_util = max(u.period_util, js.profile.utilization.get(kind, 1.0))
-        u.period_sens = max(u.period_sens,
-                            js.profile.freq_sensitivity.get(kind, pw.DEFAULT_SENSITIVITY))
+        u.period_util = max(u.period_util, util)
+        u.period_sens = max(u.period_sens, sens)
         if self.controller is not None and (u.parked or (
                 u.planned_duty < 1.0 and est >= DUTY_LONG * self.tick_period_s)):
             self._replan = True     # clocks were planned for an idle / lightly used unit
@@ -556,7 +570,7 @@ class Scheduler:
             js.expected_end = now + est * js.interf_now * (len(u.running) + 1 if u.shared else 1)
         js.est_s = est
         u.running.append(js)
-        u.util_now = self._unit_util(u)
+        self._set_load(u, u.cmd_freq_hz, self._unit_util(u))
         rec = js.record
         rec.unit = u.name
         if rec.start_s is None:
@@ -571,12 +585,9 @@ class Scheduler:
         dt = now - js.run_since
         rec = js.record
         rec.exec_s += dt
-        util = js.profile.utilization.get(u.spec.kind, 1.0)
-        share = len(u.running)
-        rec.energy_j += dt * (pw.unit_power_w(u.spec, u.freq_hz, util)
-                              - pw.unit_power_w(u.spec, u.freq_hz, 0.0)) / share
+        rec.energy_j += dt * self._dynamic_w(u, js.util) / len(u.running)
         u.running.remove(js)
-        u.util_now = self._unit_util(u)
+        self._set_load(u, u.cmd_freq_hz, self._unit_util(u))
         if not u.running:
             self._kind_busy[u.spec.kind] -= 1
             u.busy_since = None
@@ -590,9 +601,7 @@ class Scheduler:
         mean of their utilisations (the twin's law)."""
         if not u.running:
             return 0.0
-        kind = u.spec.kind
-        return (sum(r.share * r.profile.utilization.get(kind, 1.0) for r in u.running)
-                / sum(r.share for r in u.running))
+        return sum(r.share * r.util for r in u.running) / sum(r.share for r in u.running)
 
     def _account_busy(self, u: UnitState) -> None:
         if u.busy_since is not None:
@@ -602,14 +611,20 @@ class Scheduler:
     def _account_power(self, u: UnitState) -> None:
         """Integrate the unit's modelled power up to now (before its clock or load changes);
         compared with the measured power each period to correct the model."""
-        spec = u.spec
-        u.energy_acc += (spec.power.power_w(u.cmd_freq_hz, spec.max_frequency_hz, u.util_now)
-                         * (self.now - u.energy_t))
+        u.energy_acc += u.model_w * (self.now - u.energy_t)
         u.energy_t = self.now
+
+    @staticmethod
+    def _set_load(u: UnitState, cmd_freq_hz: int, util: float) -> None:
+        """Set the commanded clock and utilisation and the modelled power they give (computed
+        here once, not at every ``_account_power``)."""
+        u.cmd_freq_hz = cmd_freq_hz
+        u.util_now = util
+        u.model_w = u.spec.power.power_w(cmd_freq_hz, u.spec.max_frequency_hz, util)
 
     def _command(self, u: UnitState, freq_hz: int, out: list[Action]) -> None:
         self._account_power(u)
-        u.cmd_freq_hz = freq_hz
+        self._set_load(u, freq_hz, u.util_now)
         out.append(SetFrequency(u.name, freq_hz))
 
     def _interference_changed(self, aggressor_kind: str) -> None:
@@ -962,9 +977,8 @@ class Scheduler:
             if u.models:
                 weight = max(weight, u.weight)
                 if u.traits is None:        # recomputed only when the set of models changes
-                    kind = u.spec.kind
-                    u.traits = (max(self._model_traits(m, kind)[0] for m in u.models),
-                                max(self._model_traits(m, kind)[1] for m in u.models))
+                    traits = [self._model_traits(m, u.spec.kind) for m in u.models]
+                    u.traits = (max(t[0] for t in traits), max(t[1] for t in traits))
                 util = max(util, u.traits[0])
                 sens = max(sens, u.traits[1])
             u.wanted = (weight, util, sens)

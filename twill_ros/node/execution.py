@@ -29,15 +29,18 @@ class PowerSource:
 class Execution:
     def __init__(self, platform: PlatformSpec, catalog: Catalog, profiler: Profiler,
                  kinds_of: Mapping[str, Sequence[str]], control: str, sink: EventSink,
-                 clock: Clock) -> None:
+                 clock: Clock, options: Mapping[str, Mapping] | None = None) -> None:
+        """``options``: per backend kind, its own settings (see ``make_backend``)."""
         self.platform = platform
         self.profiler = profiler
         by_kind: dict[str, list[str]] = {}
         for unit, kinds in kinds_of.items():
             for kind in kinds:
                 by_kind.setdefault(kind, []).append(unit)
+        options = options or {}
         self.backends = [make_backend(kind, tuple(units), platform, catalog, profiler, sink,
-                                      clock) for kind, units in by_kind.items()]
+                                      clock, **options.get(kind, {}))
+                         for kind, units in by_kind.items()]
         self._of_unit = {unit: [b for b in self.backends if unit in b.units]
                          for unit in platform.unit_names}
         self.control = None

@@ -34,6 +34,7 @@ from twill_msgs.msg import JobRequest, JobResult, SchedulerState, UnitState
 from twill_msgs.srv import CancelJob, SetPowerBudget, SubmitJob
 
 from twill_ros.backends.base import Backend
+from twill_ros.backends.trt_config import DEFAULT_WORKSPACE_BYTES
 from twill_ros.core import events as ev
 from twill_ros.core.catalog import load_catalog
 from twill_ros.core.jobs import Job, JobRecord, JobStatus
@@ -139,7 +140,7 @@ class TwillSchedulerNode(Node):
         self._wake = self.create_guard_condition(self._drain_events, callback_group=group)
         self.execution = Execution(
             self.platform, self.catalog, self.profiler, self._backend_kinds(), p("control"),
-            self._post_event, time.monotonic)
+            self._post_event, time.monotonic, options={"tensorrt": self._tensorrt_options()})
         self._power_source = "not read yet"
 
         self.results_pub = self.create_publisher(JobResult, "/twill/results", RESULT_QOS)
@@ -202,6 +203,22 @@ class TwillSchedulerNode(Node):
 
     def _param(self, name: str):
         return self.get_parameter(name).value
+
+    def _tensorrt_options(self) -> dict:
+        """Engine build settings in Isaac ROS's names (``tensorrt.*`` parameters)."""
+        declared = {
+            "force_engine_update": (False, "Rebuild engines even when a cached one exists."),
+            "enable_fp16": (True, "Allow FP16 kernels (DLA builds need FP16 or INT8)."),
+            "enable_int8": (False, "Allow INT8 kernels (the ONNX graph must carry Q/DQ scales)."),
+            "max_workspace_size": (DEFAULT_WORKSPACE_BYTES,
+                                   "Builder workspace memory pool limit, bytes."),
+            "engine_cache_dir": ("", "Engine cache directory; empty = $TWILL_ENGINE_CACHE or "
+                                     "~/.cache/twill_ros/engines."),
+        }
+        values = {name: self.declare_parameter(f"tensorrt.{name}", default, _descriptor(
+            text, read_only=True)).value for name, (default, text) in declared.items()}
+        cache_dir = values.pop("engine_cache_dir")
+        return {"engine_params": values, "cache_dir": cache_dir or None}
 
     def _backend_kinds(self) -> dict[str, list[str]]:
         """Per unit, its backends (``backends.<unit>``, comma-separated; default ``backend``)."""

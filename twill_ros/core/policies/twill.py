@@ -21,8 +21,10 @@ class TwillPolicy(Policy):
     ``migration=False`` keeps jobs where they were mapped, ``dvfs=False`` runs on static caps.
 
     * Order: priority (higher first), then earliest absolute deadline, then arrival; a
-      waiting or frozen job gains ``aging_per_s`` priority levels per second, so low-priority
-      work is delayed but never starved.
+      waiting or frozen job gains ``aging_per_s`` priority levels per second (2: a job 100
+      levels down overtakes a fresh arrival after 50 s of waiting), so low-priority work is
+      delayed but never starved; once it runs on the GPU, more important arrivals still
+      start beside it with ~90 % of the unit, so real-time streams keep winning.
     * Mapping: every eligible unit (affinity = the profiler's latency/energy estimates, which
       it refines online) scored by expected finish = wait for work at the job's priority or
       above + the estimate x the GPU<->DLA interference the job would suffer there now; a
@@ -33,6 +35,10 @@ class TwillPolicy(Policy):
       start beside a long running DNN (SRPT-style bypass, bounded for less important jobs).
       The frozen job resumes (by aged priority) when the unit frees, or moves to an idle
       unit that finishes it sooner.
+    * A job waiting on a unit is expected to wait at least as long again as it already has
+      (a snapshot of the queue cannot see the more important work that keeps arriving), so
+      an idle unit that beats that pulls it: e.g. an LLM starved on a GPU held by real-time
+      streams moves to an idle CPU cluster once it has waited as long as the CPU needs.
     * Migration: on every tick and whenever a unit goes idle, queued jobs move to a unit that
       finishes them sooner by a margin.
     * DVFS: ``core.power.DvfsController`` every tick (priority-weighted progress per watt
@@ -44,7 +50,7 @@ class TwillPolicy(Policy):
     """
 
     def __init__(self, name: str = "twill", *, freezing: bool = True, migration: bool = True,
-                 dvfs: bool = True, aging_per_s: float = 10.0) -> None:
+                 dvfs: bool = True, aging_per_s: float = 2.0) -> None:
         self.name = name
         self.freezing = freezing
         self.priority_sharing = freezing    # sharing is the other half of preemption
