@@ -1,4 +1,5 @@
 """ament_python package twill_ros: the scheduler core, the ROS 2 nodes and the CLI."""
+import os
 from glob import glob
 
 from setuptools import find_packages, setup
@@ -7,7 +8,15 @@ PACKAGE = "twill_ros"
 
 
 def share(subdir: str, pattern: str) -> tuple[str, list[str]]:
-    return (f"share/{PACKAGE}/{subdir}", sorted(glob(f"{subdir}/{pattern}")))
+    files = [path for path in glob(f"{subdir}/{pattern}") if os.path.isfile(path)]
+    return (f"share/{PACKAGE}/{subdir}", sorted(files))
+
+
+def generated_models() -> list[tuple[str, list[str]]]:
+    """The tiny models scripts/make_models.py built (absent before it ran: nothing to add)."""
+    folders = sorted({os.path.dirname(path) for path in glob("models/tiny/**/*", recursive=True)
+                      if os.path.isfile(path)})
+    return [share(folder, "*") for folder in folders]
 
 
 setup(
@@ -22,6 +31,7 @@ setup(
         share("config/platforms", "*.yaml"),
         share("config/workloads", "*.yaml"),
         share("models", "*.yaml"),
+        *generated_models(),
     ],
     install_requires=["setuptools", "PyYAML"],
     extras_require={"test": ["pytest", "hypothesis"]},

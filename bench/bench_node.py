@@ -474,19 +474,22 @@ def markdown(report: dict) -> str:
         f"Target: >= {RATE_TARGET:,.0f} jobs/s accepted with no loss. Each step publishes for "
         f"{report['duration_s']:g} s (RELIABLE, KEEP_LAST depth 1000 like the node), then "
         "waits for the results. lost = sent - results received; node answered = jobs the "
-        "node counted on /twill/state (sent - node answered = lost before the node). "
+        "node counted on /twill/state; in node = still queued or running in it when the drain "
+        "stopped (no result for 3 s, or 15 s). "
         "Sustained = no loss, no rejection, completed >= 90 % of offered. CPU: % of one core "
         "from the first publish to the last result.",
         "",
         "| offered (jobs/s) | published (jobs/s) | completed (jobs/s) | sent | completed | "
-        "rejected | lost | node answered | drain (s) | node CPU | client CPU | sustained |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "rejected | lost | node answered | in node | drain (s) | node CPU | client CPU | "
+        "sustained |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in report["rate_steps"]:
         lines.append(
             f"| {r['offered_hz']:,.0f} | {r['published_hz']:,.0f} | {r['results_hz']:,.0f} "
             f"| {r['sent']} | {r['completed']} | {r['rejected']} | {r['lost']} "
-            f"| {r['node_answered']} | {r['drain_s']:.1f} | {r['node_cpu_pct']:.0f} % "
+            f"| {r['node_answered']} | {r['node_backlog']} | {r['drain_s']:.1f} "
+            f"| {r['node_cpu_pct']:.0f} % "
             f"| {r['client_cpu_pct']:.0f} % | {'yes' if sustained(r) else 'no'} |")
     lines += ["", "### CPU use of the node (policy twill)", "",
               "| load | seconds | node CPU (% of one core) |", "| --- | --- | --- |"]

@@ -28,6 +28,7 @@ def test_colcon_finds_and_builds_both_packages(tmp_path):
     assert list((install / "twill_msgs" / "lib").glob("libtwill_msgs__rosidl_typesupport_c.so"))
     ros_share = install / "twill_ros" / "share" / "twill_ros"
     for shipped in ("package.xml", "launch/twill.launch.py", "config/twill.yaml",
-                    "config/platforms/orin_nx_16gb.yaml", "models/catalog.yaml"):
+                    "config/platforms/orin_nx_16gb.yaml", "models/catalog.yaml",
+                    "models/tiny/tiny_cnn.pt", "models/tiny/tiny_llm/config.json"):
         assert (ros_share / shipped).is_file(), shipped
     assert (install / "twill_ros" / "lib" / "twill_ros" / "twill_scheduler").is_file()

@@ -112,18 +112,17 @@ def _greedy_levels(units: list[UnitSpec], weights: Mapping[str, float],
     n = len(units)
     tabs = [_table(u) for u in units]
     level = [(start or {}).get(u.name, 0) for u in units]
-    dps: list[list[float]] = []       # extra watts of each step up, per unit
-    rat: list[list[float]] = []       # weighted speed gained per extra watt, per step
-    for u, t in zip(units, tabs, strict=True):
-        wpr = t.dyn * min(1.0, utils[u.name])
-        dps.append([wpr * dr for dr in t.dratio])
-        w = weights.get(u.name, 0.0)
-        scale = w / wpr if wpr > 0 else float("inf")
-        rat.append([scale * g for g in t.gain_per_ratio(sens[u.name])])
+    # per unit: extra watts of step j = wpr * dratio[j], weighted speed gained per extra watt
+    # = scale * gain[j] (computed only for the steps the climb reaches)
+    wpr = [t.dyn * min(1.0, utils[u.name]) for u, t in zip(units, tabs, strict=True)]
+    scale = [weights.get(u.name, 0.0) / wpr[i] if wpr[i] > 0 else float("inf")
+             for i, u in enumerate(units)]
+    gain = [t.gain_per_ratio(sens[u.name]) for u, t in zip(units, tabs, strict=True)]
+    dratio = [t.dratio for t in tabs]
     total = base_w + sum(t.power(level[i], utils[u.name])
                          for i, (u, t) in enumerate(zip(units, tabs, strict=True)))
     nlev = [len(t.ratio) for t in tabs]
-    heap = [(-rat[i][level[i] + 1], i) for i in range(n)
+    heap = [(-(scale[i] * gain[i][level[i] + 1]), i) for i in range(n)
             if weights.get(units[i].name, 0.0) > 0.0 and level[i] + 1 < nlev[i]]
     heapq.heapify(heap)
     pop, push = heapq.heappop, heapq.heappush
@@ -131,12 +130,12 @@ def _greedy_levels(units: list[UnitSpec], weights: Mapping[str, float],
     while heap:
         i = pop(heap)[1]
         nxt = level[i] + 1
-        dp = dps[i][nxt]
+        dp = wpr[i] * dratio[i][nxt]
         if total + dp <= limit_w:
             total += dp
             level[i] = nxt
             if nxt + 1 < nlev[i]:
-                push(heap, (-rat[i][nxt + 1], i))
+                push(heap, (-(scale[i] * gain[i][nxt + 1]), i))
         elif first_miss is None:
             first_miss = (i, dp)
     freqs = {u.name: u.frequencies_hz[level[i]] for i, u in enumerate(units)}

@@ -72,14 +72,25 @@ class SimResult:
 
 
 class _Unit:
-    __slots__ = ("spec", "freq", "running", "power", "victim_of")
+    __slots__ = ("spec", "freq", "running", "power", "victim_of", "ratio", "speeds")
 
     def __init__(self, spec: UnitSpec, victim_of: tuple[tuple[str, float], ...]) -> None:
         self.spec = spec
         self.freq = spec.min_frequency_hz
         self.running: list[_Run] = []
-        self.power = spec.power.power_w(self.freq, spec.max_frequency_hz, 0.0)
         self.victim_of = victim_of
+        self.ratio: dict[int, float] = {}     # freq -> (f / f_max) ** exponent
+        self.speeds: dict[tuple[str, str, int], float] = {}   # (model, phase, freq) -> speed
+        self.power = self.power_w(0.0)
+
+    def power_w(self, util: float) -> float:
+        """``PowerModel.power_w`` at the current clock, the clock term cached per frequency
+        (same arithmetic, so the same result)."""
+        r = self.ratio.get(self.freq)
+        if r is None:
+            r = self.ratio[self.freq] = ((self.freq / self.spec.max_frequency_hz)
+                                         ** self.spec.power.exponent)
+        return self.spec.power.static_w + self.spec.power.dynamic_max_w * util * r
 
 
 class _Run:
@@ -128,6 +139,8 @@ class _Twin:
                               if i.victim == spec.kind and i.aggressor in kinds)
             self.units[spec.name] = _Unit(spec, victim_of)
         self.kind_busy = dict.fromkeys(kinds, 0)
+        self.victims = {k: [u for u in self.units.values() if any(a == k for a, _ in u.victim_of)]
+                        for k in kinds}
         exec_rng = random.Random(f"{seed}:exec")
         # common random numbers: a job's noise depends on the seed and its input position only,
         # so every policy sees the same job sizes
@@ -147,7 +160,6 @@ class _Twin:
         self.pending_arrivals = len(jobs)
         for job in jobs:
             self._push(job.submit_s, _ARRIVE, job)
-        self._speed_cache: dict[tuple[str, str, str, int], float] = {}
         self._base_cache: dict[tuple[str, str, str], float] = {}
 
     # ---------------------------------------------------------------- plumbing
@@ -198,11 +210,11 @@ class _Twin:
         return v
 
     def _speed(self, run: _Run, u: _Unit) -> float:
-        key = (run.job.model, u.spec.name, run.phase, u.freq)
-        v = self._speed_cache.get(key)
+        key = (run.job.model, run.phase, u.freq)
+        v = u.speeds.get(key)
         if v is None:
             fmax = u.spec.max_frequency_hz
-            v = self._speed_cache[key] = (
+            v = u.speeds[key] = (
                 self.truth.estimate_s(run.job.model, u.spec.name, fmax, 1, run.phase)
                 / self.truth.estimate_s(run.job.model, u.spec.name, u.freq, 1, run.phase))
         return v
@@ -223,7 +235,7 @@ class _Twin:
         # time-sliced jobs: the unit's utilisation is the share-weighted mean of theirs
         util = (sum(r.util * r.share for r in u.running) / sum(r.share for r in u.running)
                 if u.running else 0.0)
-        new = u.spec.power.power_w(u.freq, u.spec.max_frequency_hz, util)
+        new = u.power_w(util)
         self.module_power += new - u.power
         u.power = new
 
@@ -233,12 +245,14 @@ class _Twin:
 
     def _update_unit_runs(self, t: float, u: _Unit) -> None:
         """Bring every job on ``u`` to time t and recompute rates and milestones."""
-        if not u.running:
+        running = u.running
+        if not running:
             return
         interference = self._interference(u)
-        shares = sum(r.share for r in u.running)
-        for run in u.running:
-            self._advance(t, run)
+        shares = sum(r.share for r in running)
+        for run in running:
+            run.rem = max(0.0, run.rem - run.rate * (t - run.last))     # _advance, inlined
+            run.last = t
             run.rate = self._speed(run, u) * run.share / shares / interference
             self._schedule(t, run)
 
@@ -261,7 +275,9 @@ class _Twin:
                 boundary = round(k) * per if abs(k - round(k)) < 1e-9 else int(k) * per
                 target = max(target, boundary)
         dt = (run.rem - target) / run.rate if run.rate > 0 else 0.0
-        self._push(t + max(0.0, dt), _MILESTONE, run, (run.version, target))
+        self.seq += 1
+        heapq.heappush(self.heap, (t + max(0.0, dt), self.seq, _MILESTONE, run,
+                                   (run.version, target)))
 
     def _start(self, t: float, run: _Run, u: _Unit, share: float = 1.0) -> None:
         name = u.spec.name
@@ -313,8 +329,8 @@ class _Twin:
         self._update_unit_runs(t, u)
 
     def _kind_changed(self, t: float, kind: str, skip: _Unit) -> None:
-        for v in self.units.values():
-            if v is not skip and v.running and any(k == kind for k, _ in v.victim_of):
+        for v in self.victims[kind]:
+            if v is not skip:
                 self._update_unit_runs(t, v)
 
     def _milestone(self, t: float, run: _Run, target: float) -> None:
@@ -380,8 +396,7 @@ class _Twin:
                 t, _, kind, a, b = pop(heap)
                 if kind == _MILESTONE:
                     if a.version == b[0] and a.unit is not None:
-                        self._advance(t, a)
-                        self._milestone(t, a, b[1])
+                        self._milestone(t, a, b[1])     # sets the run's progress to b[1]
                 elif kind == _ARRIVE:
                     self.pending_arrivals -= 1
                     self.runs[a.job_id] = _Run(a, self.catalog.get(a.model), self.noise[a.job_id]) \
