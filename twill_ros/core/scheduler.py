@@ -971,9 +971,10 @@ class Scheduler:
         horizon = self.tick_period_s
         for name, u in self.units.items():
             weight, util, sens = u.memory
-            if u.period_weight > weight:        # work that came and went since the last tick
-                weight, util, sens = u.period_weight, max(util, u.period_util), max(
-                    sens, u.period_sens)
+            if u.period_weight or u.models:
+                # work now or since the last tick: budget its traits, not those of older work
+                # the memory still holds (one bert-large an hour ago is not the LLM now)
+                weight, util, sens = max(weight, u.period_weight), u.period_util, u.period_sens
             if u.models:
                 weight = max(weight, u.weight)
                 if u.traits is None:        # recomputed only when the set of models changes

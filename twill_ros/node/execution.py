@@ -38,7 +38,10 @@ class Execution:
             for kind in kinds:
                 by_kind.setdefault(kind, []).append(unit)
         options = options or {}
-        self.backends = [make_backend(kind, tuple(units), platform, catalog, profiler, sink,
+        # Backends get a profiler of their own: the twin's timing is the catalog model, and
+        # must not learn from the scheduler's observations (which include node overhead).
+        truth = Profiler(catalog, platform)
+        self.backends = [make_backend(kind, tuple(units), platform, catalog, truth, sink,
                                       clock, **options.get(kind, {}))
                          for kind, units in by_kind.items()]
         self._of_unit = {unit: [b for b in self.backends if unit in b.units]

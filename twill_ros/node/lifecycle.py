@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import rclpy
-from rclpy.executors import Executor, MultiThreadedExecutor
+from rclpy.executors import Executor, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
@@ -37,10 +37,11 @@ def spin_while(executor: Executor, keep_going: Callable[[], bool],
 
 
 def spin_until_stopped(nodes: Sequence[Node],
-                       before_exit: Callable[[Executor], None] | None = None) -> None:
+                       before_exit: Callable[[Executor], None] | None = None,
+                       executor: Executor | None = None) -> None:
     """Spin ``nodes`` until SIGINT/SIGTERM, run ``before_exit`` still spinning, clean up."""
     stop = stop_on_signals()
-    executor = MultiThreadedExecutor(num_threads=4)
+    executor = executor or MultiThreadedExecutor(num_threads=4)
     for node in nodes:
         executor.add_node(node)
     try:
@@ -54,12 +55,16 @@ def spin_until_stopped(nodes: Sequence[Node],
 
 
 def node_main(factory: Callable[[], Node]) -> Callable[[list[str] | None], None]:
-    """A console-script entry point: spin one node; its ``on_exit(executor)`` runs last."""
+    """A console-script entry point: spin one node; its ``on_exit(executor)`` runs last.
+
+    One thread is enough (and cheapest per callback): the nodes' callbacks never block,
+    action goals wait as coroutines."""
     def main(args: list[str] | None = None) -> None:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         try:
             node = factory()
-            spin_until_stopped([node], before_exit=node.on_exit)
+            spin_until_stopped([node], before_exit=node.on_exit,
+                               executor=SingleThreadedExecutor())
         finally:
             rclpy.try_shutdown()
     return main

@@ -29,6 +29,7 @@ from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.task import Future
 from twill_msgs.action import RunJob
 from twill_msgs.msg import JobRequest, JobResult, SchedulerState, UnitState
 from twill_msgs.srv import CancelJob, SetPowerBudget, SubmitJob
@@ -81,8 +82,9 @@ class LiveJob:
     tokens: int = 0
     backend: Backend | None = None    # where it runs (or last ran: a frozen LLM's state)
     finished_s: float | None = None   # backend's finish time, for the finish->result overhead
+    goal: object | None = None          # the action goal it answers, if any
     result: JobResult | None = None
-    done: threading.Event = field(default_factory=threading.Event)
+    finished: Future = field(default_factory=Future)   # awaited by the action coroutine
 
 
 def _descriptor(description: str, *, read_only: bool = False, float_range=None,
@@ -155,7 +157,7 @@ class TwillSchedulerNode(Node):
         self._action = ActionServer(
             self, RunJob, "/twill/run", execute_callback=self._execute_goal,
             goal_callback=lambda _goal: GoalResponse.ACCEPT,
-            cancel_callback=lambda _goal: CancelResponse.ACCEPT, callback_group=group)
+            cancel_callback=self._on_cancel_goal, callback_group=group)
         self.create_timer(p("control_period_s"), self._on_control_tick, callback_group=group)
         self.create_timer(POWER_SAMPLE_S, self._on_power_sample, callback_group=group)
         self.create_timer(1.0 / p("state_rate_hz"), self._publish_state, callback_group=group)
@@ -329,7 +331,7 @@ class TwillSchedulerNode(Node):
         if live.backend is not None:
             attach_output(live.result, live.backend.take_output(live.job.job_id))
         self.results_pub.publish(live.result)
-        live.done.set()
+        live.finished.set_result(True)
         if live.finished_s is not None:
             self._overhead["finish_to_result"].append(time.monotonic() - live.finished_s)
 
@@ -342,7 +344,7 @@ class TwillSchedulerNode(Node):
             elapsed_ms=(time.monotonic() - live.job.submit_s) * 1000.0))
 
     # ------------------------------------------------------------ admission
-    def _admit(self, request: JobRequest, on_feedback=None) -> LiveJob:
+    def _admit(self, request: JobRequest, on_feedback=None, goal=None) -> LiveJob:
         """Hand a valid request to the core; Refused with a specific reason otherwise."""
         received = time.monotonic()
         with self._lock:
@@ -356,12 +358,12 @@ class TwillSchedulerNode(Node):
             if not self.execution.runnable(job.model):
                 raise Refused(job_id, f"no unit's execution backend can run model "
                                       f"'{job.model}' (parameters backend / backends.<unit>)")
-            live = LiveJob(job=job, request=request, on_feedback=on_feedback)
+            live = LiveJob(job=job, request=request, on_feedback=on_feedback, goal=goal)
             self._live[job_id] = live
             self._feed(ev.JobArrived(job.submit_s, job))
             if live.status is JobStatus.RUNNING:  # dispatched at once: pure node overhead
                 self._overhead["submit_to_dispatch"].append(time.monotonic() - received)
-            elif live.status is JobStatus.QUEUED and not live.done.is_set():
+            elif live.status is JobStatus.QUEUED and not live.finished.done():
                 self._feedback(live)
             return live
 
@@ -386,7 +388,7 @@ class TwillSchedulerNode(Node):
                 result.message
             return response
         response.job_id = live.job.job_id
-        if live.done.is_set() and live.result.status == JobResult.REJECTED:
+        if live.finished.done() and live.result.status == JobResult.REJECTED:
             response.accepted, response.message = False, live.result.message
         else:
             response.accepted = True
@@ -405,6 +407,15 @@ class TwillSchedulerNode(Node):
         response.message = "cancelled"
         return response
 
+    def _on_cancel_goal(self, goal_handle) -> CancelResponse:
+        with self._lock:
+            live = next((j for j in self._live.values() if j.goal is goal_handle), None)
+            if live is None:
+                return CancelResponse.REJECT
+            self._feed(ev.CancelRequested(time.monotonic(), live.job.job_id,
+                                          "cancelled by the action client"))
+        return CancelResponse.ACCEPT
+
     def _on_set_budget(self, call: SetPowerBudget.Request, response: SetPowerBudget.Response):
         result = self.set_parameters([Parameter(
             "power_budget_w", value=float(call.budget_w))])[0]
@@ -412,27 +423,25 @@ class TwillSchedulerNode(Node):
         response.budget_w = float(self._param("power_budget_w"))
         return response
 
-    def _execute_goal(self, goal_handle) -> RunJob.Result:
+    async def _execute_goal(self, goal_handle) -> RunJob.Result:
+        """A coroutine: it waits for the job without holding an executor thread."""
         with self._lock:
             self._goals_in_flight += 1
         try:
-            return self._run_goal(goal_handle)
+            return await self._run_goal(goal_handle)
         finally:
             with self._lock:
                 self._goals_in_flight -= 1
 
-    def _run_goal(self, goal_handle) -> RunJob.Result:
+    async def _run_goal(self, goal_handle) -> RunJob.Result:
         request = goal_handle.request.request
         try:
-            live = self._admit(request, on_feedback=goal_handle.publish_feedback)
+            live = self._admit(request, on_feedback=goal_handle.publish_feedback,
+                               goal=goal_handle)
         except Refused as error:
             goal_handle.abort()
             return RunJob.Result(result=self._refuse(request, error))
-        while not live.done.wait(0.05):
-            if goal_handle.is_cancel_requested:
-                self._post_event(ev.CancelRequested(time.monotonic(), live.job.job_id,
-                                                    "cancelled by the action client"))
-                live.done.wait()
+        await live.finished
         result = live.result
         if result.status == JobResult.COMPLETED:
             goal_handle.succeed()
