@@ -184,6 +184,19 @@ def test_twill_frozen_job_resumes_before_same_priority_newcomer():
     assert ("b", "gpu") not in dispatches(out)
 
 
+def test_a_frozen_job_expects_to_wait_only_for_work_served_before_it():
+    s = sched("twill")
+    s.handle(JobArrived(0.0, job("a", "llm", 10, prompt=64, new=10)))
+    s.handle(JobArrived(0.01, job("hi", "long", 200)))
+    s.handle(JobArrived(0.02, job("b", "llm", 10, prompt=64, new=10)))   # same level, later
+    s.handle(JobFrozen(0.064, "a", "gpu", 0))
+    a, b = s.jobs["a"], s.jobs["b"]
+    hi_left = s.jobs["hi"].expected_end - 0.064
+    # a resumes before b (same level, earlier), so only hi is ahead of it (b was counted too)
+    assert s.start_s(a, "gpu") == pytest.approx(hi_left)
+    assert s.start_s(b, "gpu") == pytest.approx(hi_left + s.estimate_s(a, "gpu"))
+
+
 def test_twill_migrates_a_queued_job_to_a_unit_that_frees_up():
     s = sched("twill")
     s.handle(JobArrived(0.0, job("l1", "long", 200)))

@@ -3,6 +3,8 @@ on the Orin NX file for the numbers the evaluation depends on)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from engine_fixtures import PLATFORM, catalog, job
 
@@ -123,6 +125,24 @@ def test_scheduler_dvfs_parks_idle_units_and_raises_busy_ones():
     for k in range(2, 12):                                  # long idle: memory decays
         out = s.handle(Tick(0.1 * k))
     assert s.units["gpu"].freq_hz == GHZ // 2 and s.units["gpu"].parked
+
+
+def test_scheduler_budgets_the_present_work_not_an_older_hungrier_model():
+    # 'light' keeps a quarter of the GPU busy; 7 W budget, limit 6.85 W, parked DLA and CPU
+    # reserved fully busy at their lowest clocks (0.5 + 1 W): base 3.5 W. GPU at 1 GHz costs
+    # 8 W x util: 2 W for 'light' (fits), 8 W for 'long' (only 500 MHz fits)
+    cat = catalog()
+    cat.add(dataclasses.replace(cat.get("long"), id="light", latency_s={"gpu": 10.0},
+                                utilization={"gpu": 0.25}))
+    s = Scheduler(PLATFORM, cat, "twill", 7.0, seed=0)
+    s.handle(Tick(0.0))
+    s.handle(JobArrived(0.0, job("a", "long")))
+    s.handle(JobFinished(0.1, "a", "gpu"))
+    s.handle(JobArrived(0.1, job("b", "light")))
+    s.handle(Tick(0.1))
+    assert s.units["gpu"].freq_hz == GHZ // 2      # 'long' ran in this period: budget for it
+    s.handle(Tick(0.2))
+    assert s.units["gpu"].freq_hz == GHZ           # only 'light' now (it was kept at 1.0 before)
 
 
 def test_scheduler_lower_budget_gives_lower_gpu_clock_under_load():

@@ -129,15 +129,20 @@ def _greedy_levels(units: list[UnitSpec], weights: Mapping[str, float],
     first_miss: tuple[int, float] | None = None     # best step that did not fit: (unit, dp)
     while heap:
         i = pop(heap)[1]
-        nxt = level[i] + 1
-        dp = wpr[i] * dratio[i][nxt]
-        if total + dp <= limit_w:
-            total += dp
-            level[i] = nxt
-            if nxt + 1 < nlev[i]:
-                push(heap, (-(scale[i] * gain[i][nxt + 1]), i))
-        elif first_miss is None:
-            first_miss = (i, dp)
+        while True:     # climb unit i while its next step is still the best (push + pop)
+            nxt = level[i] + 1
+            dp = wpr[i] * dratio[i][nxt]
+            if total + dp <= limit_w:
+                total += dp
+                level[i] = nxt
+                if nxt + 1 < nlev[i]:
+                    step = (-(scale[i] * gain[i][nxt + 1]), i)
+                    if not heap or step < heap[0]:
+                        continue
+                    push(heap, step)
+            elif first_miss is None:
+                first_miss = (i, dp)
+            break
     freqs = {u.name: u.frequencies_hz[level[i]] for i, u in enumerate(units)}
     boost = None
     if first_miss is not None and first_miss[1] > 0:

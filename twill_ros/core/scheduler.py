@@ -147,6 +147,8 @@ class UnitState:
     energy_t: float = 0.0
     util_now: float = 0.0
     model_w: float = 0.0            # modelled power at cmd_freq_hz and util_now (see _set_load)
+    dnn_est: dict[str, float] = field(default_factory=dict)     # model -> DNN estimate_s here
+    dnn_parked_est: dict[str, float] = field(default_factory=dict)  # ... while parked and idle
     memory: tuple[float, float, float] = (0.0, 0.0, 0.0)   # decaying (weight, util, sens)
     wanted: tuple[float, float, float] = (0.0, 0.0, 0.0)   # last demand (weight, util, sens)
     weight: float = 0.0             # DVFS weight of the jobs queued/running/frozen here
@@ -203,7 +205,6 @@ class Scheduler:
         self._best_kind: dict[str, tuple[str, ...]] = {}
         self._ahead: dict[JobState, float] = {}   # queue position cache during _rebalance
         self._parked_cache: dict[tuple[str, str, str], float] = {}
-        self._dnn_est: dict[tuple[str, str, bool], float] = {}   # estimate_s of DNN jobs
         self._traits: dict[tuple[str, str], tuple[float, float]] = {}
         self._dyn_w: dict[tuple[str, int, float], float] = {}
         for u in self.units.values():
@@ -272,10 +273,10 @@ class Scheduler:
         u = self.units[unit]
         if js.llm:
             return self._estimate(js, u)
-        key = (js.job.model, unit, u.parked and not u.running)
-        v = self._dnn_est.get(key)
+        cache = u.dnn_parked_est if u.parked and not u.running else u.dnn_est
+        v = cache.get(js.job.model)
         if v is None:
-            v = self._dnn_est[key] = self._estimate(js, u)
+            v = cache[js.job.model] = self._estimate(js, u)
         return v
 
     def _estimate(self, js: JobState, u: UnitState) -> float:
@@ -360,6 +361,8 @@ class Scheduler:
         if js.unit == unit and js.status is JobStatus.QUEUED:
             ahead = self._ahead.get(js)
             return wait + (self._ahead_scan(js, u) if ahead is None else ahead)
+        if js.unit == unit and js.status is JobStatus.FROZEN:
+            return wait + self._ahead_scan(js, u)   # resumes before later jobs of its level
         for lvl in u.levels:
             if lvl < js.level:
                 break
@@ -367,16 +370,19 @@ class Scheduler:
         return wait
 
     def _ahead_scan(self, js: JobState, u: UnitState) -> float:
-        """Queued work served before ``js`` in its own queue (higher levels, then key order)."""
+        """Queued work served before ``js`` (queued or frozen on ``u``): higher levels, then
+        its own level in key order."""
         ahead = 0.0
         for lvl in u.levels:
             if lvl > js.level:
                 ahead += u.backlog[lvl]
                 continue
-            for _, other in u.queues[lvl]:
-                if other is js:
-                    return ahead
-                ahead += other.est_s
+            if lvl == js.level:
+                for key, other in u.queues[lvl]:
+                    if key >= js.key:
+                        break
+                    ahead += other.est_s
+            break
         return ahead
 
     def unit_kind(self, unit: str) -> str:
@@ -470,8 +476,9 @@ class Scheduler:
         u.weight += 1.0 + js.priority / PRIORITY_SCALE
         n = u.models.get(js.job.model, 0)
         u.models[js.job.model] = n + 1
-        if not n:
-            u.traits = None
+        if not n and u.traits is not None:     # a max over models: a new one just joins it
+            util, sens = self._model_traits(js.job.model, u.spec.kind)
+            u.traits = (max(u.traits[0], util), max(u.traits[1], sens))
 
     def _detach(self, js: JobState) -> None:
         u = js.home
@@ -831,8 +838,8 @@ class Scheduler:
     def _forget(self, model: str, unit: str) -> None:
         """Drop cached estimates of (model, unit) after the profiler learned from it."""
         self._est_cache.pop((model, unit), None)
-        self._dnn_est.pop((model, unit, True), None)
-        self._dnn_est.pop((model, unit, False), None)
+        self.units[unit].dnn_est.pop(model, None)
+        self.units[unit].dnn_parked_est.pop(model, None)
 
     def _after_release(self, u: UnitState, out: list[Action]) -> None:
         self._fill(u, out)
@@ -945,13 +952,15 @@ class Scheduler:
                     parked: frozenset[str] = frozenset()) -> None:
         for name, f in freqs.items():
             u = self.units[name]
-            if u.parked != (name in parked):
+            if u.parked != (name in parked):    # estimates are cached per parked state
                 u.parked = name in parked
-                self._dnn_est.clear()
             if not u.parked and u.work_freq_hz != f:
                 u.work_freq_hz = f
+                # the unit's estimates change; parked slowdowns are all re-derived
                 self._parked_cache.clear()
-                self._dnn_est.clear()
+                u.dnn_est.clear()
+                for v in self.units.values():
+                    v.dnn_parked_est.clear()
             if f != u.freq_hz or force:
                 for r in u.running:
                     r.clean = False

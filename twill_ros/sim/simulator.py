@@ -176,7 +176,7 @@ class _Twin:
     def _apply(self, t: float, a) -> None:
         kind = type(a)
         if kind is Dispatch:
-            self._start(t, self.runs[a.job_id], self.units[a.unit], share=a.share)
+            self._start(t, self.runs[a.job_id], self.units[a.unit], a.share)
         elif kind is Complete:
             rec = a.record
             if rec.job.job_id in self.records:
@@ -219,22 +219,14 @@ class _Twin:
                 / self.truth.estimate_s(run.job.model, u.spec.name, u.freq, 1, run.phase))
         return v
 
-    def _interference(self, u: _Unit) -> float:
-        f = 1.0
-        for kind, factor in u.victim_of:
-            busy = self.kind_busy[kind] - (1 if kind == u.spec.kind and u.running else 0)
-            if busy > 0:
-                f *= factor
-        return f
-
-    def _touch_energy(self, t: float) -> None:
+    def _update_power(self, t: float, u: _Unit) -> None:
+        """Integrate the energy up to t, then set ``u``'s power for its new load or clock."""
         self.energy += self.module_power * (t - self.energy_t)
         self.energy_t = t
-
-    def _update_power(self, u: _Unit) -> None:
         # time-sliced jobs: the unit's utilisation is the share-weighted mean of theirs
-        util = (sum(r.util * r.share for r in u.running) / sum(r.share for r in u.running)
-                if u.running else 0.0)
+        running = u.running
+        util = (sum(r.util * r.share for r in running) / sum(r.share for r in running)
+                if running else 0.0)
         new = u.power_w(util)
         self.module_power += new - u.power
         u.power = new
@@ -248,12 +240,20 @@ class _Twin:
         running = u.running
         if not running:
             return
-        interference = self._interference(u)
+        interference = 1.0
+        kind_busy = self.kind_busy
+        for kind, factor in u.victim_of:      # slowdown from other busy units (DRAM)
+            if kind_busy[kind] - (1 if kind == u.spec.kind else 0) > 0:
+                interference *= factor
         shares = sum(r.share for r in running)
+        speeds = u.speeds
         for run in running:
-            run.rem = max(0.0, run.rem - run.rate * (t - run.last))     # _advance, inlined
+            run.rem = max(0.0, run.rem - run.rate * (t - run.last))     # as _advance
             run.last = t
-            run.rate = self._speed(run, u) * run.share / shares / interference
+            speed = speeds.get((run.job.model, run.phase, u.freq))
+            if speed is None:
+                speed = self._speed(run, u)
+            run.rate = speed * run.share / shares / interference
             self._schedule(t, run)
 
     def _schedule(self, t: float, run: _Run) -> None:
@@ -303,10 +303,9 @@ class _Twin:
         run.freeze = False
         run.unit = u
         run.last = t
-        self._touch_energy(t)
         was_idle = not u.running
         u.running.append(run)
-        self._update_power(u)
+        self._update_power(t, u)
         if was_idle:
             self.kind_busy[u.spec.kind] += 1
             self._kind_changed(t, u.spec.kind, skip=u)
@@ -318,11 +317,10 @@ class _Twin:
         self._advance(t, run)
         if run.phase == "prefill":
             run.pf_left = run.rem / run.pf_total
-        self._touch_energy(t)
         u.running.remove(run)
         run.unit = None
         run.version += 1
-        self._update_power(u)
+        self._update_power(t, u)
         if not u.running:
             self.kind_busy[u.spec.kind] -= 1
             self._kind_changed(t, u.spec.kind, skip=u)
@@ -439,13 +437,10 @@ class _Twin:
     def _apply_freq(self, t: float, u: _Unit, freq: int) -> None:
         if freq == u.freq:
             return
-        self._touch_energy(t)
-        for run in u.running:     # progress so far at the old clock
-            self._advance(t, run)
         u.freq = freq
-        self._update_power(u)
+        self._update_power(t, u)
         self.freq_trace.append((t, u.spec.name, freq))
-        self._update_unit_runs(t, u)
+        self._update_unit_runs(t, u)     # progress so far at the old rates, then the new ones
 
 
 _PLACEHOLDER = ModelProfile(id="", kind="dnn", precision="", input="", inputs=(),
