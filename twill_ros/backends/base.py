@@ -90,6 +90,9 @@ class Backend(ABC):
         node can refuse a job clearly instead of failing it on a unit."""
         return True
 
+    def warm_up(self) -> None:  # noqa: B027 - an optional hook: most backends need none
+        """Prepare every model it can run (load weights, build engines) before jobs come."""
+
     def take_output(self, job_id: str) -> Output:
         """The finished job's output, handed over once (later calls: an empty Output)."""
         return Output()

@@ -22,6 +22,7 @@ import torch
 from twill_ros.backends.base import Output
 from twill_ros.backends.torch_backend import TorchUnits
 from twill_ros.backends.workers import Run
+from twill_ros.core.catalog import ModelProfile
 from twill_ros.core.events import StepFinished
 from twill_ros.core.scheduler import llm_tokens
 
@@ -58,10 +59,17 @@ class LlmBackend(TorchUnits):
             # so every streamed prefix is a prefix of the final text.
             return state.text.rstrip("\ufffd") if state is not None else ""
 
+    def _load(self, profile: ModelProfile, device: torch.device) -> tuple[Any, Any]:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        directory = str(profile.artefact("hf_dir"))
+        model = AutoModelForCausalLM.from_pretrained(directory, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+        return model.to(device).eval(), tokenizer
+
     def _step(self, run: Run) -> bool:
-        model, tokenizer = self._model(run.profile, run.unit, lambda device: _load(
-            str(run.profile.artefact("hf_dir")), device))
         device = self.device(run.unit)
+        model, tokenizer = self._model(run.profile, device)
         gen: _Generation | None = run.state
         unit = run.unit.name
         with self._on_unit(run.unit):
@@ -105,14 +113,6 @@ class LlmBackend(TorchUnits):
             ids = torch.arange(count).remainder(model.config.vocab_size).unsqueeze(0)
         out = model(input_ids=ids.to(device), use_cache=True)
         return _Generation(out.past_key_values, device, int(out.logits[0, -1].argmax()), [])
-
-
-def _load(directory: str, device: torch.device) -> tuple[Any, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(directory, local_files_only=True)
-    tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
-    return model.to(device).eval(), tokenizer
 
 
 def _move_cache(cache: Any, device: torch.device) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -78,15 +78,27 @@ class TorchUnits(UnitWorkers):
                 yield
             stream.synchronize()
 
-    def _model(self, profile: ModelProfile, unit: UnitSpec,
-               load: Callable[[torch.device], Any]) -> Any:
-        """The model for ``unit``'s device, loaded once per (model, device)."""
-        device = self.device(unit)
+    def _load(self, profile: ModelProfile, device: torch.device) -> Any:
+        """Load ``profile``'s artefact onto ``device`` (each backend its own format)."""
+        raise NotImplementedError
+
+    def _model(self, profile: ModelProfile, device: torch.device) -> Any:
+        """The model on ``device``, loaded once per (model, device)."""
         key = (profile.id, str(device))
         with self._models_lock:
             if key not in self._models:
-                self._models[key] = load(device)
+                self._models[key] = self._load(profile, device)
             return self._models[key]
+
+    def warm_up(self) -> None:
+        """Load every model this backend can run onto its units' devices now, so the first
+        job of a model does not hold its unit for the load (seconds for an LLM)."""
+        devices = {str(self.device(self._spec(u))): self.device(self._spec(u))
+                   for u in self.units}
+        for profile in self._catalog:
+            if self.supports(profile.id):
+                for device in devices.values():
+                    self._model(profile, device)
 
 
 class TorchBackend(TorchUnits):
@@ -99,10 +111,12 @@ class TorchBackend(TorchUnits):
 
     artefact_kinds = ("torchscript",)
 
+    def _load(self, profile: ModelProfile, device: torch.device) -> Any:
+        return torch.jit.load(str(profile.artefact("torchscript")), map_location=device).eval()
+
     def _step(self, run: Run) -> bool:
-        module = self._model(run.profile, run.unit, lambda device: torch.jit.load(
-            str(run.profile.artefact("torchscript")), map_location=device).eval())
         device = self.device(run.unit)
+        module = self._model(run.profile, device)
         arrays = input_arrays(run.payload, run.profile)
         with self._on_unit(run.unit):
             inputs = [torch.from_numpy(np.array(a)).to(device) for a in arrays]

@@ -44,6 +44,8 @@ class Execution:
         self.backends = [make_backend(kind, tuple(units), platform, catalog, truth, sink,
                                       clock, **options.get(kind, {}))
                          for kind, units in by_kind.items()]
+        for backend in self.backends:
+            backend.warm_up()
         self._of_unit = {unit: [b for b in self.backends if unit in b.units]
                          for unit in platform.unit_names}
         self.control = None

@@ -416,16 +416,18 @@ class _Twin:
                                 "with the job live"))
                 continue
             if t_sample <= t_tick:
-                self.energy += self.module_power * (t - self.energy_t)
+                energy = self.energy = self.energy + self.module_power * (t - self.energy_t)
                 self.energy_t = t
                 # the period's mean power x a uniform +-POWER_NOISE sensor error
-                sample = ((self.energy - last_sample_e) / sample_dt
+                sample = ((energy - last_sample_e) / sample_dt
                           * (1.0 + POWER_NOISE * (2.0 * rand() - 1.0)))
-                last_sample_e = self.energy
+                last_sample_e = energy
                 trace.append((t, sample))
                 self.events += 1
-                for action in handle(PowerSample(t, sample)):
-                    apply(t, action)
+                actions = handle(PowerSample(t, sample))
+                if actions:
+                    for action in actions:
+                        apply(t, action)
                 n_sample += 1
                 t_sample = n_sample * sample_dt
             else:
