@@ -52,7 +52,7 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from twill_msgs.action import RunJob  # noqa: E402
 from twill_msgs.msg import JobRequest, JobResult, SchedulerState  # noqa: E402
 
-from twill_ros.client import RESULT_QOS  # noqa: E402  (the node's topic QoS, depth 1000)
+from twill_ros import interfaces as ifc  # noqa: E402  (the node's topics and QoS)
 from twill_ros.node.diagnostics import percentile  # noqa: E402
 
 PARAMS_FILE = REPO / "config" / "twill.yaml"
@@ -133,14 +133,15 @@ class Client:
         rclpy.init(context=self.context, domain_id=domain_id)
         self.node = rclpy.create_node("twill_bench", context=self.context)
         self.client_id = self.node.get_fully_qualified_name()
-        self.pub = self.node.create_publisher(JobRequest, "/twill/jobs", RESULT_QOS)
+        self.pub = self.node.create_publisher(JobRequest, ifc.name(ifc.JOBS), ifc.JOB_QOS)
         self.action = ActionClient(self.node, RunJob, "/twill/run")
         self.sent: dict[str, float] = {}
         self.results: dict[str, tuple[float, int, float]] = {}   # id -> (t, status, total_ms)
         self.last_result_s = 0.0
         self.state: SchedulerState | None = None
         self.overhead: tuple[float, dict[str, str]] | None = None   # (t received, values)
-        self.node.create_subscription(JobResult, "/twill/results", self._on_result, RESULT_QOS)
+        self.node.create_subscription(JobResult, ifc.name(ifc.RESULTS), self._on_result,
+                                      ifc.JOB_QOS)
         self.node.create_subscription(SchedulerState, "/twill/state", self._on_state, 10)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
         self.executor = SingleThreadedExecutor(context=self.context)

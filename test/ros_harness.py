@@ -99,7 +99,8 @@ class ClientNode:
         from rclpy.executors import MultiThreadedExecutor
         from twill_msgs.msg import JobResult, SchedulerState
 
-        from twill_ros.client import RESULT_QOS, TwillClient
+        from twill_ros import interfaces as ifc
+        from twill_ros.client import TwillClient
 
         os.environ.update(ros_env(domain_id))
         self.context = Context()
@@ -110,9 +111,10 @@ class ClientNode:
         self.states: list = []
         self.diagnostics: list = []
         self._lock = threading.Lock()
-        self.node.create_subscription(JobResult, "/twill/results", self._on_result, RESULT_QOS)
-        self.node.create_subscription(SchedulerState, "/twill/state", self._on_state, 10)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        self.node.create_subscription(JobResult, ifc.name(ifc.RESULTS), self._on_result,
+                                      ifc.JOB_QOS)
+        self.node.create_subscription(SchedulerState, ifc.name(ifc.STATE), self._on_state, 10)
+        self.node.create_subscription(DiagnosticArray, ifc.DIAGNOSTICS, self._on_diag, 10)
         self.executor = MultiThreadedExecutor(num_threads=3, context=self.context)
         self.executor.add_node(self.node)
         self._spin = threading.Thread(target=self.executor.spin, daemon=True)

@@ -145,6 +145,21 @@ def test_scheduler_budgets_the_present_work_not_an_older_hungrier_model():
     assert s.units["gpu"].freq_hz == GHZ           # only 'light' now (it was kept at 1.0 before)
 
 
+def test_a_long_low_priority_queue_does_not_buy_the_clocks_of_a_unit_serving_urgent_work():
+    # 12.3 W budget, limit 12.12 W; base 2 W + parked CPU reserved at 1 W; GPU and DLA at
+    # half clock fully busy 2 + 0.5 W. One more step: GPU +6 W (11.5 W) or DLA +1.5 W (7 W),
+    # not both (13 W). Greedy order = weight x 0.5 speed / watt: the GPU first iff its weight
+    # is > 4x the DLA's (1 + 255/64 = 4.98). 50 queued 100 ms jobs of priority 0 weighed 50;
+    # now the queue counts as far as one 0.1 s period gets through its 4.9 s: 1 + 49 x 0.1/4.9
+    s = Scheduler(PLATFORM, catalog(), "twill", 12.3, seed=0)
+    s.handle(Tick(0.0))
+    for i in range(50):
+        s.handle(JobArrived(0.0, job(f"q{i}", "long", 0, stream="bulk")))
+    s.handle(JobArrived(0.0, job("urgent", "dlaonly", 255)))
+    s.handle(Tick(0.05))
+    assert (s.units["gpu"].freq_hz, s.units["dla0"].freq_hz) == (GHZ // 2, GHZ)
+
+
 def test_scheduler_lower_budget_gives_lower_gpu_clock_under_load():
     def gpu_clock(budget):
         s = Scheduler(PLATFORM, catalog(), "twill", budget, seed=0)

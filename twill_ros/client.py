@@ -20,14 +20,14 @@ from concurrent.futures import Future
 from rclpy.action import ActionClient
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from twill_msgs.action import RunJob
 from twill_msgs.msg import JobRequest, JobResult
 from twill_msgs.srv import CancelJob, SetPowerBudget, SubmitJob
 
+from twill_ros import interfaces as ifc
+
 # Results nobody waits for are dropped oldest-first beyond this many.
 MAX_UNCLAIMED_RESULTS = 10_000
-RESULT_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 
 
 class SchedulerError(RuntimeError):
@@ -44,7 +44,7 @@ def make_request(model: str, *, priority: int = JobRequest.NORMAL, deadline_ms: 
 class TwillClient:
     """Client side of the /twill interfaces, bound to one node."""
 
-    def __init__(self, node: Node, namespace: str = "/twill",
+    def __init__(self, node: Node, namespace: str = ifc.NAMESPACE,
                  on_result: Callable[[JobResult], None] | None = None) -> None:
         """``on_result``, when given, receives every result of this client as it arrives
         (instead of keeping it for ``wait_result``)."""
@@ -52,16 +52,21 @@ class TwillClient:
         self._on_result_cb = on_result
         self.client_id = node.get_fully_qualified_name()
         group = ReentrantCallbackGroup()
-        self._jobs_pub = node.create_publisher(JobRequest, f"{namespace}/jobs", RESULT_QOS)
-        self._submit = node.create_client(SubmitJob, f"{namespace}/submit", callback_group=group)
-        self._cancel = node.create_client(CancelJob, f"{namespace}/cancel", callback_group=group)
-        self._budget = node.create_client(SetPowerBudget, f"{namespace}/set_power_budget",
+        self._jobs_pub = node.create_publisher(JobRequest, ifc.name(ifc.JOBS, namespace),
+                                                ifc.JOB_QOS)
+        self._submit = node.create_client(SubmitJob, ifc.name(ifc.SUBMIT, namespace),
                                           callback_group=group)
-        self._run = ActionClient(node, RunJob, f"{namespace}/run", callback_group=group)
+        self._cancel = node.create_client(CancelJob, ifc.name(ifc.CANCEL, namespace),
+                                          callback_group=group)
+        self._budget = node.create_client(SetPowerBudget, ifc.name(ifc.SET_POWER_BUDGET, namespace),
+                                          callback_group=group)
+        self._run = ActionClient(node, RunJob, ifc.name(ifc.RUN, namespace),
+                                 callback_group=group)
         self._lock = threading.Lock()
         self._waiting: dict[str, threading.Event] = {}
         self._results: OrderedDict[str, JobResult] = OrderedDict()
-        node.create_subscription(JobResult, f"{namespace}/results", self._on_result, RESULT_QOS,
+        node.create_subscription(JobResult, ifc.name(ifc.RESULTS, namespace), self._on_result,
+                                 ifc.JOB_QOS,
                                  callback_group=group)
 
     def wait_for_scheduler(self, timeout_s: float = 10.0) -> bool:

@@ -23,6 +23,7 @@ Driver contract (the twin, the ROS node and tests all follow it):
 from __future__ import annotations
 
 import bisect
+import heapq
 from dataclasses import dataclass, field
 
 from twill_ros.core import power as pw
@@ -138,6 +139,7 @@ class UnitState:
     backlog_total: float = 0.0      # sum over levels
     queued: int = 0
     levels: list[int] = field(default_factory=list)             # descending
+    heads: list[tuple[float, int, int, JobState]] = field(default_factory=list)  # _next_queued
     work_freq_hz: int = 0           # clock estimates assume (== freq_hz unless parked)
     parked: bool = False            # at its lowest clock because it had no work
     busy_since: float | None = None
@@ -186,6 +188,7 @@ class Scheduler:
         self.now = 0.0
         self.jobs: dict[str, JobState] = {}
         self._seq = 0
+        self._pushes = 0                            # level-head index entries (_new_head)
         self._queued_total = 0
         self._started = False
         kinds = {u.kind for u in platform.units}
@@ -461,6 +464,8 @@ class Scheduler:
             u.levels.append(js.level)
             u.levels.sort(reverse=True)
         bisect.insort(q, (js.key, js))
+        if q[0][1] is js:
+            self._new_head(u, js)
         u.backlog[js.level] += js.est_s
         u.backlog_total += js.est_s
         u.queued += 1
@@ -506,10 +511,22 @@ class Scheduler:
         u.backlog_total = u.backlog_total - js.est_s if u.queued else 0.0
         if q:
             u.backlog[js.level] -= js.est_s
+            if i == 0:
+                self._new_head(u, q[0][1])
         else:
             del u.queues[js.level]
             del u.backlog[js.level]
             u.levels.remove(js.level)
+            if not u.levels:
+                u.heads.clear()
+
+    def _new_head(self, u: UnitState, js: JobState) -> None:
+        """``js`` now heads its level's queue: index it by its aged level for _next_queued."""
+        rate = self.policy.aging_per_s
+        if rate > 0.0 and not self.policy.dynamic_order:
+            v = js.level + js.age_bonus - rate * js.queued_s
+            self._pushes += 1       # unique: a job may head its level more than once
+            heapq.heappush(u.heads, (-v, -js.level, self._pushes, js))
 
     def _next_queued(self, u: UnitState) -> JobState | None:
         """Head of the level whose head has the highest aged level (ties: higher level), or
@@ -520,19 +537,21 @@ class Scheduler:
             return max((js for lvl in u.levels for _, js in u.queues[lvl]),
                        key=lambda j: self.policy.urgency(j, u.name, self))
         queues = u.queues
-        best = queues[u.levels[0]][0][1]
         rate = self.policy.aging_per_s
         if rate == 0.0 or len(u.levels) == 1:
-            return best
+            return queues[u.levels[0]][0][1]
         # aged level = level + bonus + rate * (now - queued_s): the rate * now term is common
-        # to all waiting jobs, so compare level + bonus - rate * queued_s (time-invariant)
-        top = best.level + best.age_bonus - rate * best.queued_s
-        for lvl in u.levels[1:]:
-            js = queues[lvl][0][1]
-            v = lvl + js.age_bonus - rate * js.queued_s
-            if v > top:
-                best, top = js, v
-        return best
+        # to all waiting jobs, so compare level + bonus - rate * queued_s (time-invariant).
+        # u.heads holds every level head so indexed (a heap: highest value, then highest
+        # level, first); entries of jobs no longer heading their level are dropped here.
+        heads = u.heads
+        while True:
+            neg_v, neg_level, _, js = heads[0]
+            q = queues.get(-neg_level)
+            if (q is not None and q[0][1] is js
+                    and -neg_v == js.level + js.age_bonus - rate * js.queued_s):
+                return js
+            heapq.heappop(heads)
 
     # ------------------------------------------------------------------ run bookkeeping
 
@@ -969,7 +988,8 @@ class Scheduler:
 
     def _demand(self) -> dict[str, pw.UnitDemand]:
         """Per unit with work now or recently: priority-weighted job count (running, queued,
-        frozen; kept incrementally by ``_attach``), its frequency sensitivity, and the
+        frozen; kept incrementally by ``_attach``; waiting jobs discounted to the share of the
+        backlog one period gets through), its frequency sensitivity, and the
         utilisation to budget for the next period = the work's utilisation x its expected
         duty cycle. The duty is 1 while the unit has a backlog or long work, else the recent
         measured duty with headroom (a 10 Hz DNN stream keeps the GPU busy a few % of each
@@ -985,7 +1005,13 @@ class Scheduler:
                 # the memory still holds (one bert-large an hour ago is not the LLM now)
                 weight, util, sens = max(weight, u.period_weight), u.period_util, u.period_sens
             if u.models:
-                weight = max(weight, u.weight)
+                # waiting work counts as far as the unit gets through it in one period: a
+                # long hopeless queue must not buy all the clocks from units serving streams
+                run_w = sum(1.0 + r.priority / PRIORITY_SCALE for r in u.running)
+                wait_w = u.weight - run_w
+                if u.backlog_total > horizon:
+                    wait_w *= horizon / u.backlog_total
+                weight = max(weight, run_w + wait_w)
                 if u.traits is None:        # recomputed only when the set of models changes
                     traits = [self._model_traits(m, u.spec.kind) for m in u.models]
                     u.traits = (max(t[0] for t in traits), max(t[1] for t in traits))

@@ -14,7 +14,7 @@ from collections import deque
 from rclpy.node import Node
 from twill_msgs.msg import JobResult, SchedulerState
 
-from twill_ros.client import RESULT_QOS
+from twill_ros import interfaces as ifc
 from twill_ros.core.jobs import Job, JobRecord, JobStatus
 from twill_ros.demo.streams import Sent, StreamSubmitter
 from twill_ros.node.requests import prompt_tokens
@@ -35,8 +35,9 @@ class RunMonitor(Node):
         self.states: list[SchedulerState] = []
         self._done_times: deque[float] = deque()
         self.results = 0
-        self.create_subscription(SchedulerState, "/twill/state", self._on_state, 50)
-        self.create_subscription(JobResult, "/twill/results", self._on_result, RESULT_QOS)
+        self.create_subscription(SchedulerState, ifc.name(ifc.STATE), self._on_state, 50)
+        self.create_subscription(JobResult, ifc.name(ifc.RESULTS), self._on_result,
+                                 ifc.JOB_QOS)
 
     def _on_state(self, msg: SchedulerState) -> None:
         with self._lock:

@@ -28,12 +28,12 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.task import Future
 from twill_msgs.action import RunJob
 from twill_msgs.msg import JobRequest, JobResult, SchedulerState, UnitState
 from twill_msgs.srv import CancelJob, SetPowerBudget, SubmitJob
 
+from twill_ros import interfaces as ifc
 from twill_ros.backends.base import Backend
 from twill_ros.backends.trt_config import DEFAULT_WORKSPACE_BYTES
 from twill_ros.core import events as ev
@@ -55,7 +55,6 @@ from twill_ros.node.results import (
 )
 
 LEVEL_BYTES = {level: bytes([level]) for level in range(4)}
-RESULT_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 POWER_SAMPLE_S = 0.02
 BUDGET_RANGE_W = (1.0, 100.0)
 OVERHEAD_SAMPLES = 1000
@@ -145,17 +144,17 @@ class TwillSchedulerNode(Node):
             self._post_event, time.monotonic, options={"tensorrt": self._tensorrt_options()})
         self._power_source = "not read yet"
 
-        self.results_pub = self.create_publisher(JobResult, "/twill/results", RESULT_QOS)
-        self.state_pub = self.create_publisher(SchedulerState, "/twill/state", 10)
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(JobRequest, "/twill/jobs", self._on_job_topic, RESULT_QOS,
+        self.results_pub = self.create_publisher(JobResult, ifc.name(ifc.RESULTS), ifc.JOB_QOS)
+        self.state_pub = self.create_publisher(SchedulerState, ifc.name(ifc.STATE), 10)
+        self.diag_pub = self.create_publisher(DiagnosticArray, ifc.DIAGNOSTICS, 10)
+        self.create_subscription(JobRequest, ifc.name(ifc.JOBS), self._on_job_topic, ifc.JOB_QOS,
                                  callback_group=group)
-        self.create_service(SubmitJob, "/twill/submit", self._on_submit, callback_group=group)
-        self.create_service(CancelJob, "/twill/cancel", self._on_cancel, callback_group=group)
-        self.create_service(SetPowerBudget, "/twill/set_power_budget", self._on_set_budget,
+        self.create_service(SubmitJob, ifc.name(ifc.SUBMIT), self._on_submit, callback_group=group)
+        self.create_service(CancelJob, ifc.name(ifc.CANCEL), self._on_cancel, callback_group=group)
+        self.create_service(SetPowerBudget, ifc.name(ifc.SET_POWER_BUDGET), self._on_set_budget,
                             callback_group=group)
         self._action = ActionServer(
-            self, RunJob, "/twill/run", execute_callback=self._execute_goal,
+            self, RunJob, ifc.name(ifc.RUN), execute_callback=self._execute_goal,
             goal_callback=lambda _goal: GoalResponse.ACCEPT,
             cancel_callback=self._on_cancel_goal, callback_group=group)
         self.create_timer(p("control_period_s"), self._on_control_tick, callback_group=group)
