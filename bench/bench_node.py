@@ -134,7 +134,7 @@ class Client:
         self.node = rclpy.create_node("twill_bench", context=self.context)
         self.client_id = self.node.get_fully_qualified_name()
         self.pub = self.node.create_publisher(JobRequest, ifc.name(ifc.JOBS), ifc.JOB_QOS)
-        self.action = ActionClient(self.node, RunJob, "/twill/run")
+        self.action = ActionClient(self.node, RunJob, ifc.name(ifc.RUN))
         self.sent: dict[str, float] = {}
         self.results: dict[str, tuple[float, int, float]] = {}   # id -> (t, status, total_ms)
         self.last_result_s = 0.0
@@ -142,8 +142,8 @@ class Client:
         self.overhead: tuple[float, dict[str, str]] | None = None   # (t received, values)
         self.node.create_subscription(JobResult, ifc.name(ifc.RESULTS), self._on_result,
                                       ifc.JOB_QOS)
-        self.node.create_subscription(SchedulerState, "/twill/state", self._on_state, 10)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        self.node.create_subscription(SchedulerState, ifc.name(ifc.STATE), self._on_state, 10)
+        self.node.create_subscription(DiagnosticArray, ifc.DIAGNOSTICS, self._on_diag, 10)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._spin = threading.Thread(target=self.executor.spin, daemon=True)
