@@ -209,7 +209,7 @@ class Scheduler:
         self._ahead: dict[JobState, float] = {}   # queue position cache during _rebalance
         self._parked_cache: dict[tuple[str, str, str], float] = {}
         self._traits: dict[tuple[str, str], tuple[float, float]] = {}
-        self._dyn_w: dict[tuple[str, int, float], float] = {}
+        self._dyn_w: dict[tuple[str, int, float], float] = {}   # _dynamic_w
         for u in self.units.values():
             self._set_load(u, u.cmd_freq_hz, u.util_now)
         self._replan = False                        # a parked unit got work: re-plan clocks
@@ -1136,6 +1136,7 @@ class Scheduler:
         name = dst.name
         moved = False
         est_dst: dict[str, float] = {}      # cheap lower bound of the finish on dst, per model
+        now, keep = self.now, 1 - MIGRATE_MARGIN     # locals: the scan below is the hot loop
         for src in self.units.values():
             if src is dst or not src.queued:
                 continue
@@ -1146,13 +1147,15 @@ class Scheduler:
             for lvl in list(src.levels):
                 for _, js in list(src.queues.get(lvl, ())):
                     if name in js.units:
-                        lb = est_dst.get(js.job.model)
+                        model = js.job.model
+                        lb = est_dst.get(model)
                         if lb is None or js.llm:
-                            lb = est_dst[js.job.model] = self.estimate_s(js, name)
+                            lb = est_dst[model] = self.estimate_s(js, name)
                         # upper bound of a score that may expect a waiting job to wait
                         # as long again as it already has (TwillPolicy.score)
-                        if lb < ((max(ahead, self.now - js.queued_s) + js.est_s * slow)
-                                 * (1 - MIGRATE_MARGIN) - MIGRATE_MIN_S):
+                        waited = now - js.queued_s
+                        bound = (ahead if ahead >= waited else waited) + js.est_s * slow
+                        if lb < bound * keep - MIGRATE_MIN_S:
                             self._ahead[js] = ahead
                             here = pol.score(js, src.name, self)
                             del self._ahead[js]

@@ -424,10 +424,8 @@ class _Twin:
                 last_sample_e = energy
                 trace.append((t, sample))
                 self.events += 1
-                actions = handle(PowerSample(t, sample))
-                if actions:
-                    for action in actions:
-                        apply(t, action)
+                for action in handle(PowerSample(t, sample)):
+                    apply(t, action)
                 n_sample += 1
                 t_sample = n_sample * sample_dt
             else:
