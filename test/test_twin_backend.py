@@ -395,3 +395,18 @@ def test_make_backend_builds_the_twin_and_names_known_kinds(profiler):
         backend.close()
     with pytest.raises(ValueError, match=r"'cuda'.*known kinds: .*simulated"):
         make_backend("cuda", ("gpu",), PLATFORM, profiler.catalog, profiler, rec, time.monotonic)
+
+
+
+def test_dispatch_share_weights_a_processor_shared_unit(twin, profiler):
+    """Started beside another job with share 9, a job gets 90 % of the GPU (Dispatch.share)."""
+    backend, rec = twin()
+    est = profiler.estimate_s("cnn", "gpu", f_max("gpu"))
+    lo = time.monotonic()
+    backend.start(cnn("background"), "gpu")
+    backend.start(cnn("urgent"), "gpu", share=9.0)
+    both = Window(lo, time.monotonic())
+    # urgent: all its work at 9/10 speed. background: 1/10 speed meanwhile, full speed after;
+    # however long it ran alone before urgent came, it ends est/0.9 + 8/9 est after its start.
+    assert_after(rec.finished("urgent").t, both, est / 0.9)
+    assert_after(rec.finished("background").t, both, est / 0.9 + est * 8 / 9)

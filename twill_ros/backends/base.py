@@ -77,12 +77,14 @@ class Backend(ABC):
 
     @abstractmethod
     def start(self, job: Job, unit: str, tokens_done: int = 0,
-              payload: Payload | None = None) -> None:
+              payload: Payload | None = None, share: float = 1.0) -> None:
         """Dispatch ``job`` on ``unit``, or resume it (Unfreeze).
 
         ``tokens_done > 0`` resumes an LLM after the tokens it already generated (its KV cache);
         a different unit than before is a migration. ``payload`` is the job's input (None or
         empty: synthetic input); a resume ignores it, the kept state has what it needs.
+        ``share`` is the job's throughput weight beside others on a processor-shared unit
+        (``Dispatch.share``, e.g. a CUDA stream priority); a backend may not support it.
         """
 
     def supports(self, model_id: str) -> bool:

@@ -10,7 +10,9 @@ Progress model: each running job has a current step (a DNN job's one phase of wo
 prefill or one decode token) whose remaining work is kept in *seconds at the unit's maximum
 clock*. Between two changes of state every job advances at a constant rate::
 
-    rate = estimate(f_max) / estimate(f_now) / jobs_on_unit / interference_factor
+    rate = estimate(f_max) / estimate(f_now) * share / shares_on_unit / interference_factor
+
+(``share`` is the Dispatch's throughput weight: 1 each = equal slices)
 
 so the twin computes each step boundary exactly (piecewise-constant rates, processed in time
 order) and stamps events with that instant, derived from ``clock()`` readings. The worker only
@@ -55,6 +57,7 @@ class _Run:
     job: Job
     unit: UnitSpec
     profile: ModelProfile
+    share: float = 1.0        # throughput weight on a processor-shared unit (Dispatch.share)
     prompt: int = 0           # llm: prompt tokens
     new_tokens: int = 0       # llm: tokens to generate in total
     tokens: int = 0           # llm: tokens generated so far (including before a freeze)
@@ -120,7 +123,7 @@ class TwinBackend(Backend):
     # ------------------------------------------------------------------ Backend API
 
     def start(self, job: Job, unit: str, tokens_done: int = 0,
-              payload: Payload | None = None) -> None:
+              payload: Payload | None = None, share: float = 1.0) -> None:
         spec = self._spec(unit)
         profile = self._catalog.get(job.model)
         if spec.kind not in profile.unit_kinds:
@@ -136,7 +139,7 @@ class TwinBackend(Backend):
             busy = [r.job_id for r in self._runs.values() if r.unit.name == unit]
             if busy and spec.sharing == "exclusive":
                 raise RuntimeError(f"unit {unit} is exclusive and busy with {', '.join(busy)}")
-            run = _Run(job, spec, profile)
+            run = _Run(job, spec, profile, share=share)
             if profile.is_llm:
                 run.prompt, run.new_tokens = llm_tokens(job, profile)
                 run.tokens = min(tokens_done, run.new_tokens)
@@ -273,13 +276,15 @@ class TwinBackend(Backend):
 
     def _rates(self) -> dict[str, float]:
         """Each running job's progress per second of wall time, in max-clock seconds."""
-        load = Counter(run.unit.name for run in self._runs.values())
+        load: Counter[str] = Counter()
+        for run in self._runs.values():
+            load[run.unit.name] += run.share
         rates = {}
         for run in self._runs.values():
             name = run.unit.name
             slowdown = math.prod(factor for factor, aggressors in self._interference[name]
                                  if any(load[a] for a in aggressors))
-            rates[run.job_id] = self._speed(run) / load[name] / slowdown
+            rates[run.job_id] = self._speed(run) * run.share / load[name] / slowdown
         return rates
 
     def _speed(self, run: _Run) -> float:

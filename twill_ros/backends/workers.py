@@ -136,7 +136,8 @@ class UnitWorkers(Backend):
                 and any(kind in profile.artefacts for kind in self.artefact_kinds))
 
     def start(self, job: Job, unit: str, tokens_done: int = 0,
-              payload: Payload | None = None) -> None:
+              payload: Payload | None = None, share: float = 1.0) -> None:
+        """``share`` is not applied: jobs on one unit take turns a step at a time."""
         spec = self._spec(unit)
         profile = self._catalog.get(job.model)
         if spec.kind not in profile.unit_kinds:

@@ -67,9 +67,10 @@ class Execution:
         return any(b.supports(model) for unit in self.profiler.eligible_units(model)
                    for b in self._of_unit[unit])
 
-    def start(self, job: Job, unit: str, tokens_done: int, payload) -> Backend:
+    def start(self, job: Job, unit: str, tokens_done: int, payload,
+              share: float = 1.0) -> Backend:
         backend = self.backend_for(job.model, unit)
-        backend.start(job, unit, tokens_done, payload)
+        backend.start(job, unit, tokens_done, payload, share)
         return backend
 
     # ------------------------------------------------------------ clocks and power

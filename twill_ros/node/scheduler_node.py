@@ -289,7 +289,7 @@ class TwillSchedulerNode(Node):
 
     def _apply(self, action) -> None:
         if isinstance(action, ev.Dispatch):
-            self._start(action.job_id, action.unit, tokens_done=0)
+            self._start(action.job_id, action.unit, tokens_done=0, share=action.share)
         elif isinstance(action, ev.Unfreeze):
             live = self._live[action.job_id]
             self._start(action.job_id, action.unit, tokens_done=live.tokens)
@@ -307,12 +307,12 @@ class TwillSchedulerNode(Node):
             self._finish(action.record)
         # Migrate is advisory for queued jobs and Reject is followed by Complete.
 
-    def _start(self, job_id: str, unit: str, tokens_done: int) -> None:
+    def _start(self, job_id: str, unit: str, tokens_done: int, share: float = 1.0) -> None:
         live = self._live[job_id]
         live.status, live.unit, live.started_s = JobStatus.RUNNING, unit, time.monotonic()
         try:
             live.backend = self.execution.start(live.job, unit, tokens_done,
-                                                payload_of(live.request))
+                                                payload_of(live.request), share)
         except Exception as error:  # noqa: BLE001 - any backend failure fails this job only
             self._post_event(ev.JobFinished(time.monotonic(), job_id, unit, ok=False,
                                             message=f"could not start on {unit}: {error}"))
