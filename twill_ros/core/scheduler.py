@@ -139,6 +139,7 @@ class UnitState:
     backlog_total: float = 0.0      # sum over levels
     queued: int = 0
     levels: list[int] = field(default_factory=list)             # descending
+    eligible: dict[str, int] = field(default_factory=dict)  # unit -> queued jobs allowed there
     heads: list[tuple[float, int, int, JobState]] = field(default_factory=list)  # _next_queued
     work_freq_hz: int = 0           # clock estimates assume (== freq_hz unless parked)
     parked: bool = False            # at its lowest clock because it had no work
@@ -469,6 +470,8 @@ class Scheduler:
         u.backlog[js.level] += js.est_s
         u.backlog_total += js.est_s
         u.queued += 1
+        for n in js.units:
+            u.eligible[n] = u.eligible.get(n, 0) + 1
         self._attach(js, u)
         self._queued_total += 1
 
@@ -507,6 +510,8 @@ class Scheduler:
         assert q[i][1] is js
         del q[i]
         u.queued -= 1
+        for n in js.units:
+            u.eligible[n] -= 1
         self._queued_total -= 1
         u.backlog_total = u.backlog_total - js.est_s if u.queued else 0.0
         if q:
@@ -1138,15 +1143,21 @@ class Scheduler:
         est_dst: dict[str, float] = {}      # cheap lower bound of the finish on dst, per model
         now, keep = self.now, 1 - MIGRATE_MARGIN     # locals: the scan below is the hot loop
         for src in self.units.values():
-            if src is dst or not src.queued:
+            left = src.eligible.get(name, 0)     # its queued jobs that may move to dst
+            if src is dst or not left:
                 continue
             # upper bound of the wait in front of src's queue (no yields, no bypass)
             ahead = (sum(self._remaining_s(r) for r in src.running)
                      + sum(self.estimate_s(f, src.name) for f in src.frozen))
             slow = self.interference(src.name)
             for lvl in list(src.levels):
+                if not left:
+                    break
                 for _, js in list(src.queues.get(lvl, ())):
+                    if not left:        # the rest only add to ``ahead``
+                        break
                     if name in js.units:
+                        left -= 1
                         model = js.job.model
                         lb = est_dst.get(model)
                         if lb is None or js.llm:

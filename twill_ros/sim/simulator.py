@@ -223,10 +223,15 @@ class _Twin:
         """Integrate the energy up to t, then set ``u``'s power for its new load or clock."""
         self.energy += self.module_power * (t - self.energy_t)
         self.energy_t = t
-        # time-sliced jobs: the unit's utilisation is the share-weighted mean of theirs
+        # time-sliced jobs: the unit's utilisation is the share-weighted mean of theirs (one
+        # job: the same arithmetic without the sums, which would add it to 0 exactly)
         running = u.running
-        util = (sum(r.util * r.share for r in running) / sum(r.share for r in running)
-                if running else 0.0)
+        if len(running) == 1:
+            r = running[0]
+            util = r.util * r.share / r.share
+        else:
+            util = (sum(r.util * r.share for r in running) / sum(r.share for r in running)
+                    if running else 0.0)
         new = u.power_w(util)
         self.module_power += new - u.power
         u.power = new
@@ -245,7 +250,7 @@ class _Twin:
         for kind, factor in u.victim_of:      # slowdown from other busy units (DRAM)
             if kind_busy[kind] - (1 if kind == u.spec.kind else 0) > 0:
                 interference *= factor
-        shares = sum(r.share for r in running)
+        shares = running[0].share if len(running) == 1 else sum(r.share for r in running)
         speeds = u.speeds
         for run in running:
             run.rem = max(0.0, run.rem - run.rate * (t - run.last))     # as _advance
@@ -328,7 +333,7 @@ class _Twin:
 
     def _kind_changed(self, t: float, kind: str, skip: _Unit) -> None:
         for v in self.victims[kind]:
-            if v is not skip:
+            if v is not skip and v.running:
                 self._update_unit_runs(t, v)
 
     def _milestone(self, t: float, run: _Run, target: float) -> None:
@@ -387,6 +392,8 @@ class _Twin:
         apply = self._apply
         rand = self.power_rng.random
         trace = self.power_trace
+        runs, catalog, noise = self.runs, self.catalog, self.noise
+        duration, hard_stop = self.duration, self.hard_stop
         t = 0.0
         while True:
             t_periodic = t_sample if t_sample <= t_tick else t_tick
@@ -397,8 +404,8 @@ class _Twin:
                         self._milestone(t, a, b[1])     # sets the run's progress to b[1]
                 elif kind == _ARRIVE:
                     self.pending_arrivals -= 1
-                    self.runs[a.job_id] = _Run(a, self.catalog.get(a.model), self.noise[a.job_id]) \
-                        if a.model in self.catalog else _Run(a, _PLACEHOLDER, 1.0)
+                    runs[a.job_id] = _Run(a, catalog.get(a.model), noise[a.job_id]) \
+                        if a.model in catalog else _Run(a, _PLACEHOLDER, 1.0)
                     self._feed(JobArrived(t, a))
                 elif kind == _FREQ:
                     self._apply_freq(t, self.units[a], b)
@@ -406,9 +413,9 @@ class _Twin:
                     self._feed(BudgetChanged(t, a))
                 continue
             t = t_periodic
-            if not self.runs and not self.pending_arrivals and t >= self.duration:
+            if not runs and not self.pending_arrivals and t >= duration:
                 break
-            if t >= self.hard_stop and not cancelled:
+            if t >= hard_stop and not cancelled:
                 cancelled = True
                 for jid in sorted(self.runs, key=lambda j: self.runs[j].job.submit_s):
                     self._feed(CancelRequested(
