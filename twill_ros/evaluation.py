@@ -12,9 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from twill_ros.comparison import Comparison
-from twill_ros.report import Figure, budget_section, fmt
+from twill_ros.report import TWILL, Figure, budget_section, fmt, is_ablation
 
-TWILL = "twill"
 GPU_FIFO = "gpu_fifo"
 TARGET_WORKLOADS = ("paper_mix", "robot_nav")
 HIGH_PRIORITY = 128          # "high-priority stream": priority in the upper half of 0..255
@@ -28,10 +27,6 @@ HAND_BEGIN = "<!-- HAND-WRITTEN DISCUSSION: BEGIN (kept by `twill evaluate`) -->
 HAND_END = "<!-- HAND-WRITTEN DISCUSSION: END -->"
 HAND_PLACEHOLDER = ("_Not written yet: interpret the generated facts above (why Twill loses "
                     "there, and whether it matters for a robot)._")
-
-
-def is_ablation(policy: str) -> bool:
-    return policy.startswith(f"{TWILL}_")
 
 
 def is_baseline(policy: str) -> bool:

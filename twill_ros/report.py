@@ -14,6 +14,13 @@ from twill_ros.comparison import Comparison, Run
 from twill_ros.core.jobs import JobStatus
 from twill_ros.core.metrics import WINDOW_S
 
+TWILL = "twill"
+
+
+def is_ablation(policy: str) -> bool:
+    """Ablations are Twill with one mechanism off, named ``twill_<...>``."""
+    return policy.startswith(f"{TWILL}_")
+
 
 def fmt(value: float | None, digits: int = 1) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
@@ -129,7 +136,8 @@ def _latency_cdf(plt, runs: Sequence[Run], colors, title: str):
                      if r.status is JobStatus.COMPLETED and r.finish_s is not None)
         if lat:
             ax.step(lat, [(i + 1) / len(lat) for i in range(len(lat))], where="post",
-                    label=run.policy, color=colors[run.policy])
+                    label=run.policy, color=colors[run.policy],
+                    ls="--" if is_ablation(run.policy) else "-")
     ax.set_xscale("log")
     ax.set_xlabel("latency (ms, log)")
     ax.set_ylabel("fraction of completed jobs")
