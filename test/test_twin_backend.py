@@ -410,3 +410,24 @@ def test_dispatch_share_weights_a_processor_shared_unit(twin, profiler):
     # however long it ran alone before urgent came, it ends est/0.9 + 8/9 est after its start.
     assert_after(rec.finished("urgent").t, both, est / 0.9)
     assert_after(rec.finished("background").t, both, est / 0.9 + est * 8 / 9)
+
+
+def test_long_prefill_runs_in_chunks_each_a_freeze_point(twin, profiler):
+    """A 160-token prompt prefills as 64 + 64 + 32 tokens (the core's PREFILL_CHUNK_TOKENS):
+    a freeze takes effect after the first chunk, and the resume does only the other two."""
+    long_prompt = Job("p", "llm", priority=100, submit_s=0.0, prompt_tokens=160,
+                      max_new_tokens=2)
+    backend, rec = twin()
+
+    def prefill(tokens: int) -> float:
+        return profiler.estimate_s("llm", "gpu", f_max("gpu"), tokens, "prefill")
+
+    start = timed(backend.start, long_prompt, "gpu")
+    backend.freeze("p")
+    frozen = rec.wait_for(lambda e: isinstance(e, JobFrozen))
+    assert frozen.tokens_done == 0 and tokens_of(rec.of("p")) == []  # prefill not finished
+    assert_after(frozen.t, start, prefill(64))
+    resume = timed(backend.start, long_prompt, "gpu")
+    first = rec.wait_for(lambda e: isinstance(e, StepFinished) and e.job_id == "p")
+    assert_after(first.t, resume, prefill(64) + prefill(32))
+    assert rec.finished("p").ok and tokens_of(rec.of("p")) == [0, 1, 2]

@@ -7,8 +7,9 @@ the work in flight. All units of one twin live in one object with one worker thr
 they interact.
 
 Progress model: each running job has a current step (a DNN job's one phase of work, an LLM's
-prefill or one decode token) whose remaining work is kept in *seconds at the unit's maximum
-clock*. Between two changes of state every job advances at a constant rate::
+prefill chunk of PREFILL_CHUNK_TOKENS prompt tokens, or one decode token) whose remaining
+work is kept in *seconds at the unit's maximum clock*. Between two changes of state every
+job advances at a constant rate::
 
     rate = estimate(f_max) / estimate(f_now) * share / shares_on_unit / interference_factor
 
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING
 from twill_ros.backends.base import Backend, Clock, EventSink, Payload
 from twill_ros.core.events import Event, JobFinished, JobFrozen, StepFinished
 from twill_ros.core.jobs import Job
-from twill_ros.core.scheduler import llm_tokens
+from twill_ros.core.scheduler import PREFILL_CHUNK_TOKENS, llm_tokens
 
 if TYPE_CHECKING:
     from twill_ros.core.catalog import Catalog, ModelProfile
@@ -61,12 +62,17 @@ class _Run:
     prompt: int = 0           # llm: prompt tokens
     new_tokens: int = 0       # llm: tokens to generate in total
     tokens: int = 0           # llm: tokens generated so far (including before a freeze)
-    prefilled: bool = False   # llm: the KV cache holds the prompt
+    prefill_done: int = 0     # llm: prompt tokens in the KV cache (chunks done, kept if frozen)
+    chunk: int = 0            # llm: prompt tokens the current prefill step processes
     # "start" is the dispatch boundary, so every transition happens in ``_step_done``.
     phase: str = "start"      # start | job | prefill | decode
     remaining: float = 0.0    # work left in the current step, seconds at the unit's max clock
     freeze: bool = False      # freeze at the next step boundary
     dead: bool = False        # cancelled or closed: its undelivered events are dropped
+
+    @property
+    def prefilled(self) -> bool:
+        return self.prefill_done >= self.prompt
 
     @property
     def job_id(self) -> str:
@@ -111,7 +117,7 @@ class TwinBackend(Backend):
         self._target = dict(self._freq)   # last set (reported by frequency_hz)
         self._pending: list[tuple[float, str, int]] = []   # (apply at, unit, Hz), time order
         self._runs: dict[str, _Run] = {}
-        self._kv: dict[str, int] = {}     # frozen llm job id -> tokens; its prefill is kept
+        self._kept: dict[str, int] = {}   # frozen llm job id -> prompt tokens in its KV cache
         self._busy_s = {n: 0.0 for n in self.units}
         self._busy_since = {n: self._t for n in self.units}
         self._outbox: list[tuple[_Run, Event]] = []
@@ -143,7 +149,8 @@ class TwinBackend(Backend):
             if profile.is_llm:
                 run.prompt, run.new_tokens = llm_tokens(job, profile)
                 run.tokens = min(tokens_done, run.new_tokens)
-                run.prefilled = self._kv.pop(job.job_id, None) is not None or tokens_done > 0
+                kept = self._kept.pop(job.job_id, 0)
+                run.prefill_done = run.prompt if tokens_done > 0 else kept
             self._runs[job.job_id] = run
             self._step_done(run)         # enter the first step now, so a freeze comes after it
             self._lock.notify()
@@ -161,7 +168,7 @@ class TwinBackend(Backend):
         never called under a lock, so it may call back into the backend."""
         with self._lock:
             self._catch_up()
-            self._kv.pop(job_id, None)
+            self._kept.pop(job_id, None)
             run = self._runs.pop(job_id, None)
             if run is not None:
                 run.dead = True
@@ -293,7 +300,7 @@ class TwinBackend(Backend):
                 / self._estimate(run, self._freq[run.unit.name]))
 
     def _estimate(self, run: _Run, freq_hz: int) -> float:
-        tokens = {"prefill": run.prompt, "decode": 1}.get(run.phase, 0)
+        tokens = {"prefill": run.chunk, "decode": 1}.get(run.phase, 0)
         return self._profiler.estimate_s(run.job.model, run.unit.name, freq_hz, tokens, run.phase)
 
     def _next_boundary(self, rates: dict[str, float]) -> tuple[float, _Run | None]:
@@ -323,12 +330,13 @@ class TwinBackend(Backend):
             self._end(run, JobFinished(t, job_id, unit, ok=False, message=FAILURE_MESSAGE))
             return
         if run.phase == "prefill":
-            run.prefilled = True
-            self._outbox.append((run, StepFinished(t, job_id, unit, tokens=0)))
+            run.prefill_done += run.chunk
+            if run.prefilled:
+                self._outbox.append((run, StepFinished(t, job_id, unit, tokens=0)))
         elif run.phase == "decode":
             run.tokens += 1
             self._outbox.append((run, StepFinished(t, job_id, unit, tokens=run.tokens)))
-        elif run.prefilled and run.tokens == 0:
+        elif run.phase == "start" and run.profile.is_llm and run.prefilled and run.tokens == 0:
             # resumed from a freeze right after prefill: the kept KV cache makes prefill done now
             self._outbox.append((run, StepFinished(t, job_id, unit, tokens=0)))
         if run.profile.is_llm:
@@ -339,11 +347,13 @@ class TwinBackend(Backend):
         if phase is None:
             self._end(run, JobFinished(t, job_id, unit, ok=True))
         elif run.freeze:
-            if run.prefilled:
-                self._kv[job_id] = run.tokens
+            if run.prefill_done:
+                self._kept[job_id] = run.prefill_done
             self._end(run, JobFrozen(t, job_id, unit, tokens_done=run.tokens))
         else:
             run.phase = phase
+            if phase == "prefill":   # in chunks, as the core plans: each one a freeze point
+                run.chunk = min(PREFILL_CHUNK_TOKENS, run.prompt - run.prefill_done)
             run.remaining = self._estimate(run, run.unit.max_frequency_hz)
 
     def _end(self, run: _Run, event: Event) -> None:
