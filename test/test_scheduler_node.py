@@ -284,3 +284,16 @@ def test_queue_limit_refuses_jobs_when_full_and_is_dynamic(ros):
         assert ros.client.wait_result(job_id, RESULT_TIMEOUT_S).status == JobResult.CANCELLED
     # A non-integer value is refused and the limit stays.
     assert not set_parameter(ros, "max_queue", "many").successful
+
+
+@pytest.mark.parametrize("param, value, reason", [
+    ("policy", "nope", "unknown policy 'nope'; known: twill"),
+    ("platform", "orin_agx", "config/platforms/orin_agx.yaml' not found"),
+])
+def test_bad_startup_parameters_stop_the_node_with_the_reason(param, value, reason):
+    proc = SchedulerProcess(test_domain_id() + 8, {param: value})
+    assert proc.proc.wait(60) != 0
+    proc.stop()
+    log = "\n".join(proc.log)
+    assert "cannot start" in log and reason in log, log[-2000:]
+    assert "Traceback" not in log

@@ -8,6 +8,7 @@ the scheduler can give every live job a CANCELLED result before it exits.
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -62,7 +63,11 @@ def node_main(factory: Callable[[], Node]) -> Callable[[list[str] | None], None]
     def main(args: list[str] | None = None) -> None:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         try:
-            node = factory()
+            try:
+                node = factory()
+            except (ValueError, KeyError, OSError, RuntimeError) as error:
+                # A bad parameter or a missing file/runtime: say which, not a traceback.
+                sys.exit(f"{getattr(factory, '__name__', 'node')}: cannot start: {error}")
             spin_until_stopped([node], before_exit=node.on_exit,
                                executor=SingleThreadedExecutor())
         finally:
