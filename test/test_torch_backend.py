@@ -170,3 +170,13 @@ def test_gpu_unit_computes_what_the_cpu_does(backend, recorder):
         assert recorder.finished(unit).ok
     cpu, gpu = (_array(backend.take_output(u).tensors[0]) for u in ("cpu_a", "gpu"))
     np.testing.assert_allclose(gpu, cpu, rtol=1e-3, atol=1e-4)
+
+
+def test_intra_op_threads_split_shared_cpus_and_keep_own_clusters():
+    from twill_ros.backends.torch_backend import intra_op_threads
+
+    orin = [frozenset({0, 1, 2, 3}), frozenset({4, 5, 6, 7})]
+    assert intra_op_threads(orin) == 4                     # each cluster its own 4 cores
+    small = [frozenset({0, 1}), frozenset({0, 1})]         # a 2-CPU machine: both units share
+    assert intra_op_threads(small) == 1
+    assert intra_op_threads([frozenset({0, 1, 2, 3})]) == 4

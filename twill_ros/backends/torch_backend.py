@@ -31,6 +31,16 @@ if TYPE_CHECKING:
     from twill_ros.core.profiler import Profiler
 
 
+def intra_op_threads(cpu_sets: list[frozenset[int]]) -> int:
+    """Threads per torch op: a unit's CPU count when units have CPUs of their own (Orin: 4);
+    when they share CPUs (a small machine), the CPUs split evenly, so two units running at
+    once do not oversubscribe the cores (OpenMP threads spin: oversubscription is slow)."""
+    every = frozenset().union(*cpu_sets)
+    if sum(len(cpus) for cpus in cpu_sets) > len(every):
+        return max(1, len(every) // len(cpu_sets))
+    return max(len(cpus) for cpus in cpu_sets)
+
+
 class TorchUnits(UnitWorkers):
     """UnitWorkers on torch devices: ``cpu`` units on the CPU, the others on CUDA (a DLA
     unit's work is submitted from CUDA streams too). ``unit_kinds``: the kinds it drives."""
@@ -50,9 +60,9 @@ class TorchUnits(UnitWorkers):
                 raise RuntimeError(f"unit {spec.name} asks for the {self.kind} backend on CUDA "
                                    f"but torch has no CUDA device here (torch "
                                    f"{torch.__version__})")
-        cpu_threads = [len(unit_cpus(s)) for s in specs if s.kind == "cpu"]
-        if cpu_threads:
-            torch.set_num_threads(max(cpu_threads))
+        cpu_sets = [unit_cpus(s) for s in specs if s.kind == "cpu"]
+        if cpu_sets:
+            torch.set_num_threads(intra_op_threads(cpu_sets))
         self._models: dict[tuple[str, str], Any] = {}
         self._models_lock = threading.Lock()
         self._streams: dict[str, torch.cuda.Stream] = {}
