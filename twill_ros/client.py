@@ -5,7 +5,7 @@
     job_id = client.submit(make_request("resnet50", priority=JobRequest.HIGH))
     result = client.wait_result(job_id, timeout_s=5.0)
 
-The node must be spinning elsewhere (e.g. a MultiThreadedExecutor thread): the blocking
+The node must be spinning elsewhere (an executor in another thread): the blocking
 calls here wait on futures and events, never spin themselves.
 """
 
