@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -53,12 +54,19 @@ def tiny_catalog(factory: pytest.TempPathFactory) -> tuple[Catalog, Path]:
 
 
 class Recorder:
-    """The node's sink: keeps events; ``on_event`` (called on the backend's thread) lets a
-    test act at an exact step boundary, as the node would."""
+    """The node's sink: keeps events with their arrival time and lets a test wait for one.
 
-    def __init__(self, on_event: Callable[[Event], None] | None = None) -> None:
+    ``on_event`` (called on the backend's thread) lets a test act at an exact step boundary,
+    as the node would; ``max_late_s`` also checks that a waited-for event reached the sink
+    within that long of its ``t``."""
+
+    def __init__(self, on_event: Callable[[Event], None] | None = None, *,
+                 timeout_s: float = 10.0, max_late_s: float | None = None) -> None:
         self.events: list[Event] = []
+        self.arrived: list[float] = []
         self.on_event = on_event
+        self.timeout_s = timeout_s
+        self.max_late_s = max_late_s
         self._cond = threading.Condition()
 
     def __call__(self, event: Event) -> None:
@@ -66,13 +74,19 @@ class Recorder:
             self.on_event(event)
         with self._cond:
             self.events.append(event)
+            self.arrived.append(time.monotonic())
             self._cond.notify_all()
 
-    def wait_for(self, match: Callable[[Event], bool], timeout: float = 10.0) -> Event:
+    def wait_for(self, match: Callable[[Event], bool], timeout: float | None = None) -> Event:
+        timeout = self.timeout_s if timeout is None else timeout
         with self._cond:
             assert self._cond.wait_for(lambda: any(match(e) for e in self.events), timeout), \
                 f"no matching event within {timeout} s; got {self.events}"
-            return next(e for e in self.events if match(e))
+            index = next(i for i, e in enumerate(self.events) if match(e))
+            if self.max_late_s is not None:
+                assert self.arrived[index] - self.events[index].t < self.max_late_s, \
+                    "event delivered late"
+            return self.events[index]
 
     def finished(self, job_id: str) -> JobFinished:
         event = self.wait_for(lambda e: isinstance(e, JobFinished) and e.job_id == job_id)

@@ -8,12 +8,13 @@ the delivery bound (event received shortly after its ``t``) checks the worker wa
 
 from __future__ import annotations
 
-import threading
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
+from backend_fixtures import Recorder as BaseRecorder
 
 from twill_ros.backends import Backend, make_backend
 from twill_ros.backends.twin import FAILURE_MESSAGE, TwinBackend
@@ -40,37 +41,8 @@ EPS = 1e-4          # float noise in the twin's interpolated event times
 LATE_S = 0.1        # an event reaches the sink at most this long after its t
 
 
-class Recorder:
-    """The node's sink: keeps events with their arrival time, lets a test wait for one."""
-
-    def __init__(self) -> None:
-        self.events: list[Event] = []
-        self.arrived: list[float] = []
-        self._cond = threading.Condition()
-
-    def __call__(self, event: Event) -> None:
-        with self._cond:
-            self.events.append(event)
-            self.arrived.append(time.monotonic())
-            self._cond.notify_all()
-
-    def wait_for(self, match: Callable[[Event], bool], timeout: float = 3.0) -> Event:
-        with self._cond:
-            found = self._cond.wait_for(
-                lambda: any(match(e) for e in self.events), timeout)
-            assert found, f"no matching event within {timeout} s; got {self.events}"
-            index = next(i for i, e in enumerate(self.events) if match(e))
-            assert self.arrived[index] - self.events[index].t < LATE_S, "event delivered late"
-            return self.events[index]
-
-    def finished(self, job_id: str) -> JobFinished:
-        event = self.wait_for(lambda e: isinstance(e, JobFinished) and e.job_id == job_id)
-        assert isinstance(event, JobFinished)
-        return event
-
-    def of(self, job_id: str) -> list[Event]:
-        with self._cond:
-            return [e for e in self.events if e.job_id == job_id]  # type: ignore[union-attr]
+# The twin's events must also arrive promptly: short waits, lateness checked.
+Recorder = functools.partial(BaseRecorder, timeout_s=3.0, max_late_s=LATE_S)
 
 
 @pytest.fixture
