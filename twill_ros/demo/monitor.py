@@ -15,13 +15,11 @@ from rclpy.node import Node
 from twill_msgs.msg import JobResult, SchedulerState
 
 from twill_ros import interfaces as ifc
-from twill_ros.core.jobs import Job, JobRecord, JobStatus
+from twill_ros.core.jobs import Job, JobRecord
 from twill_ros.demo.streams import Sent, StreamSubmitter
 from twill_ros.node.requests import prompt_tokens
+from twill_ros.node.results import STATUS_OF_CODE
 from twill_ros.sim.simulator import SimResult
-
-STATUSES = {JobResult.COMPLETED: JobStatus.COMPLETED, JobResult.FAILED: JobStatus.FAILED,
-            JobResult.REJECTED: JobStatus.REJECTED, JobResult.CANCELLED: JobStatus.CANCELLED}
 
 
 def stamp_s(stamp) -> float:
@@ -96,7 +94,7 @@ class RunMonitor(Node):
                   stream=stream, prompt_tokens=prompt_tokens(request.prompt) if llm else 0,
                   max_new_tokens=request.max_new_tokens if llm else 0)
         return JobRecord(
-            job=job, status=STATUSES[result.status], unit=result.unit,
+            job=job, status=STATUS_OF_CODE[result.status], unit=result.unit,
             finish_s=job.submit_s + result.total_ms / 1000.0,
             start_s=job.submit_s + result.queue_ms / 1000.0 if result.unit else None,
             exec_s=result.exec_ms / 1000.0, frozen_s=result.frozen_ms / 1000.0,

@@ -13,7 +13,8 @@ STATUS_CODES = {
     JobStatus.REJECTED: JobResult.REJECTED,
     JobStatus.CANCELLED: JobResult.CANCELLED,
 }
-STATUS_NAMES = {code: status.value for status, code in STATUS_CODES.items()}
+STATUS_OF_CODE = {code: status for status, code in STATUS_CODES.items()}
+STATUS_NAMES = {code: status.value for code, status in STATUS_OF_CODE.items()}
 
 
 def _ms(seconds: float | None) -> float:

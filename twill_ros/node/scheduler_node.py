@@ -468,12 +468,15 @@ class TwillSchedulerNode(Node):
             self._feed(ev.PowerSample(now, mean))
         self._feed(ev.Tick(now))
 
+    def _running_on(self, unit: str) -> list[LiveJob]:
+        return [j for j in self._live.values()
+                if j.unit == unit and j.status is JobStatus.RUNNING]
+
     def _unit_states(self) -> list[UnitState]:
         states = []
         for spec in self.platform.units:
             freq = self.execution.frequency_hz(spec.name)
-            running = [j.job.job_id for j in self._live.values()
-                       if j.unit == spec.name and j.status is JobStatus.RUNNING]
+            running = [j.job.job_id for j in self._running_on(spec.name)]
             util = self._utilization[spec.name] = self.execution.utilization(spec.name)
             states.append(UnitState(
                 name=spec.name, kind=spec.kind, frequency_hz=freq,
@@ -514,8 +517,7 @@ class TwillSchedulerNode(Node):
         with self._lock:
             units = []
             for spec in self.platform.units:
-                running = [j for j in self._live.values()
-                           if j.unit == spec.name and j.status is JobStatus.RUNNING]
+                running = self._running_on(spec.name)
                 freq = self.execution.frequency_hz(spec.name)
                 units.append(UnitSnapshot(
                     name=spec.name, frequency_hz=freq, max_frequency_hz=spec.max_frequency_hz,
