@@ -101,6 +101,25 @@ def test_frozen_and_resumed_on_the_other_unit_gives_the_same_text(catalog, refer
         backend.close()
 
 
+def test_a_withdrawn_freeze_never_takes_effect(catalog, reference):
+    backend = None
+
+    def freeze_then_withdraw(event):
+        if isinstance(event, StepFinished) and event.tokens == 2:
+            backend.freeze(event.job_id)
+            backend.withdraw_freeze(event.job_id)
+
+    recorder = Recorder(freeze_then_withdraw)
+    backend = _backend(catalog, recorder)
+    try:
+        backend.start(_job("w"), "cpu_a", payload=PROMPT)
+        assert recorder.finished("w").ok
+        assert not any(isinstance(e, JobFrozen) for e in recorder.events)
+        assert backend.take_output("w").text == reference
+    finally:
+        backend.close()
+
+
 def test_partial_text_grows_with_the_tokens(catalog, reference):
     seen: list[str] = []
     backend = None

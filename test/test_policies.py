@@ -10,6 +10,7 @@ from engine_fixtures import LLM, PLATFORM, catalog, job
 
 from twill_ros.core.events import (
     CancelRequested,
+    Complete,
     Dispatch,
     Freeze,
     JobArrived,
@@ -18,6 +19,7 @@ from twill_ros.core.events import (
     Migrate,
     Tick,
     Unfreeze,
+    WithdrawFreeze,
 )
 from twill_ros.core.jobs import JobStatus
 from twill_ros.core.policies import POLICIES, make_policy
@@ -92,6 +94,29 @@ def test_twill_freezes_low_priority_llm_for_high_priority_job_and_unfreezes_afte
     assert s.handle(JobFrozen(0.064, "llm", "gpu", 0)) == []     # hi still running
     out = s.handle(JobFinished(0.075, "hi", "gpu"))
     assert [a for a in out if isinstance(a, Unfreeze)] == [Unfreeze("llm", "gpu")]
+
+
+def test_twill_withdraws_a_freeze_once_the_job_it_made_room_for_is_done():
+    s = sched("twill")
+    s.handle(JobArrived(0.0, job("llm", "llm", 10, prompt=64, new=10)))
+    out = s.handle(JobArrived(0.01, job("hi", "bert", 200)))
+    assert Freeze("llm") in out and dispatches(out) == [("hi", "gpu")]   # beside the llm
+    out = s.handle(JobFinished(0.02, "hi", "gpu"))      # before the llm's step boundary
+    assert [a for a in out if isinstance(a, WithdrawFreeze)] == [WithdrawFreeze("llm")]
+    assert s.jobs["llm"].status is JobStatus.RUNNING
+    out = s.handle(JobFinished(0.3, "llm", "gpu"))
+    (done,) = [a.record for a in out if isinstance(a, Complete)]
+    assert done.status is JobStatus.COMPLETED and done.freezes == 0
+
+
+def test_twill_keeps_the_freeze_while_more_important_work_still_waits():
+    s = sched("twill")
+    s.handle(JobArrived(0.0, job("llm", "llm", 10, prompt=64, new=10)))
+    s.handle(JobArrived(0.01, job("hi", "bert", 200, stream="a")))
+    s.handle(JobArrived(0.011, job("hi2", "bert", 200, stream="a")))
+    out = s.handle(JobFinished(0.02, "hi", "gpu"))
+    assert not [a for a in out if isinstance(a, WithdrawFreeze)]
+    assert s.jobs["llm"].freeze_pending
 
 
 def test_twill_does_not_freeze_for_lower_priority_work():

@@ -20,6 +20,7 @@ from twill_ros.core.events import (
     StepFinished,
     Tick,
     Unfreeze,
+    WithdrawFreeze,
 )
 from twill_ros.core.jobs import JobStatus
 from twill_ros.core.scheduler import Scheduler
@@ -170,6 +171,8 @@ def test_every_job_ends_once_in_a_random_event_sequence():
                 running[a.job_id] = a.unit
             elif isinstance(a, Freeze):
                 frozen_pending.add(a.job_id)
+            elif isinstance(a, WithdrawFreeze):
+                frozen_pending.discard(a.job_id)
             elif isinstance(a, Cancel):
                 running.pop(a.job_id, None)
             elif isinstance(a, Complete):

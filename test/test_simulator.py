@@ -84,11 +84,25 @@ def test_llm_freeze_resume_keeps_tokens_and_recomputes_nothing():
 
 
 def test_freeze_during_prefill_waits_for_the_chunk_boundary():
-    jobs = [job("l", "llm", 10, prompt=640, new=2),    # 10 chunks of 64 tokens (64 ms each)
-            job("hi", "bert", 200, t=0.1)]
+    # 10 prefill chunks of 64 tokens (64 ms each); from t=0.1 the LLM gets 1/10 of the GPU
+    # beside 5 x 100 ms of urgent work, reaches its 2nd chunk boundary and freezes there.
+    jobs = [job("l", "llm", 10, prompt=640, new=2)]
+    jobs += [job(f"h{i}", "long", 200, t=0.1, stream="h") for i in range(5)]
     res = by_id(run(jobs, policy="twill"))
-    assert res["l"].freezes == 1 and res["l"].tokens == 2
-    assert res["hi"].latency_s < 0.064 / 9 + 0.012     # shares the chunk, then runs alone
+    llm = res["l"]
+    assert llm.freezes == 1 and llm.tokens == 2
+    resumed = res["h4"].finish_s                   # the urgent work is done: it resumes
+    froze = resumed - llm.frozen_s
+    prefilled = 0.1 + (froze - 0.1) / 10           # GPU-seconds of prefill done by then
+    assert prefilled / 0.064 == pytest.approx(2.0, rel=EXEC_NOISE + 0.005)
+
+
+def test_a_freeze_made_moot_before_the_step_boundary_is_withdrawn():
+    # the urgent job runs beside the LLM's prefill chunk and is done long before its end
+    jobs = [job("l", "llm", 10, prompt=640, new=2), job("hi", "bert", 200, t=0.1)]
+    res = by_id(run(jobs, policy="twill"))
+    assert res["l"].freezes == 0 and res["l"].frozen_s == 0.0 and res["l"].tokens == 2
+    assert res["hi"].latency_s < 0.01 * NOISE / 0.9 + 0.001     # 9/10 of the GPU
 
 
 def test_power_trace_is_sampled_every_10_ms_and_matches_the_model():

@@ -233,6 +233,26 @@ def test_freeze_during_prefill_keeps_the_prompt_for_the_resume(twin, profiler):
     assert_after(done.t, window, 3 * decode)
 
 
+def test_a_withdrawn_freeze_never_takes_effect(profiler):
+    box: list[TwinBackend] = []
+
+    def freeze_then_withdraw(event: Event) -> None:     # at a token boundary, as the node
+        if isinstance(event, StepFinished) and event.tokens == 3:
+            box[0].freeze(event.job_id)
+            box[0].withdraw_freeze(event.job_id)
+
+    rec = Recorder(freeze_then_withdraw)
+    backend = TwinBackend(UNITS, PLATFORM, profiler.catalog, profiler, rec, time.monotonic)
+    box.append(backend)
+    try:
+        backend.start(llm("q"), "gpu")
+        assert rec.finished("q").ok
+        assert tokens_of(rec.of("q")) == list(range(9))
+        assert not any(isinstance(e, JobFrozen) for e in rec.events)
+    finally:
+        backend.close()
+
+
 def test_freeze_on_a_dnn_job_lets_it_finish(twin, profiler):
     backend, rec = twin()
     est = profiler.estimate_s("cnn", "dla0", f_max("dla0"))

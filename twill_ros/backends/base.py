@@ -1,7 +1,8 @@
 """The execution-backend interface the scheduler node drives, and the factory that picks one.
 
 The core decides and a backend executes: the node applies ``Dispatch``/``Unfreeze`` as
-``start``, ``Freeze`` as ``freeze``, ``Cancel`` as ``cancel`` and ``SetFrequency`` as
+``start``, ``Freeze`` as ``freeze``, ``WithdrawFreeze`` as ``withdraw_freeze``, ``Cancel`` as
+``cancel`` and ``SetFrequency`` as
 ``set_frequency``; the backend reports what happened as core events through the node's sink,
 stamped with the node's clock. Backends own their threads, so the node never blocks on work.
 """
@@ -110,6 +111,11 @@ class Backend(ABC):
         A job that ends first (or cannot be preempted) answers with ``JobFinished`` instead;
         an unknown id is ignored (the job may just have ended).
         """
+
+    @abstractmethod
+    def withdraw_freeze(self, job_id: str) -> None:
+        """Forget a ``freeze`` that has not taken effect yet; the job runs on. One that
+        already took effect (its ``JobFrozen`` is on its way) is left as it is."""
 
     @abstractmethod
     def cancel(self, job_id: str) -> None:

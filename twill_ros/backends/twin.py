@@ -162,6 +162,12 @@ class TwinBackend(Backend):
                 run.freeze = True
                 self._lock.notify()
 
+    def withdraw_freeze(self, job_id: str) -> None:
+        with self._lock:
+            run = self._runs.get(job_id)
+            if run is not None:
+                run.freeze = False
+
     def cancel(self, job_id: str) -> None:
         """Drop the job (running or frozen). An event the worker is handing to the sink at
         this very moment may still arrive (the core ignores such late reports); the sink is

@@ -173,6 +173,12 @@ class UnitWorkers(Backend):
             if run is not None:
                 run.freeze = True
 
+    def withdraw_freeze(self, job_id: str) -> None:
+        with self._lock:
+            run = self._runs.get(job_id)
+            if run is not None:
+                run.freeze = False
+
     def cancel(self, job_id: str) -> None:
         """Drops a queued run, discards a running one's result, forgets frozen state. An event
         being handed to the sink at this moment may still arrive (the core ignores it)."""

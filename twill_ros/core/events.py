@@ -123,6 +123,15 @@ class Freeze:
 
 
 @dataclass(frozen=True, slots=True)
+class WithdrawFreeze:
+    """The ``Freeze`` asked for ``job_id`` is no longer wanted (what it made room for is
+    done or gone): a driver that has not frozen the job yet lets it run on. One that already
+    did answers with ``JobFrozen`` as usual, and the core resumes the job."""
+
+    job_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Unfreeze:
     """Resume a frozen job on ``unit`` (a different unit than before means a migration)."""
 
@@ -175,4 +184,5 @@ class Complete:
     record: JobRecord
 
 
-Action = Dispatch | Freeze | Unfreeze | Migrate | SetFrequency | Reject | Cancel | Complete
+Action = (Dispatch | Freeze | WithdrawFreeze | Unfreeze | Migrate | SetFrequency | Reject | Cancel
+          | Complete)

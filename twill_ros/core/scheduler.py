@@ -14,7 +14,8 @@ Driver contract (the twin, the ROS node and tests all follow it):
   power reading, ``Tick`` every ``tick_period_s`` and ``CancelRequested``/``BudgetChanged``
   when they happen;
 * apply the returned actions in order: ``Dispatch`` (start the job on the unit), ``Freeze``
-  (stop at the next step boundary, keep state), ``Unfreeze`` (resume on the unit),
+  (stop at the next step boundary, keep state), ``WithdrawFreeze`` (a Freeze not yet taken
+  effect is off: run on), ``Unfreeze`` (resume on the unit),
   ``Migrate`` (advisory for queued jobs; precedes ``Unfreeze`` for frozen ones),
   ``SetFrequency``, ``Cancel`` (stop and drop a running/frozen job), ``Reject``; and hand
   every ``Complete(record)`` to the client — it is the job's one terminal record.
@@ -47,6 +48,7 @@ from twill_ros.core.events import (
     StepFinished,
     Tick,
     Unfreeze,
+    WithdrawFreeze,
 )
 from twill_ros.core.jobs import Job, JobRecord, JobStatus
 from twill_ros.core.platform import PlatformSpec, UnitSpec
@@ -867,8 +869,23 @@ class Scheduler:
 
     def _after_release(self, u: UnitState, out: list[Action]) -> None:
         self._fill(u, out)
+        self._withdraw_moot_freezes(u, out)
         if self.policy.migration and u.idle and not u.frozen:
             self._rebalance(out, only=u)
+
+    def _withdraw_moot_freezes(self, u: UnitState, out: list[Action]) -> None:
+        """A priority freeze whose reason is gone before it took effect (the job it made room
+        for ran beside it and finished first) is withdrawn rather than frozen and resumed
+        at once: nothing running or queued on ``u`` outranks the job any more."""
+        top_queued = u.levels[0] if u.levels else -INF
+        for r in u.running:
+            if not r.freeze_pending or r.power_hold:
+                continue
+            level = self._effective_level(r)
+            if top_queued > level or any(o is not r and o.level > level for o in u.running):
+                continue
+            r.freeze_pending = False
+            out.append(WithdrawFreeze(r.job.job_id))
 
     def _on_step(self, ev: StepFinished, out: list[Action]) -> None:
         js = self.jobs.get(ev.job_id)

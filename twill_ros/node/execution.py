@@ -29,8 +29,11 @@ class PowerSource:
 class Execution:
     def __init__(self, platform: PlatformSpec, catalog: Catalog, profiler: Profiler,
                  kinds_of: Mapping[str, Sequence[str]], control: str, sink: EventSink,
-                 clock: Clock, options: Mapping[str, Mapping] | None = None) -> None:
-        """``options``: per backend kind, its own settings (see ``make_backend``)."""
+                 clock: Clock, options: Mapping[str, Mapping] | None = None,
+                 control_options: Mapping[str, object] | None = None) -> None:
+        """``options``: per backend kind, its own settings (see ``make_backend``);
+        ``control_options``: the platform control's (``root`` and its constructor's, see
+        ``make_control``)."""
         self.platform = platform
         self.profiler = profiler
         by_kind: dict[str, list[str]] = {}
@@ -52,8 +55,12 @@ class Execution:
         if control != MODEL_CONTROL:
             from twill_ros.platforms import make_control
 
-            self.control = make_control(control, platform)
+            self.control = make_control(control, platform, **(control_options or {}))
+        # Last applied (read-back) clocks: what the power model uses, so a power sample costs
+        # no sysfs reads.
         self._freq = {u.name: u.max_frequency_hz for u in platform.units}
+        for unit in self._freq:
+            self._freq[unit] = self.frequency_hz(unit)
 
     # ------------------------------------------------------------ jobs
     def backend_for(self, model: str, unit: str) -> Backend:
@@ -105,7 +112,7 @@ class Execution:
         if modelled and all(w is not None for w in modelled):
             return PowerSource(max(modelled), "digital twin power model")
         total = self.platform.idle_power_w + sum(
-            u.power.power_w(self.frequency_hz(u.name), u.max_frequency_hz,
+            u.power.power_w(self._freq[u.name], u.max_frequency_hz,
                             utilization.get(u.name, 0.0)) for u in self.platform.units)
         return PowerSource(total, "platform power model")
 

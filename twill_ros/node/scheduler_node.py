@@ -141,7 +141,8 @@ class TwillSchedulerNode(Node):
         self._wake = self.create_guard_condition(self._drain_events, callback_group=group)
         self.execution = Execution(
             self.platform, self.catalog, self.profiler, self._backend_kinds(), p("control"),
-            self._post_event, time.monotonic, options={"tensorrt": self._tensorrt_options()})
+            self._post_event, time.monotonic, options={"tensorrt": self._tensorrt_options()},
+            control_options=self._control_options())
         self._power_source = "not read yet"
 
         self.results_pub = self.create_publisher(JobResult, ifc.name(ifc.RESULTS), ifc.JOB_QOS)
@@ -221,6 +222,23 @@ class TwillSchedulerNode(Node):
         cache_dir = values.pop("engine_cache_dir")
         return {"engine_params": values, "cache_dir": cache_dir or None}
 
+    def _control_options(self) -> dict:
+        """Settings of the ``control`` (``platform_root``, ``jetson.*`` parameters)."""
+        root = self.declare_parameter("platform_root", "/", _descriptor(
+            "Filesystem root under which the control reads sys/, etc/ and usr/ (/ on a robot; "
+            "e.g. /host when the host's sysfs is bind-mounted into a container).",
+            read_only=True)).value
+        if self._param("control") != "jetson":
+            return {"root": root}
+        mode = self.declare_parameter("jetson.nvpmodel_mode", "", _descriptor(
+            "nvpmodel mode (name or id from /etc/nvpmodel.conf) set once at start-up; empty = "
+            "keep the current mode. A mode that needs a reboot is declined and reported.",
+            read_only=True)).value
+        use_jtop = self.declare_parameter("jetson.use_jtop", True, _descriptor(
+            "Read power from the jetson-stats service when it answers (else the INA3221 "
+            "hwmon files).", read_only=True)).value
+        return {"root": root, "nvpmodel_mode": mode.strip() or None, "use_jtop": use_jtop}
+
     def _backend_kinds(self) -> dict[str, list[str]]:
         """Per unit, its backends (``backends.<unit>``, comma-separated; default ``backend``)."""
         kinds = {}
@@ -293,10 +311,13 @@ class TwillSchedulerNode(Node):
         elif isinstance(action, ev.Unfreeze):
             live = self._live[action.job_id]
             self._start(action.job_id, action.unit, tokens_done=live.tokens)
-        elif isinstance(action, ev.Freeze):
+        elif isinstance(action, (ev.Freeze, ev.WithdrawFreeze)):
             live = self._live[action.job_id]
             if live.backend is not None:
-                live.backend.freeze(action.job_id)
+                if isinstance(action, ev.Freeze):
+                    live.backend.freeze(action.job_id)
+                else:
+                    live.backend.withdraw_freeze(action.job_id)
         elif isinstance(action, ev.Cancel):
             live = self._live.get(action.job_id)
             if live is not None and live.backend is not None:  # running, or frozen with state

@@ -108,10 +108,11 @@ class NvpModel:
         self.modes = {int(i): name for i, name in _MODE_LINE.findall(conf)}
 
     def mode_id(self, mode: int | str) -> int:
-        if isinstance(mode, int):
-            return mode
+        """A mode by id (``2``, ``"2"``) or name (``"15W"``), checked against the conf."""
+        if isinstance(mode, str) and mode.isdigit():
+            mode = int(mode)
         for mode_id, name in self.modes.items():
-            if name == mode:
+            if mode in (mode_id, name):
                 return mode_id
         raise ValueError(f"nvpmodel mode {mode!r} not in {NVPMODEL_CONF}; modes: "
                          f"{', '.join(self.modes.values()) or 'none'}")

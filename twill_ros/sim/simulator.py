@@ -45,6 +45,7 @@ from twill_ros.core.events import (
     StepFinished,
     Tick,
     Unfreeze,
+    WithdrawFreeze,
 )
 from twill_ros.core.jobs import Job, JobRecord
 from twill_ros.core.platform import PlatformSpec, UnitSpec
@@ -191,6 +192,11 @@ class _Twin:
                 self._update_unit_runs(t, run.unit)
                 run.freeze = True
                 self._schedule(t, run)
+        elif kind is WithdrawFreeze:
+            run = self.runs.get(a.job_id)
+            if run is not None and run.unit is not None and run.freeze:
+                run.freeze = False
+                self._update_unit_runs(t, run.unit)
         elif kind is Unfreeze:
             self._start(t, self.runs[a.job_id], self.units[a.unit])
         elif kind is Cancel:

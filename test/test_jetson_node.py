@@ -1,0 +1,70 @@
+"""A robot's Jetson configured by parameters only: the node process against a fake JetPack 6
+Orin NX tree (``platform_root``), with its nvpmodel tool, INA3221 and GPU devfreq.
+
+The node reads the module power from the INA3221 files, sets the nvpmodel mode it is given,
+turns the GPU clock down when the budget drops and puts the clock window back on exit.
+"""
+
+from __future__ import annotations
+
+import pytest
+from ros_harness import ClientNode, SchedulerProcess, test_domain_id
+from sysfs_trees import JP6_GPU, ORIN_RAILS, build, orin_nx, read
+from twill_msgs.msg import JobResult
+
+from twill_ros.client import make_request
+
+VDD_IN_W = ORIN_RAILS[0][1] * ORIN_RAILS[0][2] / 1e6
+
+
+def status_named(client: ClientNode, name: str):
+    """The newest diagnostic status called ``name``, or None."""
+    for _, array in reversed(client.diagnostics):
+        for status in array.status:
+            if status.name == name:
+                return status
+    return None
+
+
+def test_nvpmodel_power_sensor_and_gpu_clock_follow_the_parameters(tmp_path):
+    root = build(tmp_path, orin_nx("jp6", mode=0))
+    window = (read(root, f"{JP6_GPU}/min_freq"), read(root, f"{JP6_GPU}/max_freq"))
+    domain = test_domain_id() + 9
+    scheduler = SchedulerProcess(domain, {
+        "control": "jetson", "platform_root": str(root), "jetson.nvpmodel_mode": "25W",
+        "jetson.use_jtop": False, "power_budget_w": 15.0})
+    client = ClientNode(domain, name="jetson_node_client")
+    try:
+        assert client.client.wait_for_scheduler(30.0), "\n".join(scheduler.log[-40:])
+        assert read(root, "var/lib/nvpmodel/status") == "pmode:0003"
+        assert client.wait_until(lambda: status_named(client, "twill/power") is not None, 5.0)
+        platform = status_named(client, "twill/platform")
+        assert platform.level == b"\x00", platform.message
+        assert "power from ina3221" in platform.message
+        assert "nvpmodel 25W (3)" in platform.message
+        power = {kv.key: kv.value for kv in status_named(client, "twill/power").values}
+        assert float(power["power_w"]) == pytest.approx(VDD_IN_W, abs=0.01)
+
+        job_id = client.client.submit(make_request("resnet50"), via="service")
+        assert client.client.wait_result(job_id, 30.0).status == JobResult.COMPLETED
+
+        # A budget below the measured power: the controller must pull the GPU clock down.
+        assert client.client.set_power_budget(4.0) == 4.0
+        top = int(window[1])
+        assert client.wait_until(
+            lambda: int(read(root, f"{JP6_GPU}/max_freq")) < top, 5.0), \
+            "the GPU clock was never lowered below the budget"
+    finally:
+        client.close()
+        assert scheduler.stop() == 0, "\n".join(scheduler.log[-40:])
+    assert (read(root, f"{JP6_GPU}/min_freq"), read(root, f"{JP6_GPU}/max_freq")) == window
+
+
+def test_an_unknown_nvpmodel_mode_stops_the_node_with_the_modes_it_has(tmp_path):
+    root = build(tmp_path, orin_nx("jp6"))
+    scheduler = SchedulerProcess(test_domain_id() + 9, {
+        "control": "jetson", "platform_root": str(root), "jetson.nvpmodel_mode": "30W"})
+    assert scheduler.proc.wait(60) == 1
+    scheduler.stop()
+    log = "\n".join(scheduler.log)
+    assert "cannot start: nvpmodel mode '30W' not in" in log and "MAXN, 10W, 15W, 25W" in log
