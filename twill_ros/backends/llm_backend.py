@@ -24,7 +24,7 @@ from twill_ros.backends.torch_backend import TorchUnits
 from twill_ros.backends.workers import Run
 from twill_ros.core.catalog import ModelProfile
 from twill_ros.core.events import StepFinished
-from twill_ros.core.scheduler import llm_tokens
+from twill_ros.core.profiler import llm_tokens
 
 
 @dataclass(eq=False)

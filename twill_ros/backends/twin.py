@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING
 from twill_ros.backends.base import Backend, Clock, EventSink, Payload
 from twill_ros.core.events import Event, JobFinished, JobFrozen, StepFinished
 from twill_ros.core.jobs import Job
-from twill_ros.core.scheduler import PREFILL_CHUNK_TOKENS, llm_tokens
+from twill_ros.core.profiler import llm_tokens
+from twill_ros.core.scheduler import PREFILL_CHUNK_TOKENS
 
 if TYPE_CHECKING:
     from twill_ros.core.catalog import Catalog, ModelProfile

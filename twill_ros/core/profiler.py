@@ -116,25 +116,23 @@ class Profiler:
         )
         self._cache.pop((model_id, unit, phase), None)
 
+    def job_s(self, job: Job, unit: str, freq_hz: int) -> float:
+        """The whole of ``job`` alone on ``unit`` at ``freq_hz`` (an LLM: its own prompt and
+        new tokens, the model's defaults where the job gives none)."""
+        profile = self.catalog.get(job.model)
+        if not profile.is_llm:
+            return self.estimate_s(job.model, unit, freq_hz)
+        prompt, new = llm_tokens(job, profile)
+        return (self.estimate_s(job.model, unit, freq_hz, prompt, "prefill")
+                + self.estimate_s(job.model, unit, freq_hz, new, "decode"))
+
     def isolated_latency_s(self, job: Job) -> float:
         """Best eligible unit at its max frequency, alone (the denominator of slowdown).
 
         Uses the corrected estimates, so it tracks observed runtimes like every other estimate.
         """
-        profile = self.catalog.get(job.model)
-        best = float("inf")
-        for name in self.eligible_units(job.model):
-            f_max = self.platform.unit(name).max_frequency_hz
-            if profile.is_llm:
-                prompt = job.prompt_tokens or profile.default_prompt_tokens
-                new = job.max_new_tokens or profile.default_max_new_tokens
-                latency = self.estimate_s(
-                    job.model, name, f_max, prompt, "prefill"
-                ) + self.estimate_s(job.model, name, f_max, new, "decode")
-            else:
-                latency = self.estimate_s(job.model, name, f_max)
-            best = min(best, latency)
-        return best
+        return min(self.job_s(job, name, self.platform.unit(name).max_frequency_hz)
+                   for name in self.eligible_units(job.model))
 
     def power_w(self, model_id: str, unit: str, freq_hz: int) -> float:
         """The unit's static + dynamic power while running this model (its utilization)."""
@@ -199,6 +197,12 @@ def _make_base(profile: ModelProfile, unit: UnitSpec, phase: str) -> _Base:
         seconds = profile.latency_s[kind]
         sensitivity = profile.freq_sensitivity.get(kind, 1.0)
     return _Base(seconds * unit.speed_scale, sensitivity, unit.max_frequency_hz)
+
+
+def llm_tokens(job: Job, profile: ModelProfile) -> tuple[int, int]:
+    """(prompt, new) tokens of an LLM job; 0 in the job means the model's default."""
+    return (job.prompt_tokens or profile.default_prompt_tokens,
+            max(1, job.max_new_tokens or profile.default_max_new_tokens))
 
 
 def _count(profile: ModelProfile, phase: str, tokens: int) -> int:

@@ -54,7 +54,7 @@ from twill_ros.core.jobs import Job, JobRecord, JobStatus
 from twill_ros.core.platform import PlatformSpec, UnitSpec
 from twill_ros.core.policies import make_policy
 from twill_ros.core.policies.base import Policy
-from twill_ros.core.profiler import Profiler
+from twill_ros.core.profiler import Profiler, llm_tokens
 
 INF = float("inf")
 PRIORITY_SCALE = 64.0     # DVFS weight of a job = 1 + priority / 64 (priority 255 ~ 5x priority 0)
@@ -75,12 +75,6 @@ MIN_DEMAND = 0.05
 PREFILL_CHUNK_TOKENS = 64  # LLM prefill runs in chunks of this many prompt tokens (chunked
 #                            prefill as in llama.cpp micro-batches / TensorRT-LLM chunked
 #                            context); each chunk end is a step boundary where a freeze applies
-
-
-def llm_tokens(job: Job, profile: ModelProfile) -> tuple[int, int]:
-    """(prompt, new) tokens of an LLM job; 0 in the job means the model's default."""
-    return (job.prompt_tokens or profile.default_prompt_tokens,
-            max(1, job.max_new_tokens or profile.default_max_new_tokens))
 
 
 @dataclass(eq=False, slots=True)
@@ -428,7 +422,7 @@ class Scheduler:
 
             def rank(name: str) -> tuple[float, float]:
                 spec = self.platform.unit(name)
-                lat = self._isolated_s(job, profile, spec)
+                lat = self.profiler.job_s(job, name, spec.max_frequency_hz)
                 util = profile.utilization.get(spec.kind, 1.0)
                 return (round(lat, 9), lat * spec.power.dynamic_max_w * util)
 
@@ -438,13 +432,6 @@ class Scheduler:
                 n for n in elig if self.platform.unit(n).kind in kind_top)
         return best
 
-    def _isolated_s(self, job: Job, profile: ModelProfile, spec: UnitSpec) -> float:
-        f = spec.max_frequency_hz
-        if not profile.is_llm:
-            return self.profiler.estimate_s(profile.id, spec.name, f, 0, "job")
-        prompt, new = llm_tokens(job, profile)
-        return (self.profiler.estimate_s(profile.id, spec.name, f, prompt, "prefill")
-                + new * self.profiler.estimate_s(profile.id, spec.name, f, 1, "decode"))
 
     def _eligible_units(self, model: str) -> tuple[str, ...]:
         e = self._eligible.get(model)

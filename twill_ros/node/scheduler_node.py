@@ -544,9 +544,9 @@ class TwillSchedulerNode(Node):
                     name=spec.name, frequency_hz=freq, max_frequency_hz=spec.max_frequency_hz,
                     utilization=self._utilization[spec.name],
                     running=tuple(j.job.job_id for j in running),
-                    running_for=tuple(
-                        (j.job.job_id, now - j.started_s, self._estimate(j, spec.name, freq))
-                        for j in running)))
+                    running_for=tuple((j.job.job_id, now - j.started_s,
+                                       self.profiler.job_s(j.job, spec.name, freq))
+                                      for j in running)))
             control_level, control = self.execution.control_status()
             snap = Snapshot(
                 power_w=self._mean_power(), budget_w=self.budget_w,
@@ -564,15 +564,6 @@ class TwillSchedulerNode(Node):
                 hardware_id=self.platform.name,
                 values=[KeyValue(key=k, value=v) for k, v in status.values.items()]))
         self.diag_pub.publish(array)
-
-    def _estimate(self, live: LiveJob, unit: str, freq_hz: int) -> float:
-        job = live.job
-        if self.catalog.get(job.model).is_llm:
-            return (self.profiler.estimate_s(job.model, unit, freq_hz, job.prompt_tokens,
-                                             "prefill")
-                    + job.max_new_tokens * self.profiler.estimate_s(job.model, unit, freq_hz,
-                                                                    0, "decode"))
-        return self.profiler.estimate_s(job.model, unit, freq_hz)
 
     # ------------------------------------------------------------ shutdown
     def cancel_all(self, reason: str) -> int:

@@ -50,8 +50,8 @@ from twill_ros.core.events import (
 from twill_ros.core.jobs import Job, JobRecord
 from twill_ros.core.platform import PlatformSpec, UnitSpec
 from twill_ros.core.policies.base import Policy
-from twill_ros.core.profiler import Profiler
-from twill_ros.core.scheduler import PREFILL_CHUNK_TOKENS, Scheduler, llm_tokens
+from twill_ros.core.profiler import Profiler, llm_tokens
+from twill_ros.core.scheduler import PREFILL_CHUNK_TOKENS, Scheduler
 
 __all__ = ["SimResult", "simulate"]
 
