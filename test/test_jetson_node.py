@@ -44,6 +44,8 @@ def test_nvpmodel_power_sensor_and_gpu_clock_follow_the_parameters(tmp_path):
         assert "nvpmodel 25W (3)" in platform.message
         power = {kv.key: kv.value for kv in status_named(client, "twill/power").values}
         assert float(power["power_w"]) == pytest.approx(VDD_IN_W, abs=0.01)
+        for label, mv, ma in ORIN_RAILS:        # VDD_IN for the budget, every rail reported
+            assert float(power[f"rail {label} W"]) == pytest.approx(mv * ma / 1e6, abs=0.01)
 
         job_id = client.client.submit(make_request("resnet50"), via="service")
         assert client.client.wait_result(job_id, 30.0).status == JobResult.COMPLETED

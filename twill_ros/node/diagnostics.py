@@ -55,6 +55,7 @@ class Snapshot:
     completed: int
     units: tuple[UnitSnapshot, ...]
     overhead_s: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    rails_w: dict[str, float] = field(default_factory=dict)   # the sensor's rails, latest
 
 
 class HealthMonitor:
@@ -76,7 +77,8 @@ class HealthMonitor:
         over = snap.power_w > snap.budget_w
         self._over.append(over)
         values = {"power_w": f"{snap.power_w:.2f}", "budget_w": f"{snap.budget_w:.2f}",
-                  "seconds_over_budget": str(sum(self._over))}
+                  "seconds_over_budget": str(sum(self._over)),
+                  **{f"rail {name} W": f"{w:.2f}" for name, w in snap.rails_w.items()}}
         if over and len(self._over) == self._over.maxlen and all(self._over):
             return Status("twill/power", ERROR, f"over budget for {SUSTAINED_OVERSHOOT_S} s: "
                           f"{snap.power_w:.1f} W > {snap.budget_w:.1f} W", values)

@@ -9,7 +9,7 @@ are the backends' model (the twin) or, failing that, the platform file's power m
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from twill_ros.backends.base import Backend, Clock, EventSink, make_backend
 from twill_ros.core.catalog import Catalog
@@ -24,6 +24,7 @@ MODEL_CONTROL = "model"
 class PowerSource:
     watts: float | None
     source: str
+    rails_w: Mapping[str, float] = field(default_factory=dict)   # a sensor's other rails
 
 
 class Execution:
@@ -107,7 +108,7 @@ class Execution:
         if self.control is not None:
             reading = self.control.read_power()
             if reading is not None:
-                return PowerSource(reading.total_w, reading.source)
+                return PowerSource(reading.total_w, reading.source, reading.rails)
         modelled = [b.power_w() for b in self.backends]
         if modelled and all(w is not None for w in modelled):
             return PowerSource(max(modelled), "digital twin power model")

@@ -144,6 +144,7 @@ class TwillSchedulerNode(Node):
             self._post_event, time.monotonic, options={"tensorrt": self._tensorrt_options()},
             control_options=self._control_options())
         self._power_source = "not read yet"
+        self._rails_w: dict[str, float] = {}
 
         self.results_pub = self.create_publisher(JobResult, ifc.name(ifc.RESULTS), ifc.JOB_QOS)
         self.state_pub = self.create_publisher(SchedulerState, ifc.name(ifc.STATE), 10)
@@ -475,6 +476,7 @@ class TwillSchedulerNode(Node):
     def _on_power_sample(self) -> None:
         reading = self.execution.power(self._utilization)
         self._power_source = reading.source
+        self._rails_w = reading.rails_w
         power = reading.watts
         if power is not None:
             self._power_window.append(power)
@@ -554,7 +556,8 @@ class TwillSchedulerNode(Node):
                 queued=sum(1 for j in self._live.values() if j.status is not JobStatus.RUNNING),
                 queue_limit=self._param("max_queue"), deadline_misses=self._deadline_misses,
                 completed=self._counters[JobStatus.COMPLETED], units=tuple(units),
-                overhead_s={name: tuple(samples) for name, samples in self._overhead.items()})
+                overhead_s={name: tuple(samples) for name, samples in self._overhead.items()},
+                rails_w=dict(self._rails_w))
             self._deadline_misses = 0
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
