@@ -19,8 +19,8 @@ from twill_ros.core.events import Event
 from twill_ros.core.jobs import Job
 
 if TYPE_CHECKING:
-    from twill_ros.core.catalog import Catalog
-    from twill_ros.core.platform import PlatformSpec
+    from twill_ros.core.catalog import Catalog, ModelProfile
+    from twill_ros.core.platform import PlatformSpec, UnitSpec
     from twill_ros.core.profiler import Profiler
 
 EventSink = Callable[[Event], None]
@@ -69,6 +69,23 @@ class Output:
 
     tensors: tuple[TensorData, ...] = ()
     text: str = ""
+
+
+@dataclass(eq=False, kw_only=True)
+class Dispatched:
+    """One dispatch of a job on a unit, from ``start`` to its JobFinished/JobFrozen/cancel;
+    each backend adds its own execution state."""
+
+    job: Job
+    unit: UnitSpec
+    profile: ModelProfile
+    tokens: int = 0           # llm: tokens generated so far (including before a freeze)
+    freeze: bool = False      # freeze at the next step boundary
+    dead: bool = False        # cancelled or closed: no more events, result discarded
+
+    @property
+    def job_id(self) -> str:
+        return self.job.job_id
 
 
 class Backend(ABC):

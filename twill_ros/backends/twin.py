@@ -35,14 +35,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from twill_ros.backends.base import Backend, Clock, EventSink, Payload
+from twill_ros.backends.base import Backend, Clock, Dispatched, EventSink, Payload
 from twill_ros.core.events import Event, JobFinished, JobFrozen, StepFinished
 from twill_ros.core.jobs import Job
 from twill_ros.core.profiler import llm_tokens
 from twill_ros.core.scheduler import PREFILL_CHUNK_TOKENS
 
 if TYPE_CHECKING:
-    from twill_ros.core.catalog import Catalog, ModelProfile
+    from twill_ros.core.catalog import Catalog
     from twill_ros.core.platform import PlatformSpec, UnitSpec
     from twill_ros.core.profiler import Profiler
 
@@ -52,32 +52,22 @@ FAILURE_MESSAGE = "simulated failure"
 _log = logging.getLogger(__name__)
 
 
-@dataclass(eq=False)
-class _Run:
-    """One dispatch of a job on a unit, from ``start`` to its JobFinished/JobFrozen/cancel."""
+@dataclass(eq=False, kw_only=True)
+class _Run(Dispatched):
+    """The twin's execution state: the work left in the current step."""
 
-    job: Job
-    unit: UnitSpec
-    profile: ModelProfile
     share: float = 1.0        # throughput weight on a processor-shared unit (Dispatch.share)
     prompt: int = 0           # llm: prompt tokens
     new_tokens: int = 0       # llm: tokens to generate in total
-    tokens: int = 0           # llm: tokens generated so far (including before a freeze)
     prefill_done: int = 0     # llm: prompt tokens in the KV cache (chunks done, kept if frozen)
     chunk: int = 0            # llm: prompt tokens the current prefill step processes
     # "start" is the dispatch boundary, so every transition happens in ``_step_done``.
     phase: str = "start"      # start | job | prefill | decode
     remaining: float = 0.0    # work left in the current step, seconds at the unit's max clock
-    freeze: bool = False      # freeze at the next step boundary
-    dead: bool = False        # cancelled or closed: its undelivered events are dropped
 
     @property
     def prefilled(self) -> bool:
         return self.prefill_done >= self.prompt
-
-    @property
-    def job_id(self) -> str:
-        return self.job.job_id
 
 
 class TwinBackend(Backend):
@@ -146,7 +136,7 @@ class TwinBackend(Backend):
             busy = [r.job_id for r in self._runs.values() if r.unit.name == unit]
             if busy and spec.sharing == "exclusive":
                 raise RuntimeError(f"unit {unit} is exclusive and busy with {', '.join(busy)}")
-            run = _Run(job, spec, profile, share=share)
+            run = _Run(job=job, unit=spec, profile=profile, share=share)
             if profile.is_llm:
                 run.prompt, run.new_tokens = llm_tokens(job, profile)
                 run.tokens = min(tokens_done, run.new_tokens)

@@ -27,36 +27,26 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from twill_ros.backends.base import Backend, Clock, EventSink, Output, Payload
+from twill_ros.backends.base import Backend, Clock, Dispatched, EventSink, Output, Payload
 from twill_ros.core.events import Event, JobFinished, JobFrozen
 from twill_ros.core.jobs import Job
 
 if TYPE_CHECKING:
-    from twill_ros.core.catalog import Catalog, ModelProfile
+    from twill_ros.core.catalog import Catalog
     from twill_ros.core.platform import PlatformSpec, UnitSpec
     from twill_ros.core.profiler import Profiler
 
 _log = logging.getLogger(__name__)
 
 
-@dataclass(eq=False)
-class Run:
-    """One dispatch of a job on a unit, from ``start`` to its JobFinished/JobFrozen/cancel."""
+@dataclass(eq=False, kw_only=True)
+class Run(Dispatched):
+    """A worker's execution state: the input and the backend's kept per-job state."""
 
-    job: Job
-    unit: UnitSpec
-    profile: ModelProfile
     payload: Payload
-    tokens: int = 0                 # llm: tokens generated so far (including before a freeze)
     state: Any = None               # the backend's per-job state, kept across a freeze
     resumed: bool = False           # ``state`` is a kept one (the subclass clears this)
     output: Output | None = None    # set by the step that completes the job
-    freeze: bool = False            # freeze at the next step boundary
-    dead: bool = False              # cancelled or closed: no more events, result discarded
-
-    @property
-    def job_id(self) -> str:
-        return self.job.job_id
 
 
 def unit_cpus(unit: UnitSpec) -> frozenset[int]:
@@ -154,7 +144,8 @@ class UnitWorkers(Backend):
             if job.job_id in self._runs:
                 raise RuntimeError(f"job {job.job_id} is already running on "
                                    f"{self._runs[job.job_id].unit.name}")
-            run = Run(job, spec, profile, payload or Payload(), tokens=tokens_done)
+            run = Run(job=job, unit=spec, profile=profile, payload=payload or Payload(),
+                      tokens=tokens_done)
             kept = self._kept.pop(job.job_id, None)
             if kept is not None:
                 run.tokens, run.state = kept
