@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sets up everything (scripts/setup.sh), lints, and runs the whole test suite.
+# Sets up everything (scripts/setup.sh), runs the pure core's tests under Python 3.10
+# (scripts/test_py310.sh), lints, and runs the whole test suite.
 #   scripts/test.sh [pytest args...]
 # ROS tests run inside a private network namespace with only loopback up when this machine
 # permits `unshare -n` (root in CI); DDS discovery is limited to localhost either way.
@@ -8,6 +9,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
 "$REPO/scripts/setup.sh"
+"$REPO/scripts/test_py310.sh"
 set +u
 # shellcheck disable=SC1091
 . "$REPO/env.sh"
