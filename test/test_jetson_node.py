@@ -68,6 +68,15 @@ def test_nvpmodel_power_sensor_and_gpu_clock_follow_the_parameters(tmp_path):
     assert (read(root, f"{JP6_GPU}/min_freq"), read(root, f"{JP6_GPU}/max_freq")) == window
 
 
+def test_a_platform_root_that_does_not_exist_stops_the_node(tmp_path):
+    scheduler = SchedulerProcess(test_domain_id() + 9, {
+        "control": "jetson", "platform_root": str(tmp_path / "host")})
+    assert scheduler.proc.wait(60) == 1
+    scheduler.stop()
+    assert f"cannot start: platform root '{tmp_path / 'host'}' is not a directory" \
+        in "\n".join(scheduler.log)
+
+
 def test_an_unknown_nvpmodel_mode_stops_the_node_with_the_modes_it_has(tmp_path):
     root = build(tmp_path, orin_nx("jp6"))
     scheduler = SchedulerProcess(test_domain_id() + 9, {

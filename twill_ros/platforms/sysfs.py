@@ -27,6 +27,8 @@ class Sysfs:
     """File access below ``root`` (``"/"`` on a robot)."""
 
     def __init__(self, root: str = "/", on_write: WriteHook | None = None) -> None:
+        if not os.path.isdir(root):     # a typo would otherwise look like a bare machine
+            raise ValueError(f"platform root {root!r} is not a directory")
         self.root = root
         self.on_write = on_write
 
