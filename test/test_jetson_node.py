@@ -77,6 +77,14 @@ def test_a_platform_root_that_does_not_exist_stops_the_node(tmp_path):
         in "\n".join(scheduler.log)
 
 
+def test_an_nvpmodel_mode_without_the_jetson_control_stops_the_node():
+    scheduler = SchedulerProcess(test_domain_id() + 9, {"jetson.nvpmodel_mode": "MAXN"})
+    assert scheduler.proc.wait(60) == 1
+    scheduler.stop()
+    assert "cannot start: jetson.nvpmodel_mode 'MAXN' needs control: jetson" \
+        in "\n".join(scheduler.log)
+
+
 def test_an_unknown_nvpmodel_mode_stops_the_node_with_the_modes_it_has(tmp_path):
     root = build(tmp_path, orin_nx("jp6"))
     scheduler = SchedulerProcess(test_domain_id() + 9, {

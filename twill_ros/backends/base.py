@@ -2,9 +2,9 @@
 
 The core decides and a backend executes: the node applies ``Dispatch``/``Unfreeze`` as
 ``start``, ``Freeze`` as ``freeze``, ``WithdrawFreeze`` as ``withdraw_freeze``, ``Cancel`` as
-``cancel`` and ``SetFrequency`` as
-``set_frequency``; the backend reports what happened as core events through the node's sink,
-stamped with the node's clock. Backends own their threads, so the node never blocks on work.
+``cancel`` and ``SetFrequency`` as ``set_frequency``; the backend reports what happened as
+core events through the node's sink, stamped with the node's clock. Backends own their
+threads, so the node never blocks on work.
 """
 
 from __future__ import annotations

@@ -432,7 +432,6 @@ class Scheduler:
                 n for n in elig if self.platform.unit(n).kind in kind_top)
         return best
 
-
     def _eligible_units(self, model: str) -> tuple[str, ...]:
         e = self._eligible.get(model)
         if e is None:

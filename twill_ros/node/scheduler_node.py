@@ -229,16 +229,19 @@ class TwillSchedulerNode(Node):
             "Filesystem root under which the control reads sys/, etc/ and usr/ (/ on a robot; "
             "e.g. /host when the host's sysfs is bind-mounted into a container).",
             read_only=True)).value
-        if self._param("control") != "jetson":
-            return {"root": root}
         mode = self.declare_parameter("jetson.nvpmodel_mode", "", _descriptor(
-            "nvpmodel mode (name or id from /etc/nvpmodel.conf) set once at start-up; empty = "
-            "keep the current mode. A mode that needs a reboot is declined and reported.",
-            read_only=True)).value
+            "With control jetson: nvpmodel mode (name or id from /etc/nvpmodel.conf) set once "
+            "at start-up; empty = keep the current mode. A mode that needs a reboot is "
+            "declined and reported.", read_only=True)).value.strip()
         use_jtop = self.declare_parameter("jetson.use_jtop", True, _descriptor(
-            "Read power from the jetson-stats service when it answers (else the INA3221 "
-            "hwmon files).", read_only=True)).value
-        return {"root": root, "nvpmodel_mode": mode.strip() or None, "use_jtop": use_jtop}
+            "With control jetson: read power from the jetson-stats service when it answers "
+            "(else the INA3221 hwmon files).", read_only=True)).value
+        if self._param("control") != "jetson":
+            if mode:
+                raise ValueError(f"jetson.nvpmodel_mode {mode!r} needs control: jetson "
+                                 f"(control is {self._param('control')!r})")
+            return {"root": root}
+        return {"root": root, "nvpmodel_mode": mode or None, "use_jtop": use_jtop}
 
     def _backend_kinds(self) -> dict[str, list[str]]:
         """Per unit, its backends (``backends.<unit>``, comma-separated; default ``backend``)."""
@@ -312,13 +315,14 @@ class TwillSchedulerNode(Node):
         elif isinstance(action, ev.Unfreeze):
             live = self._live[action.job_id]
             self._start(action.job_id, action.unit, tokens_done=live.tokens)
-        elif isinstance(action, (ev.Freeze, ev.WithdrawFreeze)):
-            live = self._live[action.job_id]
-            if live.backend is not None:
-                if isinstance(action, ev.Freeze):
-                    live.backend.freeze(action.job_id)
-                else:
-                    live.backend.withdraw_freeze(action.job_id)
+        elif isinstance(action, ev.Freeze):
+            backend = self._live[action.job_id].backend
+            if backend is not None:
+                backend.freeze(action.job_id)
+        elif isinstance(action, ev.WithdrawFreeze):
+            backend = self._live[action.job_id].backend
+            if backend is not None:
+                backend.withdraw_freeze(action.job_id)
         elif isinstance(action, ev.Cancel):
             live = self._live.get(action.job_id)
             if live is not None and live.backend is not None:  # running, or frozen with state
