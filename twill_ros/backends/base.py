@@ -10,6 +10,7 @@ threads, so the node never blocks on work.
 from __future__ import annotations
 
 import importlib
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -157,6 +158,55 @@ class Backend(ABC):
     @abstractmethod
     def close(self) -> None:
         """Stop threads; jobs still running get no events."""
+
+
+class UnitBackend(Backend):
+    """A backend that runs some of the platform's units and keeps its runs in one table
+    under one condition lock (the twin and the real workers share this much)."""
+
+    kind = "unit"     # named in errors
+
+    def __init__(self, units: Iterable[str], platform: PlatformSpec, catalog: Catalog) -> None:
+        self.units = tuple(units)
+        if not self.units or len(set(self.units)) != len(self.units):
+            raise ValueError(f"a {self.kind} backend needs distinct unit names, "
+                             f"got {list(self.units)}")
+        self._specs = {name: platform.unit(name) for name in self.units}
+        self._catalog = catalog
+        self._lock = threading.Condition()
+        self._runs: dict[str, Dispatched] = {}      # started and not ended, by job id
+        self._closed = False
+
+    def _spec(self, unit: str) -> UnitSpec:
+        try:
+            return self._specs[unit]
+        except KeyError:
+            raise ValueError(f"unit {unit!r} is not run by this {self.kind} backend; its units: "
+                             f"{', '.join(self.units)}") from None
+
+    def _placed(self, job: Job, unit: str) -> tuple[UnitSpec, ModelProfile]:
+        """``unit``'s spec and ``job``'s profile; a model that cannot run on the unit's kind
+        is refused."""
+        spec = self._spec(unit)
+        profile = self._catalog.get(job.model)
+        if spec.kind not in profile.unit_kinds:
+            raise ValueError(f"model {job.model!r} cannot run on {unit} (kind {spec.kind}); it "
+                             f"runs on: {', '.join(profile.unit_kinds)}")
+        return spec, profile
+
+    def freeze(self, job_id: str) -> None:
+        """Takes effect at the run's next step boundary; a DNN job (one step) runs to its end."""
+        with self._lock:
+            run = self._runs.get(job_id)
+            if run is not None and run.profile.is_llm:
+                run.freeze = True
+                self._lock.notify_all()
+
+    def withdraw_freeze(self, job_id: str) -> None:
+        with self._lock:
+            run = self._runs.get(job_id)
+            if run is not None:
+                run.freeze = False
 
 
 def make_backend(kind: str, units: Iterable[str], platform: PlatformSpec, catalog: Catalog,

@@ -35,7 +35,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from twill_ros.backends.base import Backend, Clock, Dispatched, EventSink, Payload
+from twill_ros.backends.base import Clock, Dispatched, EventSink, Payload, UnitBackend
 from twill_ros.core.events import Event, JobFinished, JobFrozen, StepFinished
 from twill_ros.core.jobs import Job
 from twill_ros.core.profiler import llm_tokens
@@ -43,7 +43,7 @@ from twill_ros.core.scheduler import PREFILL_CHUNK_TOKENS
 
 if TYPE_CHECKING:
     from twill_ros.core.catalog import Catalog
-    from twill_ros.core.platform import PlatformSpec, UnitSpec
+    from twill_ros.core.platform import PlatformSpec
     from twill_ros.core.profiler import Profiler
 
 MAX_WAIT_S = 0.02          # longest worker sleep while jobs run (bounds clock-drift error)
@@ -70,7 +70,7 @@ class _Run(Dispatched):
         return self.prefill_done >= self.prompt
 
 
-class TwinBackend(Backend):
+class TwinBackend(UnitBackend):
     """The simulated units of a platform, executed in real time by one worker thread.
 
     ``frequency_hz`` returns the clock last set (snapped); the accounting switches to it
@@ -83,15 +83,14 @@ class TwinBackend(Backend):
     (failure injection for tests and demos).
     """
 
+    kind = "twin"
+    _runs: dict[str, _Run]
+
     def __init__(self, units: Iterable[str], platform: PlatformSpec, catalog: Catalog,
                  profiler: Profiler, sink: EventSink, clock: Clock,
                  fail_models: Iterable[str] = ()) -> None:
-        self.units = tuple(units)
-        if not self.units or len(set(self.units)) != len(self.units):
-            raise ValueError(f"a twin needs distinct unit names, got {list(self.units)}")
-        self._specs = {name: platform.unit(name) for name in self.units}
+        super().__init__(units, platform, catalog)
         self._platform = platform
-        self._catalog = catalog
         self._profiler = profiler
         self._sink = sink
         self._clock = clock
@@ -102,18 +101,15 @@ class TwinBackend(Backend):
                                     if s.kind == i.aggressor and u != name))
                    for i in platform.interference if i.victim == spec.kind]
             for name, spec in self._specs.items()}
-        self._lock = threading.Condition()
         self._t = clock()                 # the instant the accounting has reached
         self._freq = {n: s.max_frequency_hz for n, s in self._specs.items()}   # in effect
         self._target = dict(self._freq)   # last set (reported by frequency_hz)
         self._pending: list[tuple[float, str, int]] = []   # (apply at, unit, Hz), time order
-        self._runs: dict[str, _Run] = {}
         self._kept: dict[str, int] = {}   # frozen llm job id -> prompt tokens in its KV cache
         self._busy_s = {n: 0.0 for n in self.units}
         self._busy_since = {n: self._t for n in self.units}
         self._outbox: list[tuple[_Run, Event]] = []
         self._batch: list[tuple[_Run, Event]] = []   # being delivered by the worker
-        self._closed = False
         self._worker = threading.Thread(target=self._work, name="twin-backend", daemon=True)
         self._worker.start()
 
@@ -121,11 +117,7 @@ class TwinBackend(Backend):
 
     def start(self, job: Job, unit: str, tokens_done: int = 0,
               payload: Payload | None = None, share: float = 1.0) -> None:
-        spec = self._spec(unit)
-        profile = self._catalog.get(job.model)
-        if spec.kind not in profile.unit_kinds:
-            raise ValueError(f"model {job.model!r} cannot run on {unit} (kind {spec.kind}); it "
-                             f"runs on: {', '.join(profile.unit_kinds)}")
+        spec, profile = self._placed(job, unit)
         with self._lock:
             if self._closed:
                 raise RuntimeError("twin backend is closed")
@@ -145,19 +137,6 @@ class TwinBackend(Backend):
             self._runs[job.job_id] = run
             self._step_done(run)         # enter the first step now, so a freeze comes after it
             self._lock.notify()
-
-    def freeze(self, job_id: str) -> None:
-        with self._lock:
-            run = self._runs.get(job_id)
-            if run is not None and run.profile.is_llm:   # a DNN job runs to its end
-                run.freeze = True
-                self._lock.notify()
-
-    def withdraw_freeze(self, job_id: str) -> None:
-        with self._lock:
-            run = self._runs.get(job_id)
-            if run is not None:
-                run.freeze = False
 
     def cancel(self, job_id: str) -> None:
         """Drop the job (running or frozen). An event the worker is handing to the sink at
@@ -356,10 +335,3 @@ class TwinBackend(Backend):
     def _end(self, run: _Run, event: Event) -> None:
         del self._runs[run.job_id]
         self._outbox.append((run, event))
-
-    def _spec(self, unit: str) -> UnitSpec:
-        try:
-            return self._specs[unit]
-        except KeyError:
-            raise ValueError(f"unit {unit!r} is not run by this twin; its units: "
-                             f"{', '.join(self.units)}") from None

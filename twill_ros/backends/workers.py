@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from twill_ros.backends.base import Backend, Clock, Dispatched, EventSink, Output, Payload
+from twill_ros.backends.base import Clock, Dispatched, EventSink, Output, Payload, UnitBackend
 from twill_ros.core.events import Event, JobFinished, JobFrozen
 from twill_ros.core.jobs import Job
 
@@ -56,7 +56,7 @@ def unit_cpus(unit: UnitSpec) -> frozenset[int]:
     return (frozenset(unit.cores) & available) or available
 
 
-class UnitWorkers(Backend):
+class UnitWorkers(UnitBackend):
     """A Backend whose units each have a worker thread running ``Run``s step by step.
 
     Subclasses implement ``_step`` (and may override ``_setup_thread``); they set their own
@@ -68,20 +68,14 @@ class UnitWorkers(Backend):
     kind = "workers"
     artefact_kinds: tuple[str, ...] = ()
     runs_llms = False
+    _runs: dict[str, Run]           # queued or running, by job id
 
     def __init__(self, units: Iterable[str], platform: PlatformSpec, catalog: Catalog,
                  profiler: Profiler, sink: EventSink, clock: Clock) -> None:
-        self.units = tuple(units)
-        if not self.units or len(set(self.units)) != len(self.units):
-            raise ValueError(f"a {self.kind} backend needs distinct unit names, "
-                             f"got {list(self.units)}")
-        self._specs = {name: platform.unit(name) for name in self.units}
-        self._catalog = catalog
+        super().__init__(units, platform, catalog)
         self._sink = sink
         self._clock = clock
-        self._lock = threading.Condition()
         self._ready: dict[str, deque[Run]] = {name: deque() for name in self.units}
-        self._runs: dict[str, Run] = {}            # queued or running, by job id
         self._kept: dict[str, tuple[int, Any]] = {}   # frozen job id -> (tokens, state)
         self._outputs: dict[str, Output] = {}      # finished, not yet taken
         self._freq = {name: spec.max_frequency_hz for name, spec in self._specs.items()}
@@ -89,7 +83,6 @@ class UnitWorkers(Backend):
         self._busy_s = dict.fromkeys(self.units, 0.0)
         self._busy_since: dict[str, float | None] = dict.fromkeys(self.units)   # step start
         self._window_start = dict.fromkeys(self.units, now)
-        self._closed = False
         self._setup: dict[str, BaseException | None] = {}   # unit -> its thread's setup error
         self._threads = {name: threading.Thread(target=self._work, args=(name,), daemon=True,
                                                 name=f"twill-{self.kind}-{name}")
@@ -128,11 +121,7 @@ class UnitWorkers(Backend):
     def start(self, job: Job, unit: str, tokens_done: int = 0,
               payload: Payload | None = None, share: float = 1.0) -> None:
         """``share`` is not applied: jobs on one unit take turns a step at a time."""
-        spec = self._spec(unit)
-        profile = self._catalog.get(job.model)
-        if spec.kind not in profile.unit_kinds:
-            raise ValueError(f"model {job.model!r} cannot run on {unit} (kind {spec.kind}); it "
-                             f"runs on: {', '.join(profile.unit_kinds)}")
+        spec, profile = self._placed(job, unit)
         if not self.supports(job.model):
             what = "an LLM" if self.runs_llms else "a non-LLM model"
             raise ValueError(f"the {self.kind} backend cannot run model {job.model!r}: it runs "
@@ -156,19 +145,6 @@ class UnitWorkers(Backend):
             self._runs[job.job_id] = run
             self._ready[unit].append(run)
             self._lock.notify_all()
-
-    def freeze(self, job_id: str) -> None:
-        """Takes effect at the run's next step boundary; a one-step job just finishes."""
-        with self._lock:
-            run = self._runs.get(job_id)
-            if run is not None:
-                run.freeze = True
-
-    def withdraw_freeze(self, job_id: str) -> None:
-        with self._lock:
-            run = self._runs.get(job_id)
-            if run is not None:
-                run.freeze = False
 
     def cancel(self, job_id: str) -> None:
         """Drops a queued run, discards a running one's result, forgets frozen state. An event
@@ -307,10 +283,3 @@ class UnitWorkers(Backend):
             self._sink(event)
         except Exception:  # noqa: BLE001 - a faulty sink must not stop the unit
             _log.exception("event sink raised on %s", event)
-
-    def _spec(self, unit: str) -> UnitSpec:
-        try:
-            return self._specs[unit]
-        except KeyError:
-            raise ValueError(f"unit {unit!r} is not run by this {self.kind} backend; its units: "
-                             f"{', '.join(self.units)}") from None
