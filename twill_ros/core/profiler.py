@@ -15,8 +15,6 @@ from twill_ros.core.catalog import Catalog, ModelProfile
 from twill_ros.core.jobs import Job
 from twill_ros.core.platform import PlatformSpec, UnitSpec
 
-PHASES = ("job", "prefill", "decode")
-
 
 @dataclass(frozen=True)
 class _Base:

@@ -112,10 +112,12 @@ class JobState:
     home: UnitState | None = None   # unit whose demand aggregates count this job
     llm: bool = field(init=False)   # profile.is_llm / job.priority as plain attributes
     priority: int = field(init=False)
+    weight: float = field(init=False)   # its DVFS weight, 1 + priority / PRIORITY_SCALE
 
     def __post_init__(self) -> None:
         self.llm = self.profile.is_llm          # plain attributes: read in every hot loop
         self.priority = self.job.priority
+        self.weight = 1.0 + self.priority / PRIORITY_SCALE
 
 
 @dataclass(eq=False, slots=True)
@@ -126,6 +128,7 @@ class UnitState:
     spec: UnitSpec
     freq_hz: int
     shared: bool                    # several jobs may run (processor-shared and policy shares)
+    priority_stream: bool           # a job may start beside running ones (priority_sharing)
     victim_of: tuple[tuple[str, float], ...]   # (aggressor kind, factor)
     name: str = field(init=False)
     running: list[JobState] = field(default_factory=list)
@@ -196,12 +199,13 @@ class Scheduler:
             self.units[spec.name] = UnitState(
                 spec=spec, freq_hz=spec.min_frequency_hz, victim_of=victim_of,
                 shared=self.policy.shares_processor and spec.sharing == "processor_shared",
+                priority_stream=(self.policy.priority_sharing
+                                 and spec.sharing == "processor_shared"),
                 work_freq_hz=spec.max_frequency_hz)
         self._kind_busy = dict.fromkeys(kinds, 0)
         self._victims = {k: [u for u in self.units.values() if any(a == k for a, _ in u.victim_of)]
                          for k in kinds}
         self._est_cache: dict[tuple[str, str], dict[tuple, float]] = {}
-        self._eligible: dict[str, tuple[str, ...]] = {}
         self._best_kind: dict[str, tuple[str, ...]] = {}
         self._ahead: dict[JobState, float] = {}   # queue position cache during _rebalance
         self._parked_cache: dict[tuple[str, str, str], float] = {}
@@ -319,6 +323,9 @@ class Scheduler:
     def _remaining_s(self, js: JobState) -> float:
         return max(js.expected_end - self.now, 0.1 * js.est_s)
 
+    def _running_left_s(self, u: UnitState) -> float:
+        return sum(self._remaining_s(r) for r in u.running)
+
     def _effective_level(self, js: JobState) -> float:
         """Level + ageing: a job gains ``aging_per_s`` levels per second while it waits
         (queued or frozen) and keeps what it gained while it runs."""
@@ -338,8 +345,7 @@ class Scheduler:
         job already queued there, exactly the jobs ahead of it)."""
         u = self.units[unit]
         wait = 0.0
-        sharing = (self.policy.priority_sharing and u.spec.sharing == "processor_shared"
-                   and len(u.running) < MAX_SHARED)
+        sharing = self._room_beside(u)
         active = 0
         for r in u.running:
             if r.freeze_pending or self._yields_to(r, js):
@@ -416,7 +422,7 @@ class Scheduler:
         """Eligible units of the fastest unit kind at max clock (lower energy breaks ties)."""
         best = self._best_kind.get(model)
         if best is None:
-            elig = self._eligible_units(model)
+            elig = self.profiler.eligible_units(model)
             profile = self.catalog.get(model)
             job = _probe_job(profile)
 
@@ -431,12 +437,6 @@ class Scheduler:
             best = self._best_kind[model] = tuple(
                 n for n in elig if self.platform.unit(n).kind in kind_top)
         return best
-
-    def _eligible_units(self, model: str) -> tuple[str, ...]:
-        e = self._eligible.get(model)
-        if e is None:
-            e = self._eligible[model] = tuple(self.profiler.eligible_units(model))
-        return e
 
     # ------------------------------------------------------------------ queues
 
@@ -469,7 +469,7 @@ class Scheduler:
             return
         self._detach(js)
         js.home = u
-        u.weight += 1.0 + js.priority / PRIORITY_SCALE
+        u.weight += js.weight
         n = u.models.get(js.job.model, 0)
         u.models[js.job.model] = n + 1
         if not n and u.traits is not None:     # a max over models: a new one just joins it
@@ -481,7 +481,7 @@ class Scheduler:
         if u is None:
             return
         js.home = None
-        u.weight -= 1.0 + js.priority / PRIORITY_SCALE
+        u.weight -= js.weight
         n = u.models[js.job.model] - 1
         if n:
             u.models[js.job.model] = n
@@ -569,7 +569,7 @@ class Scheduler:
         est = self.estimate_s(js, u.name)
         util, sens = self._model_traits(js.job.model, u.spec.kind)
         js.util = util
-        u.period_weight = max(u.period_weight, 1.0 + js.priority / PRIORITY_SCALE)
+        u.period_weight = max(u.period_weight, js.weight)
         u.period_util = max(u.period_util, util)
         u.period_sens = max(u.period_sens, sens)
         if self.controller is not None and (u.parked or (
@@ -679,6 +679,8 @@ class Scheduler:
             self._fill_shared(u, out)
             return
         while True:
+            if u.running and not self._room_beside(u):
+                return      # no bypass possible: don't look for a head (costly with dream)
             head = self._next_queued(u)
             if u.running:
                 if head is not None and self._bypass_ok(head, u):
@@ -700,14 +702,18 @@ class Scheduler:
             else:
                 return
 
+    @staticmethod
+    def _room_beside(u: UnitState) -> bool:
+        """Could a job start beside the ones running on ``u`` on a priority stream?"""
+        return u.priority_stream and len(u.running) < MAX_SHARED
+
     def _bypass_ok(self, js: JobState, u: UnitState) -> bool:
         """May ``js`` start now beside the jobs running on processor-shared ``u``, on a
         higher-priority stream (PRIORITY_SHARE x the highest running share, so it gets most
         of the unit)? Yes, up to MAX_SHARED jobs, when every running job is being frozen for
         more important work, or when all but one are and ``js`` may bypass that one
         (``_short_enough``)."""
-        if (not self.policy.priority_sharing or u.spec.sharing != "processor_shared"
-                or len(u.running) >= MAX_SHARED):
+        if not self._room_beside(u):
             return False
         active = [r for r in u.running if not r.freeze_pending]
         if not active:
@@ -738,10 +744,13 @@ class Scheduler:
                     self._start_run(js, u)
                     out.append(Dispatch(js.job.job_id, u.name))
 
+    def _leave_frozen(self, js: JobState, u: UnitState) -> None:
+        u.frozen.remove(js)
+        js.record.frozen_s += self.now - js.queued_s
+
     def _unfreeze(self, js: JobState, u: UnitState, out: list[Action]) -> None:
         src = self.units[js.unit]
-        src.frozen.remove(js)
-        js.record.frozen_s += self.now - js.queued_s
+        self._leave_frozen(js, src)
         if src is not u:
             js.record.migrations += 1
             out.append(Migrate(js.job.job_id, src.name, u.name))
@@ -784,7 +793,7 @@ class Scheduler:
         rec.message = message
         rec.tokens = js.tokens
         if js.llm and js.prefill_done:
-            rec.decode_s = max(0.0, rec.exec_s - (js.prefill_end_s or 0.0))
+            rec.decode_s = max(0.0, rec.exec_s - js.prefill_end_s)
         del self.jobs[js.job.job_id]
         out.append(Complete(rec))
 
@@ -804,7 +813,7 @@ class Scheduler:
             self._reject(job, f"unknown model {job.model!r}", out)
             return
         profile = self.catalog.get(job.model)
-        units = self.policy.filter(job, profile, self._eligible_units(job.model), self)
+        units = self.policy.filter(job, profile, self.profiler.eligible_units(job.model), self)
         if not units:
             self._reject(job, f"no eligible unit for {job.model!r} under {self.policy.name}", out)
             return
@@ -826,25 +835,26 @@ class Scheduler:
             return                      # late report for a cancelled job
         if ev.ok:
             js.tokens = js.new_tokens if js.llm else 0
-        self._observe(js)
+        self._observe_finish(js)
         u = self._end_run(js)
         self._terminal(js, JobStatus.COMPLETED if ev.ok else JobStatus.FAILED, ev.message, out)
         self._after_release(u, out)
 
-    def _observe(self, js: JobState) -> None:
-        """Feed the profiler a clean run (alone, one clock), interference factored out."""
+    def _observe_finish(self, js: JobState) -> None:
+        """A finished job's run (a DNN) or decode phase (an LLM) for the profiler."""
+        if not js.llm:
+            self._observe(js, js.run_since, 0, "job")
+        elif js.prefill_done:
+            self._observe(js, js.prefill_end_abs, js.new_tokens, "decode")
+
+    def _observe(self, js: JobState, since: float, tokens: int, phase: str) -> None:
+        """Feed the profiler a clean run (alone, one clock) of ``phase`` from ``since`` to now,
+        interference factored out."""
         if not js.clean:
             return
         u = self.units[js.unit]
-        interf = self._mean_interference(js)
-        if not js.llm:
-            self.profiler.observe(js.job.model, u.name, u.freq_hz,
-                                  (self.now - js.run_since) / interf, 0, "job")
-        elif js.prefill_done:
-            self.profiler.observe(js.job.model, u.name, u.freq_hz,
-                                  (self.now - js.prefill_end_abs) / interf, js.new_tokens, "decode")
-        else:
-            return
+        self.profiler.observe(js.job.model, u.name, u.freq_hz,
+                              (self.now - since) / self._mean_interference(js), tokens, phase)
         self._forget(js.job.model, u.name)
 
     def _forget(self, model: str, unit: str) -> None:
@@ -881,12 +891,7 @@ class Scheduler:
             js.prefill_done = True
             js.prefill_end_s = js.record.exec_s + (self.now - js.run_since)
             js.prefill_end_abs = self.now
-            if js.clean:
-                u = self.units[js.unit]
-                observed = (self.now - js.run_since) / self._mean_interference(js)
-                self.profiler.observe(js.job.model, u.name, u.freq_hz, observed, js.prompt,
-                                      "prefill")
-                self._forget(js.job.model, u.name)
+            self._observe(js, js.run_since, js.prompt, "prefill")
         elif ev.tokens >= 1:
             js.tokens = max(js.tokens, ev.tokens)
             if js.record.first_token_s is None:
@@ -926,8 +931,7 @@ class Scheduler:
             self._after_release(u, out)
         else:
             u = self.units[js.unit]
-            u.frozen.remove(js)
-            js.record.frozen_s += self.now - js.queued_s
+            self._leave_frozen(js, u)
             self._terminal(js, JobStatus.CANCELLED, reason, out)
             self._fill(u, out)
 
@@ -970,7 +974,7 @@ class Scheduler:
     def _static_caps(self) -> dict[str, int]:
         models = []
         for profile in self.catalog:
-            elig = self._eligible_units(profile.id)
+            elig = self.profiler.eligible_units(profile.id)
             if elig:
                 models.append((_probe_job(profile), profile, elig))
         return pw.static_caps(self.platform, self.budget_w, self.policy.used_units(models, self))
@@ -979,8 +983,7 @@ class Scheduler:
                     parked: frozenset[str] = frozenset()) -> None:
         for name, f in freqs.items():
             u = self.units[name]
-            if u.parked != (name in parked):    # estimates are cached per parked state
-                u.parked = name in parked
+            u.parked = name in parked       # estimates are cached per parked state
             if not u.parked and u.work_freq_hz != f:
                 u.work_freq_hz = f
                 # the unit's estimates change; parked slowdowns are all re-derived
@@ -1015,7 +1018,7 @@ class Scheduler:
             if u.models:
                 # waiting work counts as far as the unit gets through it in one period: a
                 # long hopeless queue must not buy all the clocks from units serving streams
-                run_w = sum(1.0 + r.priority / PRIORITY_SCALE for r in u.running)
+                run_w = sum(r.weight for r in u.running)
                 wait_w = u.weight - run_w
                 if u.backlog_total > horizon:
                     wait_w *= horizon / u.backlog_total
@@ -1028,7 +1031,7 @@ class Scheduler:
             u.wanted = (weight, util, sens)
             if weight < MIN_DEMAND:
                 continue
-            backlog = sum(self._remaining_s(r) for r in u.running) + u.backlog_total
+            backlog = self._running_left_s(u) + u.backlog_total
             if backlog >= DUTY_LONG * horizon or any(not f.power_hold for f in u.frozen):
                 duty = 1.0
             else:
@@ -1133,7 +1136,7 @@ class Scheduler:
                 self._pull(u, out)
 
     def _backlog_s(self, u: UnitState) -> float:
-        return (sum(self._remaining_s(r) for r in u.running) + u.backlog_total
+        return (self._running_left_s(u) + u.backlog_total
                 + sum(self.estimate_s(f, u.name) for f in u.frozen))
 
     def _pull(self, dst: UnitState, out: list[Action]) -> None:
@@ -1150,7 +1153,7 @@ class Scheduler:
             if src is dst or not left:
                 continue
             # upper bound of the wait in front of src's queue (no yields, no bypass)
-            ahead = (sum(self._remaining_s(r) for r in src.running)
+            ahead = (self._running_left_s(src)
                      + sum(self.estimate_s(f, src.name) for f in src.frozen))
             slow = self.interference(src.name)
             for lvl in list(src.levels):

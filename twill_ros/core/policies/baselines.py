@@ -97,4 +97,4 @@ class Dream(Policy):
     def urgency(self, js: JobState, unit: str, view: SchedulerView) -> float:
         slack = js.job.deadline_s or self.default_slack_s
         waited = view.now - js.job.submit_s
-        return (1.0 + js.priority / 64.0) * (waited + view.estimate_s(js, unit)) / slack
+        return js.weight * (waited + view.estimate_s(js, unit)) / slack
