@@ -38,6 +38,17 @@ def test_domain_id() -> int:
 test_domain_id.__test__ = False  # a helper, not a test
 
 
+def image_tensor(shape=(1, 3, 32, 32), dtype="float32", name="input", nbytes=None):
+    """A zero-filled twill_msgs/Tensor (tiny-cnn's input by default); ``nbytes`` overrides the
+    data length shape x dtype would give."""
+    import math
+
+    from twill_msgs.msg import Tensor
+
+    size = math.prod(shape) * 4 if nbytes is None else nbytes
+    return Tensor(name=name, shape=list(shape), dtype=dtype, data=bytes(size))
+
+
 def ros_env(domain_id: int) -> dict[str, str]:
     env = dict(os.environ)
     env.update(ROS_DOMAIN_ID=str(domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
@@ -70,6 +81,16 @@ class SchedulerProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log[-lines:])
+
+    def exited(self, timeout_s: float = 60.0) -> tuple[int, str]:
+        """Wait for a process that stops by itself (a refused start): its exit code and
+        whole log."""
+        code = self.proc.wait(timeout_s)
+        self._reader.join(2.0)
+        return code, "\n".join(self.log)
+
     def stop(self, sig: int = signal.SIGINT, timeout_s: float = 15.0) -> int:
         if self.alive():
             self.proc.send_signal(sig)
@@ -78,9 +99,8 @@ class SchedulerProcess:
         except subprocess.TimeoutExpired as timeout:
             self.proc.kill()
             self.proc.wait()
-            tail = "\n".join(self.log[-40:])
             raise AssertionError(f"scheduler did not exit after {signal.Signals(sig).name}:\n"
-                                 f"{tail}") from timeout
+                                 f"{self.tail()}") from timeout
         finally:
             self._reader.join(2.0)
 
@@ -110,7 +130,7 @@ class ClientNode:
         self.results: dict[str, list] = defaultdict(list)
         self.states: list = []
         self.diagnostics: list = []
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()    # wait_until predicates may call the readers below
         self.node.create_subscription(JobResult, ifc.name(ifc.RESULTS), self._on_result,
                                       ifc.JOB_QOS)
         self.node.create_subscription(SchedulerState, ifc.name(ifc.STATE), self._on_state, 10)
@@ -131,6 +151,18 @@ class ClientNode:
     def _on_diag(self, msg) -> None:
         with self._lock:
             self.diagnostics.append((time.monotonic(), msg))
+
+    def newest_status(self, name: str, since: float = float("-inf")):
+        """The newest /diagnostics status called ``name`` received after ``since``
+        (time.monotonic()), or None."""
+        with self._lock:
+            for stamp, array in reversed(self.diagnostics):
+                if stamp < since:
+                    return None
+                for status in array.status:
+                    if status.name == name:
+                        return status
+        return None
 
     def results_for(self, job_id: str) -> list:
         with self._lock:

@@ -34,13 +34,10 @@ def start_client(executable: str, domain: int, params: dict[str, object]):
 
 def power_level(ros: ClientNode, since: float) -> int | None:
     """Level of the newest twill/power status received after ``since``."""
-    for stamp, array in reversed(ros.diagnostics):
-        if stamp < since:
-            return None
-        for status in array.status:
-            if status.name == "twill/power":
-                return status.level[0] if isinstance(status.level, bytes) else status.level
-    return None
+    status = ros.newest_status("twill/power", since)
+    if status is None:
+        return None
+    return status.level[0] if isinstance(status.level, bytes) else status.level
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +49,7 @@ def demo_run():
     ros = ClientNode(domain, name="demo_observer")
     clients = []
     try:
-        assert ros.client.wait_for_scheduler(30.0), "\n".join(scheduler.log[-40:])
+        assert ros.client.wait_for_scheduler(30.0), scheduler.tail()
         clients = [
             start_client("perception_node", domain, {}),
             start_client("planner_node", domain, {

@@ -17,15 +17,6 @@ from twill_ros.client import make_request
 VDD_IN_W = ORIN_RAILS[0][1] * ORIN_RAILS[0][2] / 1e6
 
 
-def status_named(client: ClientNode, name: str):
-    """The newest diagnostic status called ``name``, or None."""
-    for _, array in reversed(client.diagnostics):
-        for status in array.status:
-            if status.name == name:
-                return status
-    return None
-
-
 def gpu_max_hz(root) -> int:
     """The devfreq max_freq the node last wrote; 0 while a write is under way (a fake tree's
     files are plain files: a write truncates before it fills them, unlike sysfs)."""
@@ -42,14 +33,14 @@ def test_nvpmodel_power_sensor_and_gpu_clock_follow_the_parameters(tmp_path):
         "jetson.use_jtop": False, "power_budget_w": 15.0})
     client = ClientNode(domain, name="jetson_node_client")
     try:
-        assert client.client.wait_for_scheduler(30.0), "\n".join(scheduler.log[-40:])
+        assert client.client.wait_for_scheduler(30.0), scheduler.tail()
         assert read(root, "var/lib/nvpmodel/status") == "pmode:0003"
-        assert client.wait_until(lambda: status_named(client, "twill/power") is not None, 5.0)
-        platform = status_named(client, "twill/platform")
+        assert client.wait_until(lambda: client.newest_status("twill/power") is not None, 5.0)
+        platform = client.newest_status("twill/platform")
         assert platform.level == b"\x00", platform.message
         assert "power from ina3221" in platform.message
         assert "nvpmodel 25W (3)" in platform.message
-        power = {kv.key: kv.value for kv in status_named(client, "twill/power").values}
+        power = {kv.key: kv.value for kv in client.newest_status("twill/power").values}
         assert float(power["power_w"]) == pytest.approx(VDD_IN_W, abs=0.01)
         for label, mv, ma in ORIN_RAILS:        # VDD_IN for the budget, every rail reported
             assert float(power[f"rail {label} W"]) == pytest.approx(mv * ma / 1e6, abs=0.01)
@@ -64,32 +55,26 @@ def test_nvpmodel_power_sensor_and_gpu_clock_follow_the_parameters(tmp_path):
             "the GPU clock was never lowered below the budget"
     finally:
         client.close()
-        assert scheduler.stop() == 0, "\n".join(scheduler.log[-40:])
+        assert scheduler.stop() == 0, scheduler.tail()
     assert (read(root, f"{JP6_GPU}/min_freq"), read(root, f"{JP6_GPU}/max_freq")) == window
 
 
 def test_a_platform_root_that_does_not_exist_stops_the_node(tmp_path):
-    scheduler = SchedulerProcess(test_domain_id() + 9, {
-        "control": "jetson", "platform_root": str(tmp_path / "host")})
-    assert scheduler.proc.wait(60) == 1
-    scheduler.stop()
-    assert f"cannot start: platform root '{tmp_path / 'host'}' is not a directory" \
-        in "\n".join(scheduler.log)
+    code, log = SchedulerProcess(test_domain_id() + 9, {
+        "control": "jetson", "platform_root": str(tmp_path / "host")}).exited()
+    assert code == 1
+    assert f"cannot start: platform root '{tmp_path / 'host'}' is not a directory" in log
 
 
 def test_an_nvpmodel_mode_without_the_jetson_control_stops_the_node():
-    scheduler = SchedulerProcess(test_domain_id() + 9, {"jetson.nvpmodel_mode": "MAXN"})
-    assert scheduler.proc.wait(60) == 1
-    scheduler.stop()
-    assert "cannot start: jetson.nvpmodel_mode 'MAXN' needs control: jetson" \
-        in "\n".join(scheduler.log)
+    code, log = SchedulerProcess(test_domain_id() + 9, {"jetson.nvpmodel_mode": "MAXN"}).exited()
+    assert code == 1
+    assert "cannot start: jetson.nvpmodel_mode 'MAXN' needs control: jetson" in log
 
 
 def test_an_unknown_nvpmodel_mode_stops_the_node_with_the_modes_it_has(tmp_path):
     root = build(tmp_path, orin_nx("jp6"))
-    scheduler = SchedulerProcess(test_domain_id() + 9, {
-        "control": "jetson", "platform_root": str(root), "jetson.nvpmodel_mode": "30W"})
-    assert scheduler.proc.wait(60) == 1
-    scheduler.stop()
-    log = "\n".join(scheduler.log)
+    code, log = SchedulerProcess(test_domain_id() + 9, {
+        "control": "jetson", "platform_root": str(root), "jetson.nvpmodel_mode": "30W"}).exited()
+    assert code == 1
     assert "cannot start: nvpmodel mode '30W' not in" in log and "MAXN, 10W, 15W, 25W" in log

@@ -43,7 +43,7 @@ def test_launch_scenario_as_processes():
                                           "power_budget_w": 12.0}, params_file=PARAMS_FILE)
     client = ClientNode(domain, name="launch_equivalent_client")
     try:
-        assert client.client.wait_for_scheduler(30.0), "\n".join(scheduler.log[-40:])
+        assert client.client.wait_for_scheduler(30.0), scheduler.tail()
         job_id = client.client.submit(make_request("resnet50"), via="service")
         result = client.client.wait_result(job_id, 20.0)
         assert result.status == JobResult.COMPLETED and result.unit == "gpu"

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
-from twill_msgs.msg import JobRequest, Tensor
+from ros_harness import image_tensor
+from twill_msgs.msg import JobRequest
 
 from twill_ros.core.catalog import load_catalog
 from twill_ros.node.requests import Limits, RequestError, prompt_tokens, to_job
@@ -14,18 +13,13 @@ CATALOG = load_catalog()
 LIMITS = Limits(max_new_tokens=100, max_payload_bytes=50_000)
 
 
-def tensor(shape=(1, 3, 32, 32), dtype="float32", name="input", nbytes=None):
-    size = math.prod(shape) * 4 if nbytes is None else nbytes
-    return Tensor(name=name, shape=list(shape), dtype=dtype, data=bytes(size))
-
-
 def admit(**fields):
     return to_job(JobRequest(**fields), "job-1", 12.5, CATALOG, LIMITS)
 
 
 def test_valid_dnn_request_becomes_a_core_job():
     job = admit(model="tiny-cnn", priority=JobRequest.HIGH, deadline_ms=40.0,
-                client_id="cam", inputs=[tensor()])
+                client_id="cam", inputs=[image_tensor()])
     assert (job.job_id, job.model, job.priority, job.submit_s) == ("job-1", "tiny-cnn", 150, 12.5)
     assert job.deadline_s == pytest.approx(0.04)
     assert job.stream == "cam" and job.max_new_tokens == 0
@@ -43,15 +37,15 @@ def test_valid_llm_request_counts_prompt_tokens():
     ({"model": "tiny-cnn", "deadline_ms": -1.0}, "deadline_ms must be a finite"),
     ({"model": "tiny-cnn", "deadline_ms": float("nan")}, "deadline_ms must be a finite"),
     ({"model": "tiny-cnn", "deadline_ms": float("inf")}, "deadline_ms must be a finite"),
-    ({"model": "tiny-cnn", "inputs": [tensor(), tensor()]}, "takes 1 input tensor(s)"),
-    ({"model": "tiny-cnn", "inputs": [tensor(name="x")]}, "expects input 'input'"),
-    ({"model": "tiny-cnn", "inputs": [tensor(dtype="float16")]}, "dtype 'float16'"),
-    ({"model": "tiny-cnn", "inputs": [tensor(shape=(1, 3, 32))]}, "shape [1, 3, 32]"),
-    ({"model": "tiny-cnn", "inputs": [tensor(nbytes=7)]}, "data has 7 bytes"),
+    ({"model": "tiny-cnn", "inputs": [image_tensor(), image_tensor()]}, "takes 1 input tensor(s)"),
+    ({"model": "tiny-cnn", "inputs": [image_tensor(name="x")]}, "expects input 'input'"),
+    ({"model": "tiny-cnn", "inputs": [image_tensor(dtype="float16")]}, "dtype 'float16'"),
+    ({"model": "tiny-cnn", "inputs": [image_tensor(shape=(1, 3, 32))]}, "shape [1, 3, 32]"),
+    ({"model": "tiny-cnn", "inputs": [image_tensor(nbytes=7)]}, "data has 7 bytes"),
     ({"model": "tiny-llm", "max_new_tokens": 5}, "prompt must not be empty"),
     ({"model": "tiny-llm", "prompt": "hi"}, "max_new_tokens must be > 0"),
     ({"model": "tiny-llm", "prompt": "hi", "max_new_tokens": 101}, "exceeds the limit of 100"),
-    ({"model": "tiny-llm", "prompt": "hi", "max_new_tokens": 5, "inputs": [tensor()]},
+    ({"model": "tiny-llm", "prompt": "hi", "max_new_tokens": 5, "inputs": [image_tensor()]},
      "send a prompt, not input tensors"),
     ({"model": "tiny-llm", "prompt": "y" * 50_001, "max_new_tokens": 5},
      "exceeds max_payload_bytes=50000"),

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import struct
 import time
 
 import pytest
 from rcl_interfaces.msg import SetParametersResult
-from ros_harness import ClientNode, SchedulerProcess, test_domain_id
+from ros_harness import ClientNode, SchedulerProcess, image_tensor, test_domain_id
 from twill_msgs.msg import JobRequest, JobResult, Tensor
 
 from twill_ros.client import SchedulerError, make_request
@@ -29,21 +28,16 @@ def scheduler(domain):
     proc = SchedulerProcess(domain, {"max_new_tokens": MAX_NEW_TOKENS,
                                      "max_payload_bytes": MAX_PAYLOAD})
     yield proc
-    assert proc.stop() == 0, "\n".join(proc.log[-40:])
+    assert proc.stop() == 0, proc.tail()
 
 
 @pytest.fixture(scope="module")
 def ros(domain, scheduler):
     client = ClientNode(domain)
     assert client.client.wait_for_scheduler(30.0), "scheduler not reachable:\n" + \
-        "\n".join(scheduler.log[-40:])
+        scheduler.tail()
     yield client
     client.close()
-
-
-def image_tensor(shape=(1, 3, 32, 32), dtype="float32", name="input", nbytes=None) -> Tensor:
-    size = math.prod(shape) * 4 if nbytes is None else nbytes
-    return Tensor(name=name, shape=list(shape), dtype=dtype, data=bytes(size))
 
 
 def check_timing(result: JobResult) -> None:
@@ -291,9 +285,7 @@ def test_queue_limit_refuses_jobs_when_full_and_is_dynamic(ros):
     ("platform", "orin_agx", "config/platforms/orin_agx.yaml' not found"),
 ])
 def test_bad_startup_parameters_stop_the_node_with_the_reason(param, value, reason):
-    proc = SchedulerProcess(test_domain_id() + 8, {param: value})
-    assert proc.proc.wait(60) != 0
-    proc.stop()
-    log = "\n".join(proc.log)
+    code, log = SchedulerProcess(test_domain_id() + 8, {param: value}).exited()
+    assert code != 0
     assert "cannot start" in log and reason in log, log[-2000:]
     assert "Traceback" not in log

@@ -17,14 +17,14 @@ def test_shutdown_cancels_live_jobs_with_a_reason(sig):
     scheduler = SchedulerProcess(domain)
     ros = ClientNode(domain, name="shutdown_client")
     try:
-        assert ros.client.wait_for_scheduler(30.0), "\n".join(scheduler.log[-40:])
+        assert ros.client.wait_for_scheduler(30.0), scheduler.tail()
         ids = [ros.client.submit(make_request("llama-3.2-1b", prompt="a long story",
                                               max_new_tokens=512), via="service")
                for _ in range(4)]
         run = ros.client.run(make_request("llama-3.2-1b", prompt="by action",
                                           max_new_tokens=512))
         assert ros.wait_until(lambda: ros.states and ros.states[-1][1].running >= 3, 10.0)
-        assert scheduler.stop(sig) == 0, "\n".join(scheduler.log[-40:])
+        assert scheduler.stop(sig) == 0, scheduler.tail()
         for job_id in ids:
             result = ros.client.wait_result(job_id, 5.0)
             assert result is not None, f"{job_id}: no result at shutdown"
