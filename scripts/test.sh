@@ -3,24 +3,23 @@
 # (scripts/test_py310.sh), lints, and runs the whole test suite.
 #   scripts/test.sh [pytest args...]
 # ROS tests run inside a private network namespace with only loopback up when this machine
-# permits `unshare -n` (root in CI); DDS discovery is limited to localhost either way.
+# permits `unshare -n` (root in CI); DDS discovery is limited to localhost either way
+# (env.sh exports ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and ROS_LOCALHOST_ONLY=1).
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
 
 "$REPO/scripts/setup.sh"
 "$REPO/scripts/test_py310.sh"
-set +u
+# env.sh saves and restores set -u around the ROS setup files itself.
 # shellcheck disable=SC1091
 . "$REPO/env.sh"
-set -u
 
 echo "[test] ruff (target py310)"
 ruff check .
 
 # A domain of this run's own, so parallel runs on one machine never answer each other.
 export ROS_DOMAIN_ID=$((10 + $$ % 90))
-export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ROS_LOCALHOST_ONLY=1
 
 PYTEST=(python -m pytest -ra -p no:cacheprovider "$@")
 if command -v unshare >/dev/null 2>&1 && unshare -n true 2>/dev/null; then

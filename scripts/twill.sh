@@ -5,11 +5,9 @@
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$REPO/scripts/setup.sh" >&2
-set +u
+# env.sh saves and restores set -u around the ROS setup files itself.
 # shellcheck disable=SC1091
 . "$REPO/env.sh"
-set -u
-# ROS processes of this run: a domain of their own, discovery on this machine only.
+# ROS processes of this run: a domain of their own (env.sh keeps discovery on this machine).
 export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$((10 + $$ % 90))}"
-export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST ROS_LOCALHOST_ONLY=1
 exec python -m twill_ros.cli "$@"

@@ -249,7 +249,7 @@ def test_nvpmodel_mode_is_set_at_start_and_verified(nx16, tmp_path):
     assert read(tmp_path, "var/lib/nvpmodel/status") == "pmode:0003"
     status = control.status()
     assert "nvpmodel 25W (3)" in status.message and status.level == OK
-    assert read(tmp_path, "nvpmodel.log").splitlines() == ["-q", "-m 3", "-q", "-q"]
+    assert read(tmp_path, "nvpmodel.log").splitlines() == ["-q", "-m 3", "-q"]
 
 
 def test_nvpmodel_mode_needing_a_reboot_is_declined_and_reported(nx16, tmp_path):

@@ -103,8 +103,7 @@ class TorchUnits(UnitWorkers):
     def warm_up(self) -> None:
         """Load every model this backend can run onto its units' devices now, so the first
         job of a model does not hold its unit for the load (seconds for an LLM)."""
-        devices = {str(self.device(self._spec(u))): self.device(self._spec(u))
-                   for u in self.units}
+        devices = {str(d): d for d in (self.device(self._spec(u)) for u in self.units)}
         for profile in self._catalog:
             if self.supports(profile.id):
                 for device in devices.values():

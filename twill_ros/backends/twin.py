@@ -217,10 +217,10 @@ class TwinBackend(UnitBackend):
                 while True:
                     if self._closed:
                         return
-                    self._catch_up()
+                    rates = self._catch_up()
                     if self._outbox:
                         break
-                    self._lock.wait(self._wait_s())
+                    self._lock.wait(self._wait_s(rates))
                 self._batch, self._outbox = self._outbox, []
             for run, event in self._batch:
                 if run.dead:
@@ -232,17 +232,21 @@ class TwinBackend(UnitBackend):
             with self._lock:
                 self._batch = []
 
-    def _wait_s(self) -> float | None:
-        """Time to the next predicted boundary, capped; None (until notified) when idle."""
+    def _wait_s(self, rates: dict[str, float]) -> float | None:
+        """Time to the next predicted boundary at ``rates`` (from ``_catch_up``), capped;
+        None (until notified) when idle."""
         if not self._runs and not self._pending:
             return None
-        t_next, _ = self._next_boundary(self._rates())
+        t_next, _ = self._next_boundary(rates)
         return min(MAX_WAIT_S, max(0.0, t_next - self._t))
 
     # ------------------------------------------------------------------ accounting (lock held)
 
-    def _catch_up(self) -> None:
-        """Run the model up to ``clock()``: boundaries in time order, exact progress between."""
+    def _catch_up(self) -> dict[str, float]:
+        """Run the model up to ``clock()``: boundaries in time order, exact progress between.
+
+        Returns the rates in effect now (progress does not change them; the next boundary,
+        a clock change or a start/cancel does)."""
         now = self._clock()
         while True:
             rates = self._rates()
@@ -256,6 +260,7 @@ class TwinBackend(UnitBackend):
             else:
                 self._step_done(run)
         self._progress(now, rates)
+        return rates
 
     def _rates(self) -> dict[str, float]:
         """Each running job's progress per second of wall time, in max-clock seconds."""

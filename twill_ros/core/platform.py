@@ -69,8 +69,13 @@ class UnitSpec:
 
     def snap(self, freq_hz: int) -> int:
         """Nearest table entry <= freq_hz, else the minimum (what a cap write does)."""
-        index = bisect.bisect_right(self.frequencies_hz, freq_hz)
-        return self.frequencies_hz[max(index - 1, 0)]
+        return snap_down(self.frequencies_hz, freq_hz)
+
+
+def snap_down(freqs: tuple[int, ...], freq_hz: int) -> int:
+    """Highest of ascending ``freqs`` <= ``freq_hz``, else the lowest: how a clock cap behaves."""
+    index = bisect.bisect_right(freqs, freq_hz)
+    return freqs[max(index - 1, 0)]
 
 
 @dataclass(frozen=True)

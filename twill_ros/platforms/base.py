@@ -9,7 +9,6 @@ to read-only, because a scheduler that cannot set clocks still schedules.
 
 from __future__ import annotations
 
-import bisect
 import importlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -80,12 +79,6 @@ class PlatformControl(ABC):
     @abstractmethod
     def restore(self) -> None:
         """Put back the clock windows found at start (shutdown); release sensor clients."""
-
-
-def snap_down(available: tuple[int, ...], freq_hz: int) -> int:
-    """Highest available clock <= ``freq_hz``, else the lowest: how a clock cap behaves."""
-    index = bisect.bisect_right(available, freq_hz)
-    return available[max(index - 1, 0)]
 
 
 def make_control(kind: str, platform: PlatformSpec, root: str = "/",

@@ -8,11 +8,11 @@ back, verify; remember the window found at start and put it back on ``restore``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from twill_ros.core.platform import PlatformSpec
-from twill_ros.platforms.base import OK, WARN, ControlStatus, PlatformControl, snap_down
+from twill_ros.core.platform import PlatformSpec, snap_down
+from twill_ros.platforms.base import OK, WARN, ControlStatus, PlatformControl
 from twill_ros.platforms.sysfs import Sysfs, is_permission_error
 
 CPUFREQ_POLICIES = "sys/devices/system/cpu/cpufreq/policy*"
@@ -77,12 +77,14 @@ class ClockControl(PlatformControl):
 
     Subclasses supply the domains, a power sensor (``read_power``) and ``power_source``.
     Units without a domain are read-only: their table comes from the platform file.
+    ``notes`` (from ``cpufreq_domains``) are reported as warnings ``cpu 0``, ``cpu 1``, ...
     """
 
     power_source = "none"
 
     def __init__(self, platform: PlatformSpec, fs: Sysfs,
-                 domains: Mapping[str, tuple[ClockDomain, ...]]) -> None:
+                 domains: Mapping[str, tuple[ClockDomain, ...]],
+                 notes: Sequence[str] = ()) -> None:
         self.platform = platform
         self.fs = fs
         self._domains = dict(domains)
@@ -94,6 +96,11 @@ class ClockControl(PlatformControl):
                            (d.file(d.min_name), d.file(d.max_name)) if not fs.writable(path)), None)
         if unwritable is not None:
             self._go_read_only(f"no write access to /{unwritable}")
+        for i, note in enumerate(notes):
+            self.report(f"cpu {i}", WARN, note)
+        # Read once: the lists and hardware limits do not change after start (nvpmodel, which
+        # moves the caps, is applied before a control is built).
+        self._available = {u.name: self._read_available(u.name) for u in platform.units}
 
     def report(self, key: str, level: int, message: str) -> None:
         """Record the latest problem (or note) ``key`` for ``status()``."""
@@ -110,18 +117,9 @@ class ClockControl(PlatformControl):
         return min(known) if known else None
 
     def available_hz(self, unit: str) -> tuple[int, ...]:
-        table = self.platform.unit(unit).frequencies_hz
-        domains = self._domains.get(unit, ())
-        if not domains:
-            return table
-        domain = domains[0]  # a unit's domains are alike (one cluster, or its per-cpu policies)
-        listed = tuple(sorted(v * domain.scale for v in self.fs.read_ints(
-            domain.file(domain.available_name))))
-        if listed:
-            return listed
-        lo = self._read_hz(domain, domain.hw_min_name) if domain.hw_min_name else None
-        hi = self._read_hz(domain, domain.hw_max_name) if domain.hw_max_name else None
-        return tuple(f for f in table if (lo is None or f >= lo) and (hi is None or f <= hi))
+        if unit not in self._available:
+            self.platform.unit(unit)  # raises KeyError naming the platform's units
+        return self._available[unit]
 
     def set_frequency(self, unit: str, freq_hz: int) -> int | None:
         available = self.available_hz(unit)
@@ -187,6 +185,21 @@ class ClockControl(PlatformControl):
             self._read_only = True
             self.report("permission", WARN, f"clock control read-only: {why} "
                                             "(needs root or a privileged helper)")
+
+    def _read_available(self, unit: str) -> tuple[int, ...]:
+        """The hardware's list, else the platform table within the hardware limits."""
+        table = self.platform.unit(unit).frequencies_hz
+        domains = self._domains.get(unit, ())
+        if not domains:
+            return table
+        domain = domains[0]  # a unit's domains are alike (one cluster, or its per-cpu policies)
+        listed = tuple(sorted(v * domain.scale for v in self.fs.read_ints(
+            domain.file(domain.available_name))))
+        if listed:
+            return listed
+        lo = self._read_hz(domain, domain.hw_min_name) if domain.hw_min_name else None
+        hi = self._read_hz(domain, domain.hw_max_name) if domain.hw_max_name else None
+        return tuple(f for f in table if (lo is None or f >= lo) and (hi is None or f <= hi))
 
     def _window(self, domain: ClockDomain) -> tuple[int | None, int | None]:
         return (self.fs.read_int(domain.file(domain.min_name)),

@@ -39,6 +39,7 @@ class Rapl:
         self.zones: list[RaplZone] = []
         paths = fs.glob(RAPL_ZONES)
         names = {p.rsplit("/", 1)[-1]: fs.read_str(f"{p}/name") for p in paths}
+        energies: dict[str, int] = {}  # a zone counts if its counter reads: the first sample
         for path in paths:
             zone_id = path.rsplit("/", 1)[-1]
             parent = zone_id.rsplit(":", 1)[0]
@@ -47,9 +48,11 @@ class Rapl:
             if not top_level:
                 label = f"{names.get(parent) or parent}/{label}"
             max_range = fs.read_int(f"{path}/max_energy_range_uj")
-            if max_range and fs.read_int(f"{path}/energy_uj") is not None:
+            energy = fs.read_int(f"{path}/energy_uj") if max_range else None
+            if max_range and energy is not None:
                 self.zones.append(RaplZone(path, label, top_level, max_range))
-        self._last = self._sample()
+                energies[path] = energy
+        self._last = (clock(), energies)
         self._reading: PowerReading | None = None
 
     def read(self) -> PowerReading | None:
@@ -79,9 +82,7 @@ class HostControl(ClockControl):
     def __init__(self, platform: PlatformSpec, fs: Sysfs, *,
                  clock: Callable[[], float] = time.monotonic) -> None:
         domains, notes = cpufreq_domains(fs, platform)
-        super().__init__(platform, fs, domains)
-        for i, note in enumerate(notes):
-            self.report(f"cpu {i}", WARN, note)
+        super().__init__(platform, fs, domains, notes)
         others = [u.name for u in platform.units if u.kind != "cpu"]
         if others:
             self.report("units", OK, f"{', '.join(others)}: no such clock on this host, "

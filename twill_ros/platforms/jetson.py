@@ -125,21 +125,26 @@ class NvpModel:
         ids = [line for line in result.stdout.split() if line.isdigit()]
         return int(ids[-1]) if ids else None
 
-    def set(self, mode_id: int) -> str:
-        """``nvpmodel -m``, answering "no" to its reboot prompt; returns a problem, or ""."""
-        if self.query() == mode_id:
-            return ""
+    def set(self, mode_id: int) -> tuple[int | None, str]:
+        """``nvpmodel -m``, answering "no" to its reboot prompt.
+
+        Returns the active mode last queried and a problem, or "" when ``mode_id`` is active.
+        """
+        active = self.query()
+        if active == mode_id:
+            return active, ""
         result = self._run("-m", str(mode_id), answer="no\n")
         if isinstance(result, str):
-            return result
+            return active, result
         if result.returncode != 0:
             last = (result.stderr or result.stdout).strip().splitlines()
-            return f"nvpmodel -m {mode_id} failed: {last[-1] if last else result.returncode}"
+            return active, (f"nvpmodel -m {mode_id} failed: "
+                            f"{last[-1] if last else result.returncode}")
         active = self.query()
         if active != mode_id:
-            return (f"nvpmodel -m {mode_id} did not take effect (needs a reboot? not "
-                    f"rebooting); active mode is {self.describe(active)}")
-        return ""
+            return active, (f"nvpmodel -m {mode_id} did not take effect (needs a reboot? not "
+                            f"rebooting); active mode is {self.describe(active)}")
+        return active, ""
 
     def describe(self, mode_id: int | None) -> str:
         return "unknown" if mode_id is None else f"{self.modes.get(mode_id, '?')} ({mode_id})"
@@ -161,18 +166,17 @@ class JetsonControl(ClockControl):
                  nvpmodel_mode: int | str | None = None, use_jtop: bool = True,
                  jtop_interval_s: float = 0.5, nvpmodel_timeout_s: float = 10.0) -> None:
         nvpmodel = NvpModel(fs, nvpmodel_timeout_s)
-        problem = ""
         if nvpmodel_mode is not None:  # before recording clocks: the mode moves the caps
-            problem = nvpmodel.set(nvpmodel.mode_id(nvpmodel_mode))
+            active, problem = nvpmodel.set(nvpmodel.mode_id(nvpmodel_mode))
+        else:
+            active, problem = nvpmodel.query(), ""
         domains, notes = cpufreq_domains(fs, platform)
         gpu_dir = next(((bsp, d) for bsp, d in GPU_DEVFREQ if fs.exists(f"{d}/max_freq")), None)
         for unit in platform.units:
             if unit.kind == "gpu" and gpu_dir is not None:
                 domains[unit.name] = (devfreq_device(gpu_dir[1]),)
-        super().__init__(platform, fs, domains)
+        super().__init__(platform, fs, domains, notes)
         self.gpu_devfreq = None if gpu_dir is None else gpu_dir[1]
-        for i, note in enumerate(notes):
-            self.report(f"cpu {i}", WARN, note)
         if gpu_dir is not None:
             self.report("gpu", OK, f"gpu devfreq /{gpu_dir[1]} ({gpu_dir[0]})")
         elif any(u.kind == "gpu" for u in platform.units):
@@ -183,7 +187,7 @@ class JetsonControl(ClockControl):
         if problem:
             self.report("nvpmodel", WARN, problem)
         else:
-            self.report("nvpmodel", OK, f"nvpmodel {nvpmodel.describe(nvpmodel.query())}")
+            self.report("nvpmodel", OK, f"nvpmodel {nvpmodel.describe(active)}")
         self._ina = Ina3221.find(fs)
         self._jtop, why = open_jtop(jtop_interval_s) if use_jtop else (None, "")
         self._update_power_source(why)
