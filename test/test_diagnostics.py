@@ -25,7 +25,7 @@ def by_name(statuses):
 
 
 def test_power_ok_warn_then_error_when_sustained_and_back():
-    monitor = HealthMonitor("orin_nx_16gb")
+    monitor = HealthMonitor()
     assert by_name(monitor.statuses(snap()))["twill/power"].level == OK
     levels = [by_name(monitor.statuses(snap(power_w=16.0)))["twill/power"].level
               for _ in range(SUSTAINED_OVERSHOOT_S)]
@@ -36,12 +36,12 @@ def test_power_ok_warn_then_error_when_sustained_and_back():
 
 
 def test_missing_power_reading_is_an_error():
-    status = by_name(HealthMonitor("x").statuses(snap(power_w=None)))["twill/power"]
+    status = by_name(HealthMonitor().statuses(snap(power_w=None)))["twill/power"]
     assert status.level == ERROR and "no power reading" in status.message
 
 
 def test_queue_warns_on_deadline_misses_and_near_full():
-    monitor = HealthMonitor("x")
+    monitor = HealthMonitor()
     assert by_name(monitor.statuses(snap(queued=10)))["twill/queue"].level == OK
     missed = by_name(monitor.statuses(snap(misses=3)))["twill/queue"]
     assert missed.level == WARN and "3 deadline miss" in missed.message
@@ -53,17 +53,17 @@ def test_unit_stuck_detection():
     unit = UnitSnapshot(name="gpu", frequency_hz=918_000_000, max_frequency_hz=918_000_000,
                         utilization=1.0, running=("a", "b"),
                         running_for=(("a", 0.5, 0.4), ("b", 9.0, 0.01)))
-    status = by_name(HealthMonitor("x").statuses(snap(units=[unit])))["twill/units/gpu"]
+    status = by_name(HealthMonitor().statuses(snap(units=[unit])))["twill/units/gpu"]
     assert status.level == WARN and "b" in status.message and "a," not in status.message
     fine = UnitSnapshot(name="dla0", frequency_hz=614_400_000, max_frequency_hz=614_400_000,
                         utilization=0.0, running=())
-    ok = by_name(HealthMonitor("x").statuses(snap(units=[fine])))["twill/units/dla0"]
+    ok = by_name(HealthMonitor().statuses(snap(units=[fine])))["twill/units/dla0"]
     assert ok.level == OK and "idle at 614 MHz" in ok.message
 
 
 def test_overhead_percentiles_reported():
     samples = tuple(i / 1000.0 for i in range(1, 101))  # 1..100 ms
-    status = by_name(HealthMonitor("x").statuses(
+    status = by_name(HealthMonitor().statuses(
         snap(overhead={"submit_to_dispatch": samples})))["twill/overhead"]
     assert float(status.values["submit_to_dispatch_p50_ms"]) == 50.5
     assert float(status.values["submit_to_dispatch_p99_ms"]) >= 99.0

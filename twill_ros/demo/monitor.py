@@ -15,9 +15,9 @@ from rclpy.node import Node
 from twill_msgs.msg import JobResult, SchedulerState
 
 from twill_ros import interfaces as ifc
-from twill_ros.core.jobs import Job, JobRecord
+from twill_ros.core.jobs import JobRecord
 from twill_ros.demo.streams import Sent, StreamSubmitter
-from twill_ros.node.requests import prompt_tokens
+from twill_ros.node.requests import job_of
 from twill_ros.node.results import STATUS_OF_CODE
 from twill_ros.sim.simulator import SimResult
 
@@ -32,7 +32,6 @@ class RunMonitor(Node):
         self._lock = threading.Lock()
         self.states: list[SchedulerState] = []
         self._done_times: deque[float] = deque()
-        self.results = 0
         self.create_subscription(SchedulerState, ifc.name(ifc.STATE), self._on_state, 50)
         self.create_subscription(JobResult, ifc.name(ifc.RESULTS), self._on_result,
                                  ifc.JOB_QOS)
@@ -44,7 +43,6 @@ class RunMonitor(Node):
     def _on_result(self, _msg: JobResult) -> None:
         now = time.monotonic()
         with self._lock:
-            self.results += 1
             self._done_times.append(now)
             while self._done_times and self._done_times[0] < now - 1.0:
                 self._done_times.popleft()
@@ -87,12 +85,8 @@ class RunMonitor(Node):
     @staticmethod
     def _record(stream: str, sent: Sent, t0_s: float, catalog) -> JobRecord:
         request, result = sent.request, sent.result
-        llm = catalog.get(request.model).is_llm
-        job = Job(job_id=request.job_id, model=request.model, priority=request.priority,
-                  submit_s=stamp_s(request.stamp) - t0_s,
-                  deadline_s=request.deadline_ms / 1000.0 if request.deadline_ms > 0 else None,
-                  stream=stream, prompt_tokens=prompt_tokens(request.prompt) if llm else 0,
-                  max_new_tokens=request.max_new_tokens if llm else 0)
+        job = job_of(request, catalog.get(request.model), request.job_id,
+                     stamp_s(request.stamp) - t0_s, stream=stream)
         return JobRecord(
             job=job, status=STATUS_OF_CODE[result.status], unit=result.unit,
             finish_s=job.submit_s + result.total_ms / 1000.0,

@@ -8,15 +8,14 @@ can be told apart per stream by anyone listening on /twill/results.
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 from twill_msgs.msg import JobRequest, JobResult
 
 from twill_ros.client import SchedulerError, TwillClient, make_request
 from twill_ros.node.lifecycle import spin_while
+from twill_ros.node.params import descriptor
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,6 @@ class StreamConfig:
 @dataclass
 class Sent:
     request: JobRequest
-    sent_s: float               # time.monotonic() when submitted
     result: JobResult | None = None
 
 
@@ -44,14 +42,8 @@ def declare_stream(node: Node, default: StreamConfig) -> StreamConfig:
     name = default.name
 
     def declare(key: str, value, description: str, **ranges):
-        desc = ParameterDescriptor(description=description, read_only=True)
-        if "float_range" in ranges:
-            low, high = ranges["float_range"]
-            desc.floating_point_range = [FloatingPointRange(from_value=low, to_value=high)]
-        if "int_range" in ranges:
-            low, high = ranges["int_range"]
-            desc.integer_range = [IntegerRange(from_value=low, to_value=high, step=1)]
-        return node.declare_parameter(f"{name}.{key}", value, desc).value
+        return node.declare_parameter(f"{name}.{key}", value,
+                                      descriptor(description, read_only=True, **ranges)).value
 
     model = declare("model", default.model, f"Catalog model id of the {name} stream.")
     rate_hz = declare("rate_hz", 1.0 / default.period_s, f"Submissions per second of {name}.",
@@ -81,6 +73,7 @@ class StreamSubmitter:
         self.node, self.client, self.config = node, client, config
         self.on_feedback = on_feedback
         self.sent: dict[str, Sent] = {}
+        self._pending = 0             # sent without a result yet
         self._lock = threading.RLock()
         self._timer = node.create_timer(config.period_s, self.submit_burst)
 
@@ -103,13 +96,14 @@ class StreamSubmitter:
                                    prompt=prompt or c.prompt, max_new_tokens=c.max_new_tokens,
                                    job_id=job_id)
             request.stamp = self.node.get_clock().now().to_msg()
-            sent = Sent(request=request, sent_s=time.monotonic())
+            sent = Sent(request=request)
             if c.via == "action":
                 run = self.client.run(request, feedback=lambda fb: self._feedback(job_id, fb))
                 run.add_done_callback(self.record)
             else:
                 self.client.submit(request, via="topic")
             self.sent[job_id] = sent
+            self._pending += 1
         return job_id
 
     def _feedback(self, job_id: str, feedback) -> None:
@@ -120,6 +114,8 @@ class StreamSubmitter:
         with self._lock:
             sent = self.sent.get(result.job_id)
             if sent is not None:
+                if sent.result is None:
+                    self._pending -= 1
                 sent.result = result
 
     def stop(self) -> None:
@@ -127,7 +123,7 @@ class StreamSubmitter:
 
     def pending(self) -> int:
         with self._lock:
-            return sum(1 for s in self.sent.values() if s.result is None)
+            return self._pending
 
 
 class StreamClientNode(Node):

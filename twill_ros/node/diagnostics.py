@@ -61,8 +61,7 @@ class Snapshot:
 class HealthMonitor:
     """Turns snapshots into statuses; remembers the recent power history for 'sustained'."""
 
-    def __init__(self, hardware_id: str) -> None:
-        self.hardware_id = hardware_id
+    def __init__(self) -> None:
         self._over = deque(maxlen=SUSTAINED_OVERSHOOT_S)
 
     def statuses(self, snap: Snapshot) -> list[Status]:

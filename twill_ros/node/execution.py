@@ -9,22 +9,15 @@ are the backends' model (the twin) or, failing that, the platform file's power m
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 from twill_ros.backends.base import Backend, Clock, EventSink, make_backend
 from twill_ros.core.catalog import Catalog
 from twill_ros.core.jobs import Job
 from twill_ros.core.platform import PlatformSpec
 from twill_ros.core.profiler import Profiler
+from twill_ros.platforms.base import PowerReading
 
 MODEL_CONTROL = "model"
-
-
-@dataclass(frozen=True)
-class PowerSource:
-    watts: float | None
-    source: str
-    rails_w: Mapping[str, float] = field(default_factory=dict)   # a sensor's other rails
 
 
 class Execution:
@@ -102,20 +95,21 @@ class Execution:
         """Busy share since the last call (several backends on one unit add up)."""
         return min(1.0, sum(b.utilization(unit) for b in self._of_unit[unit]))
 
-    def power(self, utilization: Mapping[str, float]) -> PowerSource:
-        """Module power: the platform's sensor, else the backends' model (the twin), else
-        the platform file's power model at the current clocks and ``utilization``."""
+    def power(self, utilization: Mapping[str, float]) -> PowerReading:
+        """Module power, always a reading: the platform's sensor, else the backends' model
+        (the twin), else the platform file's power model at the current clocks and
+        ``utilization`` (the models have no rails)."""
         if self.control is not None:
             reading = self.control.read_power()
             if reading is not None:
-                return PowerSource(reading.total_w, reading.source, reading.rails)
+                return reading
         modelled = [b.power_w() for b in self.backends]
         if modelled and all(w is not None for w in modelled):
-            return PowerSource(max(modelled), "digital twin power model")
+            return PowerReading(max(modelled), {}, "digital twin power model")
         total = self.platform.idle_power_w + sum(
             u.power.power_w(self._freq[u.name], u.max_frequency_hz,
                             utilization.get(u.name, 0.0)) for u in self.platform.units)
-        return PowerSource(total, "platform power model")
+        return PowerReading(total, {}, "platform power model")
 
     def control_status(self) -> tuple[int, str]:
         if self.control is None:

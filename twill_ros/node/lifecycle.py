@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import rclpy
-from rclpy.executors import Executor, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import Executor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
@@ -37,12 +37,11 @@ def spin_while(executor: Executor, keep_going: Callable[[], bool],
         executor.spin_once(timeout_sec=0.05)
 
 
-def spin_until_stopped(nodes: Sequence[Node],
-                       before_exit: Callable[[Executor], None] | None = None,
-                       executor: Executor | None = None) -> None:
-    """Spin ``nodes`` until SIGINT/SIGTERM, run ``before_exit`` still spinning, clean up."""
+def spin_until_stopped(nodes: Sequence[Node], executor: Executor,
+                       before_exit: Callable[[Executor], None] | None = None) -> None:
+    """Spin ``nodes`` on ``executor`` until SIGINT/SIGTERM, run ``before_exit`` still
+    spinning, clean up."""
     stop = stop_on_signals()
-    executor = executor or MultiThreadedExecutor(num_threads=4)
     for node in nodes:
         executor.add_node(node)
     try:
@@ -68,8 +67,7 @@ def node_main(factory: Callable[[], Node]) -> Callable[[list[str] | None], None]
             except (ValueError, KeyError, OSError, RuntimeError) as error:
                 # A bad parameter or a missing file/runtime: say which, not a traceback.
                 sys.exit(f"{getattr(factory, '__name__', 'node')}: cannot start: {error}")
-            spin_until_stopped([node], before_exit=node.on_exit,
-                               executor=SingleThreadedExecutor())
+            spin_until_stopped([node], SingleThreadedExecutor(), before_exit=node.on_exit)
         finally:
             rclpy.try_shutdown()
     return main

@@ -24,8 +24,8 @@ class RequestError(ValueError):
 
 @dataclass(frozen=True)
 class Limits:
-    max_new_tokens: int = 1024
-    max_payload_bytes: int = 16 * 1024 * 1024
+    max_new_tokens: int
+    max_payload_bytes: int
 
 
 def payload_bytes(request) -> int:
@@ -56,13 +56,20 @@ def to_job(request, job_id: str, submit_s: float, catalog: Catalog, limits: Limi
         _check_llm(request, model, limits)
     else:
         _check_inputs(request.inputs, model)
+    return job_of(request, model, job_id, submit_s, stream=request.client_id)
+
+
+def job_of(request, model: ModelProfile, job_id: str, submit_s: float, stream: str) -> Job:
+    """The core Job a request stands for, without checks (``to_job`` checks first): deadline_ms
+    > 0 is a deadline, prompt and max_new_tokens count only for an LLM."""
+    deadline_ms = float(request.deadline_ms)
     return Job(
         job_id=job_id,
         model=model.id,
         priority=int(request.priority),
         submit_s=submit_s,
         deadline_s=deadline_ms / 1000.0 if deadline_ms > 0 else None,
-        stream=request.client_id,
+        stream=stream,
         prompt_tokens=prompt_tokens(request.prompt) if model.is_llm else 0,
         max_new_tokens=int(request.max_new_tokens) if model.is_llm else 0,
     )

@@ -9,21 +9,15 @@ lock, and the core's actions are applied to backends and turned into results, fe
 from __future__ import annotations
 
 import itertools
-import math
 import queue
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import (
-    FloatingPointRange,
-    IntegerRange,
-    ParameterDescriptor,
-    SetParametersResult,
-)
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
@@ -46,6 +40,7 @@ from twill_ros.core.scheduler import Scheduler
 from twill_ros.node.diagnostics import HealthMonitor, Snapshot, UnitSnapshot
 from twill_ros.node.execution import MODEL_CONTROL, Execution
 from twill_ros.node.lifecycle import node_main, spin_while
+from twill_ros.node.params import descriptor
 from twill_ros.node.requests import Limits, RequestError, to_job
 from twill_ros.node.results import (
     attach_output,
@@ -86,19 +81,6 @@ class LiveJob:
     finished: Future = field(default_factory=Future)   # awaited by the action coroutine
 
 
-def _descriptor(description: str, *, read_only: bool = False, float_range=None,
-                int_range=None, choices: tuple[str, ...] = ()) -> ParameterDescriptor:
-    text = description + (f" One of: {', '.join(choices)}." if choices else "")
-    desc = ParameterDescriptor(description=text, read_only=read_only)
-    if float_range:
-        desc.floating_point_range = [FloatingPointRange(
-            from_value=float(float_range[0]), to_value=float(float_range[1]), step=0.0)]
-    if int_range:
-        desc.integer_range = [IntegerRange(
-            from_value=int(int_range[0]), to_value=int(int_range[1]), step=1)]
-    return desc
-
-
 class TwillSchedulerNode(Node):
     """Schedules inference jobs onto the platform's units with the chosen core policy."""
 
@@ -112,8 +94,7 @@ class TwillSchedulerNode(Node):
         self.limits = Limits(max_new_tokens=p("max_new_tokens"),
                              max_payload_bytes=p("max_payload_bytes"))
         self.policy = p("policy")
-        self.budget_w = p("power_budget_w")
-        self.scheduler = Scheduler(self.platform, self.catalog, self.policy, self.budget_w,
+        self.scheduler = Scheduler(self.platform, self.catalog, self.policy, p("power_budget_w"),
                                    seed=p("seed"), profiler=self.profiler,
                                    max_queue=p("max_queue"),
                                    tick_period_s=p("control_period_s"))
@@ -128,7 +109,7 @@ class TwillSchedulerNode(Node):
         # /twill/state reports the mean since the previous state message, so a subscriber
         # at 10 Hz sees the 100 ms windows the budget is judged on.
         self._power_since_state: list[float] = []
-        self._health = HealthMonitor(hardware_id=self.platform.name)
+        self._health = HealthMonitor()
         # Utilization is read once per state period (a backend reports it since its last read).
         self._utilization = {unit: 0.0 for unit in self.platform.unit_names}
         # Node overhead samples (seconds): request callback -> backend start for jobs that
@@ -166,41 +147,41 @@ class TwillSchedulerNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.get_logger().info(
             f"twill_scheduler ready: platform {self.platform.name}, policy {self.policy}, "
-            f"budget {self.budget_w:.1f} W, units {', '.join(self.platform.unit_names)}")
+            f"budget {self.scheduler.budget_w:.1f} W, units {', '.join(self.platform.unit_names)}")
 
     # ------------------------------------------------------------ parameters
     def _declare_parameters(self) -> None:
         policies = tuple(sorted(POLICIES))
-        self.declare_parameter("platform", "orin_nx_16gb", _descriptor(
+        self.declare_parameter("platform", "orin_nx_16gb", descriptor(
             "Platform file name under config/platforms/ or a path.", read_only=True))
-        self.declare_parameter("policy", "twill", _descriptor(
+        self.declare_parameter("policy", "twill", descriptor(
             "Scheduling policy.", read_only=True, choices=policies))
-        self.declare_parameter("power_budget_w", 15.0, _descriptor(
+        self.declare_parameter("power_budget_w", 15.0, descriptor(
             "Module power budget in watts; applied on the next control tick.",
             float_range=BUDGET_RANGE_W))
-        self.declare_parameter("control_period_s", 0.1, _descriptor(
+        self.declare_parameter("control_period_s", 0.1, descriptor(
             "Period of the power/DVFS control tick.", read_only=True,
             float_range=(0.01, 1.0)))
-        self.declare_parameter("state_rate_hz", 5.0, _descriptor(
+        self.declare_parameter("state_rate_hz", 5.0, descriptor(
             "Rate of /twill/state.", read_only=True, float_range=(0.1, 100.0)))
-        self.declare_parameter("max_queue", 1000, _descriptor(
+        self.declare_parameter("max_queue", 1000, descriptor(
             "Most jobs waiting (queued or frozen) before new ones are rejected.",
             int_range=(1, 1_000_000)))
-        self.declare_parameter("max_payload_bytes", 16 * 1024 * 1024, _descriptor(
+        self.declare_parameter("max_payload_bytes", 16 * 1024 * 1024, descriptor(
             "Largest accepted request payload (input tensors + prompt), bytes.",
             read_only=True, int_range=(1, 1 << 30)))
-        self.declare_parameter("max_new_tokens", 1024, _descriptor(
+        self.declare_parameter("max_new_tokens", 1024, descriptor(
             "Largest max_new_tokens an LLM job may ask for.", read_only=True,
             int_range=(1, 1 << 20)))
-        self.declare_parameter("catalog_path", "", _descriptor(
+        self.declare_parameter("catalog_path", "", descriptor(
             "Model catalog YAML; empty = the shipped models/catalog.yaml.", read_only=True))
-        self.declare_parameter("backend", "simulated", _descriptor(
+        self.declare_parameter("backend", "simulated", descriptor(
             "Execution backend for units without backends.<unit>.", read_only=True,
             choices=("simulated", "torch", "llm", "tensorrt")))
-        self.declare_parameter("control", MODEL_CONTROL, _descriptor(
+        self.declare_parameter("control", MODEL_CONTROL, descriptor(
             "Where power readings and clock control come from: the model (twin), or the "
             "real platform.", read_only=True, choices=(MODEL_CONTROL, "jetson", "host")))
-        self.declare_parameter("seed", 0, _descriptor(
+        self.declare_parameter("seed", 0, descriptor(
             "Seed of the core's tie-breaking randomness.", read_only=True,
             int_range=(0, 2**31 - 1)))
 
@@ -218,22 +199,22 @@ class TwillSchedulerNode(Node):
             "engine_cache_dir": ("", "Engine cache directory; empty = $TWILL_ENGINE_CACHE or "
                                      "~/.cache/twill_ros/engines."),
         }
-        values = {name: self.declare_parameter(f"tensorrt.{name}", default, _descriptor(
+        values = {name: self.declare_parameter(f"tensorrt.{name}", default, descriptor(
             text, read_only=True)).value for name, (default, text) in declared.items()}
         cache_dir = values.pop("engine_cache_dir")
         return {"engine_params": values, "cache_dir": cache_dir or None}
 
     def _control_options(self) -> dict:
         """Settings of the ``control`` (``platform_root``, ``jetson.*`` parameters)."""
-        root = self.declare_parameter("platform_root", "/", _descriptor(
+        root = self.declare_parameter("platform_root", "/", descriptor(
             "Filesystem root under which the control reads sys/, etc/ and usr/ (/ on a robot; "
             "e.g. /host when the host's sysfs is bind-mounted into a container).",
             read_only=True)).value
-        mode = self.declare_parameter("jetson.nvpmodel_mode", "", _descriptor(
+        mode = self.declare_parameter("jetson.nvpmodel_mode", "", descriptor(
             "With control jetson: nvpmodel mode (name or id from /etc/nvpmodel.conf) set once "
             "at start-up; empty = keep the current mode. A mode that needs a reboot is "
             "declined and reported.", read_only=True)).value.strip()
-        use_jtop = self.declare_parameter("jetson.use_jtop", True, _descriptor(
+        use_jtop = self.declare_parameter("jetson.use_jtop", True, descriptor(
             "With control jetson: read power from the jetson-stats service when it answers "
             "(else the INA3221 hwmon files).", read_only=True)).value
         if self._param("control") != "jetson":
@@ -248,26 +229,18 @@ class TwillSchedulerNode(Node):
         kinds = {}
         for unit in self.platform.unit_names:
             value = self.declare_parameter(f"backends.{unit}", self._param("backend"),
-                                           _descriptor(f"Execution backend(s) of unit {unit}, "
-                                                       "comma-separated, e.g. torch,llm.",
-                                                       read_only=True)).value
+                                           descriptor(f"Execution backend(s) of unit {unit}, "
+                                                      "comma-separated, e.g. torch,llm.",
+                                                      read_only=True)).value
             kinds[unit] = [k.strip() for k in value.split(",") if k.strip()]
         return kinds
 
     def _on_set_parameters(self, params) -> SetParametersResult:
-        """Refuse bad values with a reason (the old value stays in force)."""
-        budgets = [p for p in params if p.name == "power_budget_w"]
-        for param in budgets:
-            if param.type_ not in (Parameter.Type.DOUBLE, Parameter.Type.INTEGER):
-                return SetParametersResult(successful=False,
-                                           reason="power_budget_w must be a number of watts")
-            low, high = BUDGET_RANGE_W
-            if not (math.isfinite(param.value) and low <= param.value <= high):
-                return SetParametersResult(
-                    successful=False,
-                    reason=f"power_budget_w must be within {low}..{high} W, got {param.value}")
-        for param in budgets:
-            self._post_event(ev.BudgetChanged(time.monotonic(), float(param.value)))
+        """Apply accepted values. rclpy has already refused a value of the wrong type or out
+        of its descriptor's range (with a reason naming the parameter) before calling this."""
+        for param in params:
+            if param.name == "power_budget_w":
+                self._post_event(ev.BudgetChanged(time.monotonic(), float(param.value)))
         for param in params:
             if param.name == "max_queue":
                 with self._lock:
@@ -290,8 +263,6 @@ class TwillSchedulerNode(Node):
 
     def _feed(self, event: ev.Event) -> None:
         with self._lock:
-            if isinstance(event, ev.BudgetChanged):
-                self.budget_w = event.budget_w
             self._track(event)
             for action in self.scheduler.handle(event):
                 self._apply(action)
@@ -480,12 +451,10 @@ class TwillSchedulerNode(Node):
     def _on_power_sample(self) -> None:
         reading = self.execution.power(self._utilization)
         self._power_source = reading.source
-        self._rails_w = reading.rails_w
-        power = reading.watts
-        if power is not None:
-            self._power_window.append(power)
-            self._power_since_tick.append(power)
-            self._power_since_state.append(power)
+        self._rails_w = reading.rails
+        self._power_window.append(reading.total_w)
+        self._power_since_tick.append(reading.total_w)
+        self._power_since_state.append(reading.total_w)
 
     def _on_control_tick(self) -> None:
         now = time.monotonic()
@@ -495,15 +464,22 @@ class TwillSchedulerNode(Node):
             self._feed(ev.PowerSample(now, mean))
         self._feed(ev.Tick(now))
 
-    def _running_on(self, unit: str) -> list[LiveJob]:
-        return [j for j in self._live.values()
-                if j.unit == unit and j.status is JobStatus.RUNNING]
+    def _live_summary(self) -> tuple[dict[str, list[LiveJob]], Counter[JobStatus]]:
+        """One walk over the live jobs: the running ones per unit (in admission order) and
+        how many are in each status."""
+        running: dict[str, list[LiveJob]] = {unit: [] for unit in self.platform.unit_names}
+        counts: Counter[JobStatus] = Counter()
+        for live in self._live.values():
+            counts[live.status] += 1
+            if live.status is JobStatus.RUNNING:
+                running.setdefault(live.unit, []).append(live)
+        return running, counts
 
-    def _unit_states(self) -> list[UnitState]:
+    def _unit_states(self, running_on: dict[str, list[LiveJob]]) -> list[UnitState]:
         states = []
         for spec in self.platform.units:
             freq = self.execution.frequency_hz(spec.name)
-            running = [j.job.job_id for j in self._running_on(spec.name)]
+            running = [j.job.job_id for j in running_on[spec.name]]
             util = self._utilization[spec.name] = self.execution.utilization(spec.name)
             states.append(UnitState(
                 name=spec.name, kind=spec.kind, frequency_hz=freq,
@@ -514,14 +490,14 @@ class TwillSchedulerNode(Node):
 
     def _publish_state(self) -> None:
         with self._lock:
-            statuses = [j.status for j in self._live.values()]
+            running_on, counts = self._live_summary()
             msg = SchedulerState(
                 stamp=self.get_clock().now().to_msg(), policy=self.policy,
                 platform=self.platform.name, power_w=self._state_power(),
-                power_budget_w=self.budget_w, units=self._unit_states(),
-                queued=statuses.count(JobStatus.QUEUED),
-                running=statuses.count(JobStatus.RUNNING),
-                frozen=statuses.count(JobStatus.FROZEN),
+                power_budget_w=self.scheduler.budget_w, units=self._unit_states(running_on),
+                queued=counts[JobStatus.QUEUED],
+                running=counts[JobStatus.RUNNING],
+                frozen=counts[JobStatus.FROZEN],
                 completed=self._counters[JobStatus.COMPLETED],
                 failed=self._counters[JobStatus.FAILED],
                 rejected=self._counters[JobStatus.REJECTED],
@@ -542,9 +518,10 @@ class TwillSchedulerNode(Node):
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
         with self._lock:
+            running_on, counts = self._live_summary()
             units = []
             for spec in self.platform.units:
-                running = self._running_on(spec.name)
+                running = running_on[spec.name]
                 freq = self.execution.frequency_hz(spec.name)
                 units.append(UnitSnapshot(
                     name=spec.name, frequency_hz=freq, max_frequency_hz=spec.max_frequency_hz,
@@ -555,9 +532,9 @@ class TwillSchedulerNode(Node):
                                       for j in running)))
             control_level, control = self.execution.control_status()
             snap = Snapshot(
-                power_w=self._mean_power(), budget_w=self.budget_w,
+                power_w=self._mean_power(), budget_w=self.scheduler.budget_w,
                 power_source=self._power_source, control=control, control_level=control_level,
-                queued=sum(1 for j in self._live.values() if j.status is not JobStatus.RUNNING),
+                queued=len(self._live) - counts[JobStatus.RUNNING],
                 queue_limit=self._param("max_queue"), deadline_misses=self._deadline_misses,
                 completed=self._counters[JobStatus.COMPLETED], units=tuple(units),
                 overhead_s={name: tuple(samples) for name, samples in self._overhead.items()},
