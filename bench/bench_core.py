@@ -62,9 +62,7 @@ def _loaded_scheduler(platform, catalog, policy: str) -> tuple[Scheduler, Dispat
     return sched, running[0]
 
 
-def bench_decisions(policy: str, repeat: int) -> list[dict]:
-    catalog = load_catalog()
-    platform = load_platform("orin_nx_16gb")
+def bench_decisions(platform, catalog, policy: str, repeat: int) -> list[dict]:
     base, running = _loaded_scheduler(platform, catalog, policy)
     probe = Job(job_id="probe", model="resnet50", priority=200, submit_s=0.001, deadline_s=0.05,
                 stream="probe")
@@ -93,9 +91,7 @@ def bench_decisions(policy: str, repeat: int) -> list[dict]:
     return out
 
 
-def bench_twin(policy: str) -> list[dict]:
-    catalog = load_catalog()
-    platform = load_platform("orin_nx_16gb")
+def bench_twin(platform, catalog, policy: str) -> list[dict]:
     out = []
     for scenario in SCENARIOS:
         jobs = generate_jobs(load_workload(scenario, catalog), 1)
@@ -131,7 +127,10 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=300)
     parser.add_argument("--json", metavar="OUT")
     args = parser.parse_args()
-    results = bench_decisions(args.policy, args.repeat) + bench_twin(args.policy)
+    catalog = load_catalog()
+    platform = load_platform("orin_nx_16gb")
+    results = (bench_decisions(platform, catalog, args.policy, args.repeat)
+               + bench_twin(platform, catalog, args.policy))
     machine = (f"{_cpu_model()} ({os.cpu_count()} logical CPUs, {host.machine()}), "
                f"{host.python_implementation()} {host.python_version()}")
     width = max(len(r["name"]) for r in results)

@@ -53,7 +53,7 @@ from twill_msgs.action import RunJob  # noqa: E402
 from twill_msgs.msg import JobRequest, JobResult, SchedulerState  # noqa: E402
 
 from twill_ros import interfaces as ifc  # noqa: E402  (the node's topics and QoS)
-from twill_ros.node.diagnostics import percentile  # noqa: E402
+from twill_ros.core.metrics import percentile  # noqa: E402
 
 PARAMS_FILE = REPO / "config" / "twill.yaml"
 RATE_TARGET = 1000.0
@@ -90,7 +90,8 @@ def machine_busy_seconds() -> float:
 
 
 def pct(samples: list[float], q: float) -> float:
-    """Nearest-rank percentile, as the node's diagnostics compute it; NaN when empty."""
+    """Percentile interpolated linearly between closest ranks (core.metrics, as the node's
+    diagnostics compute it); NaN when empty."""
     return percentile(samples, q) if samples else math.nan
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from twill_ros.core.catalog import load_catalog
 from twill_ros.core.metrics import summarize
@@ -27,7 +27,7 @@ class Run:
     policy: str
     budget_w: float
     summary: dict
-    result: SimResult
+    result: SimResult | None    # the traces; None once dropped (Comparison.without_results)
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,15 @@ class Comparison:
         """The ``compare`` JSON contract: workload, platform, seed, results."""
         return {"workload": self.workload.name, "platform": self.platform, "seed": self.seed,
                 "results": [run.summary for run in self.runs]}
+
+    def without_results(self) -> Comparison:
+        """The same comparison with only the summaries (no records or traces): what is left
+        to pass between processes once the plots and the record checks are done."""
+        return replace(self, runs=tuple(replace(run, result=None) for run in self.runs))
+
+    def runs_at(self, budget: float) -> list[Run]:
+        """The runs of one budget, in policy order."""
+        return [run for run in self.runs if run.budget_w == budget]
 
     @property
     def budgets(self) -> tuple[float, ...]:

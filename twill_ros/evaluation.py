@@ -44,7 +44,7 @@ class Check:
 
 
 def _results(comparison: Comparison, budget: float) -> dict[str, dict]:
-    return {run.policy: run.summary for run in comparison.runs if run.budget_w == budget}
+    return {run.policy: run.summary for run in comparison.runs_at(budget)}
 
 
 def _at_most(workload, budget, criterion, value, limit) -> Check:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from twill_ros.comparison import Comparison, Run
 from twill_ros.core.jobs import JobStatus
-from twill_ros.core.metrics import WINDOW_S
+from twill_ros.core.metrics import window_means
 
 TWILL = "twill"
 
@@ -147,18 +147,11 @@ def _latency_cdf(plt, runs: Sequence[Run], colors, title: str):
     return fig
 
 
-def _window_means(trace: Sequence[tuple[float, float]]) -> tuple[list[float], list[float]]:
-    windows: dict[int, list[float]] = {}
-    for t, p in trace:
-        windows.setdefault(int(t / WINDOW_S + 1e-9), []).append(p)
-    keys = sorted(windows)
-    return [k * WINDOW_S for k in keys], [sum(windows[k]) / len(windows[k]) for k in keys]
-
-
 def _power(plt, runs: Sequence[Run], colors, budget: float, title: str):
     fig, axes = _grid(plt, len(runs), title)
     for ax, run in zip(axes, runs, strict=True):
-        t, p = _window_means(run.result.power_trace)
+        means = window_means(run.result.power_trace)
+        t, p = [t for t, _ in means], [p for _, p in means]
         ax.plot(t, p, lw=0.7, color=colors[run.policy])
         ax.axhline(budget, color="red", ls="--", lw=1)
         ax.set_title(run.policy, fontsize="small")
@@ -220,7 +213,7 @@ def write_plots(comparison: Comparison, out_dir: str) -> dict[float, list[Figure
     name = comparison.workload.name
     figures: dict[float, list[Figure]] = {}
     for budget in comparison.budgets:
-        runs = [run for run in comparison.runs if run.budget_w == budget]
+        runs = comparison.runs_at(budget)
         b = f"{budget:g}W"
         made = [
             ("latency CDF", "latency_cdf",
@@ -245,7 +238,7 @@ def budget_section(comparison: Comparison, budget: float, figures: Sequence[Figu
                    relative_to: str, heading: str = "##") -> str:
     """Markdown for one budget: the policy table, the per-stream table and the figures
     (linked relative to the directory of the Markdown file)."""
-    results = [run.summary for run in comparison.runs if run.budget_w == budget]
+    results = [run.summary for run in comparison.runs_at(budget)]
     parts = [f"{heading} {comparison.workload.name} @ {budget:g} W", "",
              markdown_table(results), "",
              "Per stream: mean latency ms (mean slowdown, deadline-miss rate)", "",

@@ -62,7 +62,7 @@ def _report(a: OnnxAnalysis, estimates_ms: dict[str, float], memory_mb: float) -
     ops = ", ".join(
         f"{op} x{n}" for op, n in sorted(a.op_counts.items(), key=lambda kv: (-kv[1], kv[0]))
     )
-    inputs = ", ".join(f"{t.name} {t.dtype}[{'x'.join(map(str, t.shape))}]" for t in a.inputs)
+    inputs = ", ".join(t.description for t in a.inputs)
     lines = [
         f"model        {a.name}  ({a.path})",
         f"kind         {a.kind} (guessed from op types)   precision in file: {a.precision}",

@@ -62,7 +62,7 @@ def print_tables(comparison: Comparison) -> None:
     w = comparison.workload
     for budget in comparison.budgets:
         print(f"\n{w.name} on {comparison.platform} @ {budget:g} W (seed {comparison.seed})")
-        print(text_table([r.summary for r in comparison.runs if r.budget_w == budget]))
+        print(text_table([r.summary for r in comparison.runs_at(budget)]))
 
 
 def write_json(comparison: Comparison, path: str) -> None:

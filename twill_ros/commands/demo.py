@@ -10,7 +10,6 @@ is summarised from the JobResults that came back over DDS: a table per stream, a
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -175,6 +174,7 @@ def _demo_workload(args, summary: dict):
 
 
 def _write_report(summary: dict, result, args) -> None:
+    from twill_ros.commands.compare import write_json
     from twill_ros.comparison import Comparison, Run
     from twill_ros.report import write_report
 
@@ -183,6 +183,6 @@ def _write_report(summary: dict, result, args) -> None:
     comparison = Comparison(workload=_demo_workload(args, summary), platform=args.platform,
                             seed=0, runs=(Run(args.policy, float(args.budget), summary,
                                               result),))
-    (out / "summary.json").write_text(json.dumps(comparison.to_json(), indent=2) + "\n")
+    write_json(comparison, str(out / "summary.json"))
     report = write_report(comparison, str(out))
     print(f"twill demo: wrote {out / 'summary.json'} and {report}")

@@ -15,7 +15,7 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from twill_ros.commands.compare import write_json
+from twill_ros.commands.compare import user_error, write_json
 from twill_ros.comparison import parse_budgets, parse_policies, run_comparison
 from twill_ros.evaluation import WorkloadEvaluation, lost_jobs, render
 from twill_ros.report import write_plots
@@ -45,7 +45,9 @@ def add_parser(subparsers) -> None:
 
 
 def _evaluate(workload: str, args: argparse.Namespace) -> WorkloadEvaluation:
-    """One workload: simulate, write its JSON and plots (runs in a worker process)."""
+    """One workload: simulate, write its JSON and plots (runs in a worker process). The
+    simulator results are dropped before returning: the document needs only the summaries,
+    figures and lost-job checks, and the records and traces would be pickled back."""
     comparison = run_comparison(workload, args.platform, parse_budgets(args.budgets),
                                 parse_policies(args.policies), args.seed, progress=True)
     name = comparison.workload.name
@@ -53,8 +55,8 @@ def _evaluate(workload: str, args: argparse.Namespace) -> WorkloadEvaluation:
     write_json(comparison, json_path)
     figures = write_plots(comparison, os.path.join(args.eval_dir, name))
     generated = [job.job_id for job in generate_jobs(comparison.workload, args.seed)]
-    return WorkloadEvaluation(comparison=comparison, figures=figures, json_path=json_path,
-                              lost=lost_jobs(comparison, generated))
+    return WorkloadEvaluation(comparison=comparison.without_results(), figures=figures,
+                              json_path=json_path, lost=lost_jobs(comparison, generated))
 
 
 def _bench(args: argparse.Namespace) -> dict | None:
@@ -91,8 +93,7 @@ def run(args: argparse.Namespace) -> int:
         with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             evaluations = list(pool.map(_evaluate, workloads, [args] * len(workloads)))
     except (ValueError, FileNotFoundError) as exc:
-        print(f"twill: error: {exc}", file=sys.stderr)
-        return 2
+        return user_error(exc)
     text = render(evaluations, _bench(args), _commands(args, workloads), args.out)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as fh:

@@ -14,10 +14,8 @@ from pathlib import Path
 
 from twill_ros.core.catalog import Catalog, load_catalog
 from twill_ros.core.onnx_analysis import analyze_onnx, profile_from_analysis
-from twill_ros.core.platform import load_platform
+from twill_ros.core.platform import MHZ, load_platform
 from twill_ros.core.profiler import Profiler
-
-MHZ = 1_000_000
 
 
 def add_parser(subparsers) -> None:

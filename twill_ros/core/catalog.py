@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+from twill_ros.core.platform import UNIT_KINDS
 from twill_ros.resources import Fields, find_resource, load_yaml_mapping, search_roots
 
 MODEL_KINDS = ("dnn", "transformer", "llm")
 # Files a model can be run from: a TorchScript module, an ONNX graph (TensorRT builds from it),
 # a prebuilt TensorRT engine, a Hugging Face-style local directory (config + weights + tokenizer).
 ARTEFACT_KINDS = ("torchscript", "onnx", "engine", "hf_dir")
-UNIT_KINDS = ("gpu", "dla", "cpu")
 LLM_UNIT_KINDS = ("gpu", "cpu")  # the DLA cannot run attention / LayerNorm / GELU
 _EMPTY: Mapping[str, float] = MappingProxyType({})
 
@@ -40,6 +40,11 @@ class TensorSpec:
     name: str
     dtype: str
     shape: tuple[int, ...]
+
+    @property
+    def description(self) -> str:
+        """``name dtype[AxBxC]``, as the analyze report and derived profiles show it."""
+        return f"{self.name} {self.dtype}[{'x'.join(map(str, self.shape))}]"
 
     def check(self, tensor) -> None:
         """ValueError naming what differs: ``tensor`` has name, dtype, shape and data bytes

@@ -57,17 +57,25 @@ def deadline_violation_rate(records: Iterable[JobRecord]) -> float | None:
     return sum(misses) / len(misses) if misses else None
 
 
+def window_means(power_trace: Sequence[tuple[float, float]],
+                 window_s: float = WINDOW_S) -> list[tuple[float, float]]:
+    """(start, mean sample) of each ``window_s`` window ``[k*window_s, (k+1)*window_s)``
+    (aligned on t = 0) that has samples, in time order."""
+    windows: dict[int, list[float]] = {}
+    for t, p in power_trace:
+        windows.setdefault(math.floor(t / window_s + 1e-9), []).append(p)
+    return [(k * window_s, sum(windows[k]) / len(windows[k])) for k in sorted(windows)]
+
+
 def budget_violation_fraction(power_trace: Sequence[tuple[float, float]],
                               budget_w: float, window_s: float = WINDOW_S) -> float | None:
     """Share of the ``window_s`` windows (aligned on t = 0) whose mean sample exceeds the
     budget."""
-    windows: dict[int, list[float]] = {}
-    for t, p in power_trace:
-        windows.setdefault(math.floor(t / window_s + 1e-9), []).append(p)
-    if not windows:
+    means = window_means(power_trace, window_s)
+    if not means:
         return None
-    over = sum(1 for samples in windows.values() if sum(samples) / len(samples) > budget_w)
-    return over / len(windows)
+    over = sum(1 for _, p in means if p > budget_w)
+    return over / len(means)
 
 
 def energy_j(power_trace: Sequence[tuple[float, float]], end_s: float | None = None) -> float:
@@ -81,13 +89,17 @@ def energy_j(power_trace: Sequence[tuple[float, float]], end_s: float | None = N
     return total
 
 
-def _job_stats(records: Sequence[JobRecord], profiler) -> dict[str, object]:
-    """The fields shared by the whole run and each stream."""
-    done = [r for r in records if r.status is JobStatus.COMPLETED and r.finish_s is not None]
-    latencies = [r.latency_s for r in done]
-    slowdowns = [r.latency_s / profiler.isolated_latency_s(r.job) for r in done]
+def _done(record: JobRecord) -> bool:
+    return record.status is JobStatus.COMPLETED and record.finish_s is not None
+
+
+def _job_stats(records: Sequence[JobRecord],
+               slowdowns: Sequence[float | None]) -> dict[str, object]:
+    """The fields shared by the whole run and each stream; ``slowdowns[i]`` is the slowdown
+    of ``records[i]`` (None when it did not complete)."""
+    latencies = [r.latency_s for r in records if _done(r)]
     return {"jobs": len(records), "latency_ms": latency_summary_ms(latencies),
-            "slowdown_mean": mean(slowdowns),
+            "slowdown_mean": mean(s for s in slowdowns if s is not None),
             "deadline_violation_rate": deadline_violation_rate(records)}
 
 
@@ -102,13 +114,18 @@ def summarize(records: Sequence[JobRecord], power_trace: Sequence[tuple[float, f
     counts = {status: 0 for status in JobStatus}
     for r in records:
         counts[r.status] += 1
-    stats = _job_stats(records, profiler)
+    # each completed job's isolated latency is computed once, for the run and its stream
+    slowdowns = [r.latency_s / profiler.isolated_latency_s(r.job) if _done(r) else None
+                 for r in records]
+    stats = _job_stats(records, slowdowns)
     powers = [p for _, p in power_trace]
     completed = counts[JobStatus.COMPLETED]
     llm = [r for r in records if r.status is JobStatus.COMPLETED and r.first_token_s is not None]
     names = list(streams) + sorted({r.job.stream for r in records} - set(streams))
-    per_stream = {name: _job_stats([r for r in records if r.job.stream == name], profiler)
-                  for name in names}
+    per_stream = {}
+    for name in names:
+        mine = [i for i, r in enumerate(records) if r.job.stream == name]
+        per_stream[name] = _job_stats([records[i] for i in mine], [slowdowns[i] for i in mine])
     return {
         "policy": policy,
         "budget_w": budget_w,

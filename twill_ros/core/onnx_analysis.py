@@ -190,9 +190,7 @@ def profile_from_analysis(analysis: OnnxAnalysis, catalog: Catalog) -> ModelProf
     memory_mb = (
         analysis.params * weight_bytes + 2 * analysis.peak_activation_bytes
     ) / 1e6 + CONTEXT_MB
-    shapes = ", ".join(
-        f"{t.name} {t.dtype}[{'x'.join(map(str, t.shape))}]" for t in analysis.inputs
-    )
+    shapes = ", ".join(t.description for t in analysis.inputs)
     return ModelProfile(
         id=analysis.name,
         kind=analysis.kind,

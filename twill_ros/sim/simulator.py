@@ -27,7 +27,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from twill_ros.core.catalog import Catalog, ModelProfile
 from twill_ros.core.events import (
@@ -68,8 +68,6 @@ class SimResult:
     power_trace: list[tuple[float, float]]    # (t, module power W) every sample period
     freq_trace: list[tuple[float, str, int]]  # (t, unit, freq_hz) initial + every change
     duration_s: float                         # end of the simulated run (after draining)
-    events: int = 0                           # events handled by the scheduler
-    stats: dict[str, float] = field(default_factory=dict)
 
 
 class _Unit:
@@ -157,7 +155,6 @@ class _Twin:
         self.energy = 0.0
         self.energy_t = 0.0
         self.module_power = platform.idle_power_w + sum(u.power for u in self.units.values())
-        self.events = 0
         self.pending_arrivals = len(jobs)
         for job in jobs:
             self._push(job.submit_s, _ARRIVE, job)
@@ -170,7 +167,6 @@ class _Twin:
         heapq.heappush(self.heap, (t, self.seq, kind, a, b))
 
     def _feed(self, event) -> None:
-        self.events += 1
         for action in self.sched.handle(event):
             self._apply(event.t, action)
 
@@ -219,9 +215,8 @@ class _Twin:
         key = (run.job.model, run.phase, u.freq)
         v = u.speeds.get(key)
         if v is None:
-            fmax = u.spec.max_frequency_hz
             v = u.speeds[key] = (
-                self.truth.estimate_s(run.job.model, u.spec.name, fmax, 1, run.phase)
+                self._base(run.job.model, u.spec.name, run.phase)
                 / self.truth.estimate_s(run.job.model, u.spec.name, u.freq, 1, run.phase))
         return v
 
@@ -304,12 +299,10 @@ class _Twin:
             else:
                 run.phase = "decode"
                 run.rem = (run.new - run.tokens) * run.per_tok
-            kind_util = run.profile.utilization.get(u.spec.kind, 1.0)
         else:
             run.phase = "job"
             run.rem = self._base(model, name, "job") * run.noise
-            kind_util = run.profile.utilization.get(u.spec.kind, 1.0)
-        run.util = kind_util
+        run.util = run.profile.utilization.get(u.spec.kind, 1.0)
         run.share = share
         run.freeze = False
         run.unit = u
@@ -436,7 +429,6 @@ class _Twin:
                           * (1.0 + POWER_NOISE * (2.0 * rand() - 1.0)))
                 last_sample_e = energy
                 trace.append((t, sample))
-                self.events += 1
                 for action in handle(PowerSample(t, sample)):
                     apply(t, action)
                 n_sample += 1
@@ -487,5 +479,4 @@ def simulate(jobs: Sequence[Job], platform: PlatformSpec, catalog: Catalog,
         raise RuntimeError(f"simulate: {len(missing)} jobs without a terminal record: "
                            f"{missing[:5]}")
     return SimResult(records=[twin.records[j] for j in ids], power_trace=twin.power_trace,
-                     freq_trace=twin.freq_trace, duration_s=t_end, events=twin.events,
-                     stats={"energy_j": twin.energy})
+                     freq_trace=twin.freq_trace, duration_s=t_end)
