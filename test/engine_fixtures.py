@@ -18,6 +18,7 @@ import dataclasses
 from twill_ros.core.catalog import Catalog, ModelProfile
 from twill_ros.core.jobs import Job
 from twill_ros.core.platform import Interference, PlatformSpec, PowerModel, UnitSpec
+from twill_ros.core.scheduler import Scheduler
 
 MHZ = 1_000_000
 
@@ -78,3 +79,14 @@ def job(job_id: str, model: str = "cnn", priority: int = 100, t: float = 0.0, *,
     return Job(job_id=job_id, model=model, priority=priority, submit_s=t,
                deadline_s=deadline_s, stream=stream or job_id, prompt_tokens=prompt,
                max_new_tokens=new)
+
+
+def scheduler(policy: str = "twill", budget_w: float = 20.0, cat: Catalog | None = None,
+              **kw) -> Scheduler:
+    """A scheduler on the tiny platform (seed 0); 20 W fits every unit at max clock."""
+    return Scheduler(PLATFORM, cat or catalog(), policy, budget_w, seed=0, **kw)
+
+
+def of(actions, kind) -> list:
+    """The actions of one type, in order."""
+    return [a for a in actions if isinstance(a, kind)]

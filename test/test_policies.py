@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from engine_fixtures import LLM, PLATFORM, catalog, job
+from engine_fixtures import LLM, PLATFORM, catalog, job, of, scheduler
 
 from twill_ros.core.events import (
     CancelRequested,
@@ -31,7 +31,7 @@ BUDGET = 20.0      # everything fits at max clock on the tiny platform (2 + 8 + 
 
 
 def sched(policy: str) -> Scheduler:
-    s = Scheduler(PLATFORM, catalog(), policy, BUDGET, seed=0)
+    s = scheduler(policy, BUDGET)
     s.handle(Tick(0.0))
     return s
 
@@ -80,7 +80,7 @@ def test_twill_lets_a_short_job_bypass_a_long_one_on_a_priority_stream():
     s = sched("twill")
     s.handle(JobArrived(0.0, job("l", "long", 200)))
     out = s.handle(JobArrived(0.001, job("c", "cnn", 100)))
-    (d,) = [a for a in out if isinstance(a, Dispatch)]
+    (d,) = of(out, Dispatch)
     # 10 ms <= 25 % of the 100 ms job: starts beside it with most of the GPU
     assert (d.job_id, d.unit, d.share) == ("c", "gpu", 9.0)
 
@@ -89,11 +89,11 @@ def test_twill_freezes_low_priority_llm_for_high_priority_job_and_unfreezes_afte
     s = sched("twill")
     s.handle(JobArrived(0.0, job("llm", "llm", 10, prompt=64, new=10)))
     out = s.handle(JobArrived(0.01, job("hi", "bert", 200)))
-    assert [a for a in out if isinstance(a, Freeze)] == [Freeze("llm")]
+    assert of(out, Freeze) == [Freeze("llm")]
     assert dispatches(out) == [("hi", "gpu")]
     assert s.handle(JobFrozen(0.064, "llm", "gpu", 0)) == []     # hi still running
     out = s.handle(JobFinished(0.075, "hi", "gpu"))
-    assert [a for a in out if isinstance(a, Unfreeze)] == [Unfreeze("llm", "gpu")]
+    assert of(out, Unfreeze) == [Unfreeze("llm", "gpu")]
 
 
 def test_twill_withdraws_a_freeze_once_the_job_it_made_room_for_is_done():
@@ -102,7 +102,7 @@ def test_twill_withdraws_a_freeze_once_the_job_it_made_room_for_is_done():
     out = s.handle(JobArrived(0.01, job("hi", "bert", 200)))
     assert Freeze("llm") in out and dispatches(out) == [("hi", "gpu")]   # beside the llm
     out = s.handle(JobFinished(0.02, "hi", "gpu"))      # before the llm's step boundary
-    assert [a for a in out if isinstance(a, WithdrawFreeze)] == [WithdrawFreeze("llm")]
+    assert of(out, WithdrawFreeze) == [WithdrawFreeze("llm")]
     assert s.jobs["llm"].status is JobStatus.RUNNING
     out = s.handle(JobFinished(0.3, "llm", "gpu"))
     (done,) = [a.record for a in out if isinstance(a, Complete)]
@@ -115,7 +115,7 @@ def test_twill_keeps_the_freeze_while_more_important_work_still_waits():
     s.handle(JobArrived(0.01, job("hi", "bert", 200, stream="a")))
     s.handle(JobArrived(0.011, job("hi2", "bert", 200, stream="a")))
     out = s.handle(JobFinished(0.02, "hi", "gpu"))
-    assert not [a for a in out if isinstance(a, WithdrawFreeze)]
+    assert not of(out, WithdrawFreeze)
     assert s.jobs["llm"].freeze_pending
 
 
@@ -123,14 +123,14 @@ def test_twill_does_not_freeze_for_lower_priority_work():
     s = sched("twill")
     s.handle(JobArrived(0.0, job("llm", "llm", 200, prompt=64, new=10)))
     out = s.handle(JobArrived(0.01, job("lo", "bert", 100)))
-    assert not [a for a in out if isinstance(a, Freeze)]
+    assert not of(out, Freeze)
 
 
 def test_twill_no_freeze_never_freezes():
     s = sched("twill_no_freeze")
     s.handle(JobArrived(0.0, job("llm", "llm", 10, prompt=64, new=10)))
     out = s.handle(JobArrived(0.01, job("hi", "bert", 200)))
-    assert not [a for a in out if isinstance(a, Freeze)]
+    assert not of(out, Freeze)
 
 
 def test_twill_ageing_serves_a_long_waiting_lower_priority_job_first():
@@ -156,7 +156,7 @@ def test_twill_moves_a_starved_llm_to_an_idle_cpu_once_it_waited_as_long_as_the_
     # expected finish on the GPU = max(snapshot wait, time waited) + 0.164 s; the CPU's 5.64 s
     # beats it by the 15 % margin once (waited + 0.164) x 0.85 > 5.642, i.e. after ~6.47 s
     out = s.handle(Tick(6.0))
-    assert not [a for a in out if isinstance(a, Migrate)]
+    assert not of(out, Migrate)
     out = s.handle(Tick(6.5))
     assert Migrate("llm", "gpu", "cpu_a") in out and ("llm", "cpu_a") in dispatches(out)
 
@@ -205,7 +205,7 @@ def test_twill_frozen_job_resumes_before_same_priority_newcomer():
     s.handle(JobArrived(0.02, job("b", "llm", 10, prompt=64, new=10)))   # same level, later
     s.handle(JobFrozen(0.064, "a", "gpu", 0))
     out = s.handle(JobFinished(0.075, "hi", "gpu"))
-    assert [a for a in out if isinstance(a, Unfreeze)] == [Unfreeze("a", "gpu")]
+    assert of(out, Unfreeze) == [Unfreeze("a", "gpu")]
     assert ("b", "gpu") not in dispatches(out)
 
 
@@ -245,7 +245,7 @@ def test_twill_no_migration_keeps_the_job_where_it_was_mapped():
     s.handle(JobArrived(0.001, job("c", "cnn", 100)))
     s.handle(CancelRequested(0.002, "l2"))
     out = s.handle(CancelRequested(0.002, "l1"))
-    assert not [a for a in out if isinstance(a, Migrate)]
+    assert not of(out, Migrate)
     assert s.jobs["c"].unit == "dla0"
 
 
@@ -263,7 +263,7 @@ def test_gpu_fifo_shares_the_gpu_between_streams_and_serialises_each_stream():
 
 
 def test_gpu_fifo_uses_static_caps_for_the_gpu_only():
-    s = Scheduler(PLATFORM, catalog(), "gpu_fifo", 7.0, seed=0)
+    s = scheduler("gpu_fifo", 7.0)
     out = s.handle(Tick(0.0))
     freqs = {a.unit: a.freq_hz for a in out}
     # GPU fully busy: 2 + 8 * (f / 1 GHz)^2 <= 7 W -> 500 MHz (1 GHz would be 10 W)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from engine_fixtures import PLATFORM, catalog, job
+from engine_fixtures import PLATFORM, catalog, job, of, scheduler
 
 from twill_ros.core import power as pw
 from twill_ros.core.events import (
@@ -112,7 +112,7 @@ def test_measured_error_correction_lowers_the_plan():
 
 
 def test_scheduler_dvfs_parks_idle_units_and_raises_busy_ones():
-    s = Scheduler(PLATFORM, catalog(), "twill", 20.0, seed=0)
+    s = scheduler()
     out = s.handle(Tick(0.0))
     assert {(a.unit, a.freq_hz) for a in out if isinstance(a, SetFrequency)} == {
         ("gpu", GHZ // 2), ("dla0", GHZ // 2), ("cpu_a", GHZ)}
@@ -134,7 +134,7 @@ def test_scheduler_budgets_the_present_work_not_an_older_hungrier_model():
     cat = catalog()
     cat.add(dataclasses.replace(cat.get("long"), id="light", latency_s={"gpu": 10.0},
                                 utilization={"gpu": 0.25}))
-    s = Scheduler(PLATFORM, cat, "twill", 7.0, seed=0)
+    s = scheduler(budget_w=7.0, cat=cat)
     s.handle(Tick(0.0))
     s.handle(JobArrived(0.0, job("a", "long")))
     s.handle(JobFinished(0.1, "a", "gpu"))
@@ -151,7 +151,7 @@ def test_a_long_low_priority_queue_does_not_buy_the_clocks_of_a_unit_serving_urg
     # not both (13 W). Greedy order = weight x 0.5 speed / watt: the GPU first iff its weight
     # is > 4x the DLA's (1 + 255/64 = 4.98). 50 queued 100 ms jobs of priority 0 weighed 50;
     # now the queue counts as far as one 0.1 s period gets through its 4.9 s: 1 + 49 x 0.1/4.9
-    s = Scheduler(PLATFORM, catalog(), "twill", 12.3, seed=0)
+    s = scheduler(budget_w=12.3)
     s.handle(Tick(0.0))
     for i in range(50):
         s.handle(JobArrived(0.0, job(f"q{i}", "long", 0, stream="bulk")))
@@ -162,7 +162,7 @@ def test_a_long_low_priority_queue_does_not_buy_the_clocks_of_a_unit_serving_urg
 
 def test_scheduler_lower_budget_gives_lower_gpu_clock_under_load():
     def gpu_clock(budget):
-        s = Scheduler(PLATFORM, catalog(), "twill", budget, seed=0)
+        s = scheduler(budget_w=budget)
         s.handle(Tick(0.0))
         for i in range(5):
             s.handle(JobArrived(0.0, job(f"l{i}", "long", stream="x")))
@@ -177,7 +177,7 @@ def test_twill_no_dvfs_uses_static_caps_and_never_changes_clocks():
     first = s.handle(Tick(0.0))
     caps = pw.static_caps(ORIN, 15.0, ORIN.unit_names)
     assert {a.unit: a.freq_hz for a in first if isinstance(a, SetFrequency)} == caps
-    assert not [a for a in s.handle(Tick(0.1)) if isinstance(a, SetFrequency)]
+    assert not of(s.handle(Tick(0.1)), SetFrequency)
 
 
 def catalog_orin():
@@ -186,7 +186,7 @@ def catalog_orin():
 
 
 def test_overshoot_dvfs_cannot_absorb_freezes_lowest_priority_work_until_budget_allows():
-    s = Scheduler(PLATFORM, catalog(), "twill", 20.0, seed=0)
+    s = scheduler()
     s.handle(Tick(0.0))
     s.handle(JobArrived(0.0, job("hi", "llm", 20, prompt=64, new=1000)))
     s.handle(JobArrived(0.0, job("lo", "cpullm", 10, prompt=64, new=1000)))
@@ -194,10 +194,10 @@ def test_overshoot_dvfs_cannot_absorb_freezes_lowest_priority_work_until_budget_
     # 5 W: 2 W idle + 2 W GPU + 1 W CPU at their lowest clocks fully busy -> overshoot;
     # the controller runs at once on a budget change and freezes the lowest priority first
     out = s.handle(BudgetChanged(0.05, 5.0))
-    assert [a for a in out if isinstance(a, Freeze)] == [Freeze("lo")]
+    assert of(out, Freeze) == [Freeze("lo")]
     assert s.handle(JobFrozen(0.06, "lo", "cpu_a", 3)) == []             # held, not resumed
     out = s.handle(Tick(0.1))                                            # still over: next
-    assert [a for a in out if isinstance(a, Freeze)] == [Freeze("hi")]
+    assert of(out, Freeze) == [Freeze("hi")]
     s.handle(JobFrozen(0.11, "hi", "gpu", 5))
     out = s.handle(BudgetChanged(0.25, 20.0))          # headroom again: highest priority first
     assert [(a.job_id, a.unit) for a in out if isinstance(a, Unfreeze)] == [("hi", "gpu")]
@@ -206,7 +206,7 @@ def test_overshoot_dvfs_cannot_absorb_freezes_lowest_priority_work_until_budget_
 
 
 def test_budget_change_recomputes_static_caps_for_baselines():
-    s = Scheduler(PLATFORM, catalog(), "gpu_fifo", 20.0, seed=0)
+    s = scheduler("gpu_fifo")
     s.handle(Tick(0.0))
     assert s.units["gpu"].freq_hz == GHZ
     out = s.handle(BudgetChanged(1.0, 7.0))

@@ -4,7 +4,8 @@ the driver contract (events in, actions out), no clock reads."""
 from __future__ import annotations
 
 import pytest
-from engine_fixtures import PLATFORM, catalog, job
+from engine_fixtures import PLATFORM, job, of
+from engine_fixtures import scheduler as sched
 
 from twill_ros.core.events import (
     Cancel,
@@ -23,15 +24,6 @@ from twill_ros.core.events import (
     WithdrawFreeze,
 )
 from twill_ros.core.jobs import JobStatus
-from twill_ros.core.scheduler import Scheduler
-
-
-def sched(policy: str = "twill", **kw) -> Scheduler:
-    return Scheduler(PLATFORM, catalog(), policy, 20.0, seed=0, **kw)
-
-
-def of(actions, kind):
-    return [a for a in actions if isinstance(a, kind)]
 
 
 def records(actions):
