@@ -1190,8 +1190,8 @@ class Scheduler:
             self._fill(dst, out)
         if not dst.idle or dst.frozen:
             return
-        for src in self.units.values():
-            for js in list(src.frozen) if src is not dst else ():
+        for src in self.units.values():       # dst.frozen is empty here
+            for js in list(src.frozen):
                 if js.power_hold or name not in js.units:
                     continue
                 here = pol.score(js, src.name, self)
