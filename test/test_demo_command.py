@@ -42,16 +42,18 @@ def test_twin_demo_writes_the_compare_summary_and_plots(tmp_path):
     summary, out = run_demo(tmp_path, test_domain_id() + 10, "--duration", "6",
                             "--policy", "gpu_fifo", "--budget", "12")
     result = check_summary(summary, "gpu_fifo", 12.0, "orin_nx_16gb")
-    assert result["per_stream"]["detector"]["jobs"] >= 25 * 6 * 0.8     # ~30 Hz camera
+    # the 30 Hz camera holds its rate on the MultiThreadedExecutor (it fell to ~20 Hz when
+    # rclpy's pool threads were starved; see node.lifecycle.spin_while)
+    assert result["per_stream"]["detector"]["jobs"] >= 30 * 6 * 0.9
     for plot in PLOTS:
         assert (tmp_path / "report" / f"{plot}_12W.png").stat().st_size > 1000
     assert "detector" in out and "gpu_fifo" in out     # the per-stream table was printed
 
 
 def test_real_demo_runs_the_tiny_models_on_the_cpu_units(tmp_path):
-    # on the multi-threaded executor, the form issue 4 names (the default is single)
+    # the twin test above runs the default MultiThreadedExecutor; this covers the other
     summary, out = run_demo(tmp_path, test_domain_id() + 11, "--real", "--duration", "6",
-                            "--executor", "multi")
+                            "--executor", "single")
     result = check_summary(summary, "twill", 30.0, "host")
     assert result["llm"]["tps_mean"] > 0                      # the tiny LLM really decoded
     assert "planner-1: completed on cpu_" in out

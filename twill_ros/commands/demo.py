@@ -1,6 +1,6 @@
 """``twill demo``: the scheduler, a perception node and a planner node, live on the twin.
 
-The three nodes run composed in one process (one executor; the same classes
+The three nodes run composed in one process (one MultiThreadedExecutor; the same classes
 launch/demo.launch.py starts) for ``--duration`` seconds, with a live status line. Then the
 clients stop, the jobs in flight finish (or are cancelled after ``--drain``), and the run
 is summarised from the JobResults that came back over DDS: a table per stream, and in
@@ -39,10 +39,10 @@ def add_parser(subparsers) -> None:
                         help="seconds to let jobs in flight finish after the run (default: 30)")
     parser.add_argument("--report", metavar="DIR",
                         help="write DIR/summary.json and the report with plots")
-    parser.add_argument("--executor", choices=("single", "multi"), default="single",
-                        help="rclpy executor for the composed nodes (default: single; their "
-                             "callbacks never block, and the Kilted wheels' multi-threaded "
-                             "executor re-submits waiting tasks under load)")
+    parser.add_argument("--executor", choices=("multi", "single"), default="multi",
+                        help="rclpy executor for the composed nodes: multi = "
+                             "MultiThreadedExecutor with 4 threads (default), single = "
+                             "SingleThreadedExecutor (enough: no callback blocks)")
     parser.add_argument("--quiet", action="store_true", help="no live status line")
     parser.set_defaults(func=run)
 

@@ -7,6 +7,7 @@ the scheduler can give every live job a CANCELLED result before it exits.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -29,12 +30,18 @@ def stop_on_signals() -> threading.Event:
 
 def spin_while(executor: Executor, keep_going: Callable[[], bool],
                stop: threading.Event | None = None, timeout_s: float | None = None) -> None:
-    """Spin until ``keep_going()`` is false, ``stop`` is set or ``timeout_s`` passes."""
+    """Spin until ``keep_going()`` is false, ``stop`` is set or ``timeout_s`` passes.
+
+    The yield after each callback lets a MultiThreadedExecutor's pool threads start the task
+    just handed to them. Without it (rclpy without ros2/rclpy PR #1547, such as the Kilted
+    9.1.2 wheels) the spinning thread keeps the GIL, sees the queued task as ready again and
+    re-submits it in a busy loop; the composed demo then missed its 30 Hz camera rate."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while keep_going() and not (stop is not None and stop.is_set()):
         if deadline is not None and time.monotonic() >= deadline:
             return
         executor.spin_once(timeout_sec=0.05)
+        os.sched_yield()
 
 
 def spin_until_stopped(nodes: Sequence[Node], executor: Executor,
