@@ -17,7 +17,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from twill_ros.core.onnx_analysis import DLA_THRESHOLD, OnnxAnalysis
+from twill_ros.core.onnx_analysis import OnnxAnalysis
 
 if TYPE_CHECKING:
     from twill_ros.core.platform import UnitSpec
@@ -145,13 +145,7 @@ def needs_build(config: EngineConfig, engine: Path) -> bool:
 
 
 def dla_eligible(analysis: OnnxAnalysis) -> DlaEligibility:
-    """DLA eligibility from the graph (Twill's affinity rule, onnx_analysis.DLA_THRESHOLD)."""
-    reasons = []
-    if not analysis.static_shapes:
-        reasons.append("its inputs have dynamic shapes (the DLA needs static ones)")
-    if analysis.dla_fraction < DLA_THRESHOLD:
-        reasons.append(f"only {analysis.dla_fraction:.0%} of its nodes run on the DLA (needs "
-                       f">= {DLA_THRESHOLD:.0%}); unsupported: "
-                       f"{', '.join(analysis.unsupported_ops)}")
-    return DlaEligibility(eligible=not reasons, reasons=tuple(reasons),
+    """DLA eligibility from the graph (Twill's affinity rule, OnnxAnalysis.dla_blockers)."""
+    reasons = analysis.dla_blockers
+    return DlaEligibility(eligible=not reasons, reasons=reasons,
                           precision="int8" if analysis.precision == "int8" else "fp16")

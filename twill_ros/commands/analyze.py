@@ -11,12 +11,7 @@ import json
 from pathlib import Path
 
 from twill_ros.core.catalog import load_catalog
-from twill_ros.core.onnx_analysis import (
-    DLA_THRESHOLD,
-    OnnxAnalysis,
-    analyze_onnx,
-    profile_from_analysis,
-)
+from twill_ros.core.onnx_analysis import OnnxAnalysis, analyze_onnx, profile_from_analysis
 
 
 def add_parser(subparsers) -> None:
@@ -54,11 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _report(a: OnnxAnalysis, estimates_ms: dict[str, float], memory_mb: float) -> str:
     verdict = "yes" if a.dla_compatible else "no"
-    reasons = []
-    if not a.static_shapes:
-        reasons.append("dynamic input shapes")
-    if a.dla_fraction < DLA_THRESHOLD:
-        reasons.append(f"supported share {a.dla_fraction:.0%} < {DLA_THRESHOLD:.0%}")
+    reasons = a.dla_blockers
     ops = ", ".join(
         f"{op} x{n}" for op, n in sorted(a.op_counts.items(), key=lambda kv: (-kv[1], kv[0]))
     )

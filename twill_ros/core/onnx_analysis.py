@@ -110,9 +110,21 @@ class OnnxAnalysis:
     kind: str  # dnn | transformer (guessed from op types)
 
     @property
+    def dla_blockers(self) -> tuple[str, ...]:
+        """Why the graph should not go to a DLA; none means DLA-eligible (FP16/INT8 is a build
+        choice, not a property of the graph)."""
+        reasons = []
+        if not self.static_shapes:
+            reasons.append("its inputs have dynamic shapes (the DLA needs static ones)")
+        if self.dla_fraction < DLA_THRESHOLD:
+            reasons.append(f"only {self.dla_fraction:.0%} of its nodes run on the DLA (needs "
+                           f">= {DLA_THRESHOLD:.0%}); unsupported: "
+                           f"{', '.join(self.unsupported_ops)}")
+        return tuple(reasons)
+
+    @property
     def dla_compatible(self) -> bool:
-        """DLA-eligible: enough supported ops and static shapes (FP16/INT8 is a build choice)."""
-        return self.static_shapes and self.dla_fraction >= DLA_THRESHOLD
+        return not self.dla_blockers
 
 
 def analyze_onnx(path: str | Path) -> OnnxAnalysis:
