@@ -7,7 +7,6 @@ the scheduler can give every live job a CANCELLED result before it exits.
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading
@@ -33,15 +32,16 @@ def spin_while(executor: Executor, keep_going: Callable[[], bool],
     """Spin until ``keep_going()`` is false, ``stop`` is set or ``timeout_s`` passes.
 
     The yield after each callback lets a MultiThreadedExecutor's pool threads start the task
-    just handed to them. Without it (rclpy without ros2/rclpy PR #1547, such as the Kilted
-    9.1.2 wheels) the spinning thread keeps the GIL, sees the queued task as ready again and
-    re-submits it in a busy loop; the composed demo then missed its 30 Hz camera rate."""
+    just handed to them. Without it, an rclpy from before the fixes discussed in
+    ros2/rclpy#1452 and PR #1547 (such as the Kilted 9.1.2 wheels) keeps the GIL in the
+    spinning thread, sees the queued task as ready again and re-submits it in a busy loop;
+    the composed demo then missed its 30 Hz camera rate."""
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while keep_going() and not (stop is not None and stop.is_set()):
         if deadline is not None and time.monotonic() >= deadline:
             return
         executor.spin_once(timeout_sec=0.05)
-        os.sched_yield()
+        time.sleep(0)   # releases the GIL; os.sched_yield did not before gh-96078
 
 
 def spin_until_stopped(nodes: Sequence[Node], executor: Executor,
