@@ -56,16 +56,21 @@ def ros_env(domain_id: int) -> dict[str, str]:
     return env
 
 
-class SchedulerProcess:
-    """``twill_scheduler --ros-args --params-file ...`` in its own process."""
+class NodeProcess:
+    """An installed node entry point (``EXE --ros-args [--params-file F] -p ...``) in its own
+    process, its output collected in ``log``."""
 
-    def __init__(self, domain_id: int, params: dict[str, object] | None = None,
-                 params_file: Path = PARAMS_FILE) -> None:
-        exe = shutil.which("twill_scheduler")
+    def __init__(self, executable: str, domain_id: int,
+                 params: dict[str, object] | None = None,
+                 params_file: Path | None = None) -> None:
+        exe = shutil.which(executable)
         if exe is None:
-            raise RuntimeError("twill_scheduler is not on PATH: run scripts/setup.sh and "
+            raise RuntimeError(f"{executable} is not on PATH: run scripts/setup.sh and "
                                "source env.sh first")
-        args = [exe, "--ros-args", "--params-file", str(params_file)]
+        self.name = executable
+        args = [exe, "--ros-args"]
+        if params_file is not None:
+            args += ["--params-file", str(params_file)]
         for name, value in (params or {}).items():
             args += ["-p", f"{name}:={value}"]
         self.log: list[str] = []
@@ -99,10 +104,18 @@ class SchedulerProcess:
         except subprocess.TimeoutExpired as timeout:
             self.proc.kill()
             self.proc.wait()
-            raise AssertionError(f"scheduler did not exit after {signal.Signals(sig).name}:\n"
-                                 f"{self.tail()}") from timeout
+            raise AssertionError(f"{self.name} did not exit after {signal.Signals(sig).name}:"
+                                 f"\n{self.tail()}") from timeout
         finally:
             self._reader.join(2.0)
+
+
+class SchedulerProcess(NodeProcess):
+    """``twill_scheduler --ros-args --params-file config/twill.yaml -p ...``."""
+
+    def __init__(self, domain_id: int, params: dict[str, object] | None = None,
+                 params_file: Path = PARAMS_FILE) -> None:
+        super().__init__("twill_scheduler", domain_id, params, params_file)
 
 
 class ClientNode:

@@ -8,28 +8,19 @@ way an operator would.
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
+import signal
 import time
 from collections import Counter
 
 import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
-from ros_harness import ClientNode, SchedulerProcess, ros_env, test_domain_id
+from ros_harness import ClientNode, NodeProcess, SchedulerProcess, test_domain_id
 from twill_msgs.msg import JobResult
 
 RUN_S = 22.0
 CONTROL_PERIOD_S = 0.1
 LOW_BUDGET_W = 4.0      # below the module's idle floor: no clock setting can meet it
 PLANNER_TOKENS = 48
-
-
-def start_client(executable: str, domain: int, params: dict[str, object]):
-    args = [shutil.which(executable), "--ros-args"]
-    for name, value in params.items():
-        args += ["-p", f"{name}:={value}"]
-    return subprocess.Popen(args, env=ros_env(domain), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
 
 
 def power_level(ros: ClientNode, since: float) -> int | None:
@@ -51,8 +42,8 @@ def demo_run():
     try:
         assert ros.client.wait_for_scheduler(30.0), scheduler.tail()
         clients = [
-            start_client("perception_node", domain, {}),
-            start_client("planner_node", domain, {
+            NodeProcess("perception_node", domain),
+            NodeProcess("planner_node", domain, {
                 "planner.rate_hz": 0.25, "planner.max_new_tokens": PLANNER_TOKENS,
                 "intent.rate_hz": 0.5, "intent.burst": 5}),
         ]
@@ -76,20 +67,20 @@ def demo_run():
         time.sleep(max(0.0, RUN_S - (time.monotonic() - started)))
         events["run_s"] = time.monotonic() - started
         for proc in clients:
-            proc.send_signal(2)
+            proc.proc.send_signal(signal.SIGINT)
         for proc in clients:
-            assert proc.wait(15) == 0, proc.stdout.read()[-3000:]
+            assert proc.stop() == 0, proc.tail()
         # Every job the clients sent finishes before the scheduler goes idle.
         assert ros.wait_until(lambda: ros.states and ros.states[-1][0] > time.monotonic() - 0.5
                               and not (ros.states[-1][1].queued + ros.states[-1][1].running
                                        + ros.states[-1][1].frozen), 40.0)
         time.sleep(1.0)  # stragglers: a duplicate result would arrive now
-        planner_log = clients[1].stdout.read()
+        planner_log = "\n".join(clients[1].log)
         yield ros, events, planner_log
     finally:
         for proc in clients:
-            if proc.poll() is None:
-                proc.kill()
+            if proc.alive():
+                proc.proc.kill()
         ros.close()
         assert scheduler.stop() == 0
 
