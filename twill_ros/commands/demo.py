@@ -13,7 +13,6 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
 from twill_ros.core.policies import POLICIES
 
@@ -64,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from twill_ros.demo.monitor import RunMonitor
     from twill_ros.demo.perception_node import PerceptionNode
     from twill_ros.demo.planner_node import PlannerNode
+    from twill_ros.live_report import LiveRun, print_summary, summarize_live, write_live_report
     from twill_ros.node.lifecycle import spin_while, stop_on_signals
     from twill_ros.node.scheduler_node import TwillSchedulerNode
 
@@ -109,9 +109,14 @@ def run(args: argparse.Namespace) -> int:
         spin_while(executor, lambda: any(s.pending() for s in streams), stop, args.drain)
         scheduler.on_exit(executor)
         spin_while(executor, lambda: any(s.pending() for s in streams), None, 2.0)
-        result = monitor.sim_result(streams, t0, scheduler.catalog)
+        result = monitor.sim_result([(s.config.name, sent) for s in streams
+                                     for sent in list(s.sent.values())], t0, scheduler.catalog)
         lost = sum(s.pending() for s in streams)
-        summary = _summarize(result, args, scheduler, [s.config.name for s in streams], lost)
+        run_info = LiveRun(name="live demo", source="twill demo (live ROS 2 run)",
+                           platform=args.platform, policy=args.policy,
+                           budget_w=float(args.budget), duration_s=args.duration)
+        summary = summarize_live(run_info, result, scheduler.profiler,
+                                 [s.config.name for s in streams], lost)
         for node in nodes:
             executor.remove_node(node)
             node.destroy_node()
@@ -119,9 +124,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         rclpy.try_shutdown()
 
-    _print_summary(summary)
+    print_summary(summary)
     if args.report:
-        _write_report(summary, result, args)
+        write_live_report(run_info, summary, result, args.report)
     if lost:
         print(f"twill demo: {lost} job(s) got no result", file=sys.stderr)
         return 1
@@ -141,48 +146,3 @@ def _parameters(values: dict):
     from rclpy.parameter import Parameter
 
     return [Parameter(name, value=value) for name, value in values.items()]
-
-
-def _summarize(result, args, scheduler, stream_names, lost) -> dict:
-    from twill_ros.core.metrics import summarize
-
-    summary = summarize(result.records, result.power_trace, policy=args.policy,
-                        budget_w=float(args.budget), profiler=scheduler.profiler,
-                        duration_s=result.duration_s, streams=stream_names)
-    summary["lost"] = lost
-    return summary
-
-
-def _print_summary(summary: dict) -> None:
-    from twill_ros.report import per_stream_markdown, text_table
-
-    print()
-    print(text_table([summary]))
-    print()
-    print("Per stream: mean latency ms (mean slowdown, deadline-miss rate)")
-    print(per_stream_markdown([summary]))
-
-
-def _demo_workload(args, summary: dict):
-    """The demo's streams as a Workload, so the report reads like a compare report."""
-    from twill_ros.sim.workload import Arrival, StreamSpec, Workload
-
-    streams = tuple(StreamSpec(name=name, model="", arrival=Arrival("live", {}))
-                    for name in summary["per_stream"])
-    return Workload(name="live demo", duration_s=args.duration, streams=streams,
-                    path="twill demo (live ROS 2 run)")
-
-
-def _write_report(summary: dict, result, args) -> None:
-    from twill_ros.commands.compare import write_json
-    from twill_ros.comparison import Comparison, Run
-    from twill_ros.report import write_report
-
-    out = Path(args.report)
-    out.mkdir(parents=True, exist_ok=True)
-    comparison = Comparison(workload=_demo_workload(args, summary), platform=args.platform,
-                            seed=0, runs=(Run(args.policy, float(args.budget), summary,
-                                              result),))
-    write_json(comparison, str(out / "summary.json"))
-    report = write_report(comparison, str(out))
-    print(f"twill demo: wrote {out / 'summary.json'} and {report}")

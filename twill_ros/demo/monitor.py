@@ -10,13 +10,14 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 
 from rclpy.node import Node
 from twill_msgs.msg import JobResult, SchedulerState
 
 from twill_ros import interfaces as ifc
 from twill_ros.core.jobs import JobRecord
-from twill_ros.demo.streams import Sent, StreamSubmitter
+from twill_ros.demo.streams import Sent
 from twill_ros.node.requests import job_of
 from twill_ros.node.results import STATUS_OF_CODE
 from twill_ros.sim.simulator import SimResult
@@ -27,8 +28,10 @@ def stamp_s(stamp) -> float:
 
 
 class RunMonitor(Node):
-    def __init__(self, **kwargs) -> None:
+    def __init__(self, on_result: Callable[[JobResult], None] | None = None, **kwargs) -> None:
+        """``on_result`` gets every result on /twill/results (whoever submitted the job)."""
         super().__init__("twill_run_monitor", **kwargs)
+        self._on_result_cb = on_result
         self._lock = threading.Lock()
         self.states: list[SchedulerState] = []
         self._done_times: deque[float] = deque()
@@ -40,7 +43,9 @@ class RunMonitor(Node):
         with self._lock:
             self.states.append(msg)
 
-    def _on_result(self, _msg: JobResult) -> None:
+    def _on_result(self, msg: JobResult) -> None:
+        if self._on_result_cb is not None:
+            self._on_result_cb(msg)
         now = time.monotonic()
         with self._lock:
             self._done_times.append(now)
@@ -60,15 +65,15 @@ class RunMonitor(Node):
                 f"queued {state.queued} frozen {state.frozen} | done {state.completed} | "
                 f"MHz {clocks}")
 
-    def sim_result(self, streams: list[StreamSubmitter], t0_s: float, catalog) -> SimResult:
-        """The live run as the core's SimResult: a record per answered job, power/clock traces.
+    def sim_result(self, sent: Iterable[tuple[str, Sent]], t0_s: float, catalog) -> SimResult:
+        """The live run as the core's SimResult: a record per answered job (``sent`` pairs
+        each request with its stream's name), power/clock traces.
 
         Times are ROS time (the clients' request stamps and the state stamps) minus ``t0_s``.
         Jobs sent but never answered are not invented a status: the caller reports them.
         """
-        records = [self._record(stream.config.name, sent, t0_s, catalog)
-                   for stream in streams for sent in list(stream.sent.values())
-                   if sent.result is not None]
+        records = [self._record(stream, one, t0_s, catalog) for stream, one in sent
+                   if one.result is not None]
         with self._lock:
             states = list(self.states)
         power = [(stamp_s(s.stamp) - t0_s, float(s.power_w)) for s in states]
