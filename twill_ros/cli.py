@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from twill_ros import __version__
 
-COMMANDS = ("sim", "compare", "evaluate", "profile", "analyze", "demo")
+COMMANDS = ("sim", "compare", "evaluate", "profile", "analyze", "demo", "bag", "replay")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -90,7 +90,8 @@ class RunMonitor(Node):
     @staticmethod
     def _record(stream: str, sent: Sent, t0_s: float, catalog) -> JobRecord:
         request, result = sent.request, sent.result
-        job = job_of(request, catalog.get(request.model), request.job_id,
+        profile = catalog.get(request.model) if request.model in catalog else None
+        job = job_of(request, profile, request.job_id,
                      stamp_s(request.stamp) - t0_s, stream=stream)
         return JobRecord(
             job=job, status=STATUS_OF_CODE[result.status], unit=result.unit,

@@ -59,19 +59,22 @@ def to_job(request, job_id: str, submit_s: float, catalog: Catalog, limits: Limi
     return job_of(request, model, job_id, submit_s, stream=request.client_id)
 
 
-def job_of(request, model: ModelProfile, job_id: str, submit_s: float, stream: str) -> Job:
+def job_of(request, model: ModelProfile | None, job_id: str, submit_s: float,
+           stream: str) -> Job:
     """The core Job a request stands for, without checks (``to_job`` checks first): deadline_ms
-    > 0 is a deadline, prompt and max_new_tokens count only for an LLM."""
+    > 0 is a deadline, prompt and max_new_tokens count only for an LLM. ``model`` is None
+    for a model the catalog does not know (an observer's view of a rejected request)."""
     deadline_ms = float(request.deadline_ms)
+    llm = model is not None and model.is_llm
     return Job(
         job_id=job_id,
-        model=model.id,
+        model=request.model,
         priority=int(request.priority),
         submit_s=submit_s,
         deadline_s=deadline_ms / 1000.0 if deadline_ms > 0 else None,
         stream=stream,
-        prompt_tokens=prompt_tokens(request.prompt) if model.is_llm else 0,
-        max_new_tokens=int(request.max_new_tokens) if model.is_llm else 0,
+        prompt_tokens=prompt_tokens(request.prompt) if llm else 0,
+        max_new_tokens=int(request.max_new_tokens) if llm else 0,
     )
 
 

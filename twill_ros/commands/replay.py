@@ -1,0 +1,132 @@
+"""``twill replay BAG``: play the /twill/jobs requests of a rosbag2 bag against a running
+scheduler with their recorded spacing, and summarise what came back.
+
+Start the scheduler first (``ros2 launch twill_ros twill.launch.py`` or ``twill_scheduler``)
+in the same ROS domain. The bag is one that ``ros2 bag record /twill/jobs`` made on a robot
+or that ``twill bag`` wrote from a workload file. Each request is published at its offset in
+the bag divided by ``--rate``, stamped with the replay's clock; ids are kept (an empty or
+repeated one becomes ``replay-<n>``) so every result is matched to its request. The summary
+is the demo's, per stream (a request's client id, else its model), measured from the
+JobResults; ``--report DIR`` writes DIR/summary.json in the ``compare`` results format
+(plus ``lost`` and ``duplicates``) and the plots. Exit code 1 when a request got no result
+within ``--drain`` seconds of the last one, or a job got two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+from twill_ros.commands.compare import user_error
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("replay", help="replay a bag of /twill/jobs to a scheduler",
+                                   description=__doc__)
+    parser.add_argument("bag", help="rosbag2 directory holding /twill/jobs (sqlite3 or mcap)")
+    parser.add_argument("--rate", type=float, default=1.0,
+                        help="playback speed: 2 plays the bag twice as fast (default: 1)")
+    parser.add_argument("--wait", type=float, default=15.0,
+                        help="seconds to wait for the scheduler to appear (default: 15)")
+    parser.add_argument("--drain", type=float, default=30.0,
+                        help="seconds to wait for results after the last request "
+                             "(default: 30)")
+    parser.add_argument("--catalog", help="model catalog of the scheduler, for slowdowns "
+                                          "(default: the shipped models/catalog.yaml)")
+    parser.add_argument("--report", metavar="DIR",
+                        help="write DIR/summary.json and the report with plots")
+    parser.add_argument("--quiet", action="store_true", help="no live status line")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from twill_ros.bags import BagError, read_requests
+    from twill_ros.core.catalog import load_catalog
+
+    if args.rate <= 0 or args.wait <= 0 or args.drain < 0:
+        return user_error(ValueError("--rate and --wait must be > 0, --drain >= 0"))
+    try:
+        recorded = read_requests(args.bag)
+        catalog = load_catalog(args.catalog)
+    except (BagError, ValueError, OSError) as exc:
+        return user_error(exc)
+    # The scheduler is someone else's process: its domain is the caller's; discovery stays on
+    # this machine unless the caller chose otherwise.
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
+    from twill_msgs.msg import JobRequest
+
+    from twill_ros import interfaces as ifc
+    from twill_ros.core.platform import load_platform
+    from twill_ros.core.profiler import Profiler
+    from twill_ros.demo.monitor import RunMonitor
+    from twill_ros.live_report import LiveRun, print_summary, summarize_live, write_live_report
+    from twill_ros.node.lifecycle import spin_while, stop_on_signals
+    from twill_ros.replay import Replay
+
+    replay = Replay(recorded)
+    rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
+    stop = stop_on_signals()
+    try:
+        monitor = RunMonitor(on_result=replay.record)
+        jobs = monitor.create_publisher(JobRequest, ifc.name(ifc.JOBS), ifc.JOB_QOS)
+        executor = SingleThreadedExecutor()
+        executor.add_node(monitor)
+        spin_while(executor, lambda: not (jobs.get_subscription_count() and monitor.states),
+                   stop, args.wait)
+        if not (jobs.get_subscription_count() and monitor.states):
+            domain = os.environ.get("ROS_DOMAIN_ID", "0")
+            print(f"twill replay: no scheduler on {ifc.name(ifc.JOBS)} and "
+                  f"{ifc.name(ifc.STATE)} in ROS domain {domain} within {args.wait:g} s; start "
+                  "one first (ros2 launch twill_ros twill.launch.py)", file=sys.stderr)
+            return 2
+        state = monitor.states[-1]
+        try:
+            profiler = Profiler(catalog, load_platform(state.platform))
+        except (ValueError, OSError) as exc:
+            return user_error(ValueError(f"the scheduler's platform {state.platform!r}: {exc}"))
+        span = recorded[-1].offset_s / args.rate
+        print(f"twill replay: {len(replay)} requests over {span:.1f} s to policy "
+              f"{state.policy}, budget {state.power_budget_w:g} W, platform {state.platform}",
+              flush=True)
+        t0 = monitor.get_clock().now().nanoseconds * 1e-9
+        started = time.monotonic()
+        next_status = [started + 1.0]
+
+        def publishing() -> bool:
+            now = time.monotonic()
+            if not args.quiet and now >= next_status[0]:
+                next_status[0] += 1.0
+                print(monitor.status_line(now - started), flush=True)
+            return replay.publish_due((now - started) * args.rate, jobs, monitor.get_clock())
+
+        spin_while(executor, publishing, stop)
+        spin_while(executor, lambda: replay.pending() > 0, stop, args.drain)
+        result = monitor.sim_result(list(replay.sent.values()), t0, catalog)
+        run_info = LiveRun(name=f"replay of {args.bag}", source=f"twill replay {args.bag}",
+                           platform=state.platform, policy=state.policy,
+                           budget_w=float(state.power_budget_w),
+                           duration_s=time.monotonic() - started)
+        summary = summarize_live(run_info, result, profiler, replay.streams(), replay.pending())
+        summary["duplicates"] = replay.duplicates
+        monitor.destroy_node()
+        executor.shutdown()
+    finally:
+        rclpy.try_shutdown()
+
+    print_summary(summary)
+    if args.report:
+        write_live_report(run_info, summary, result, args.report)
+    unsent = len(replay) - len(replay.sent)
+    if summary["lost"] or summary["duplicates"] or unsent:
+        print(f"twill replay: {unsent} request(s) not sent (stopped), {summary['lost']} "
+              f"without a result, {summary['duplicates']} duplicate result(s)",
+              file=sys.stderr)
+        return 1
+    return 0
