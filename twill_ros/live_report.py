@@ -38,17 +38,20 @@ def summarize_live(run: LiveRun, result: SimResult, profiler, streams: list[str]
     return summary
 
 
-def print_summary(summary: dict) -> None:
+def present(run: LiveRun, summary: dict, result: SimResult, report_dir: str | None) -> None:
+    """Print the tables; with ``report_dir``, write the report there as well."""
     print()
     print(text_table([summary]))
     print()
     print("Per stream: mean latency ms (mean slowdown, deadline-miss rate)")
     print(per_stream_markdown([summary]))
+    if report_dir:
+        _write_report(run, summary, result, report_dir)
 
 
-def write_live_report(run: LiveRun, summary: dict, result: SimResult, out_dir: str) -> Path:
+def _write_report(run: LiveRun, summary: dict, result: SimResult, out_dir: str) -> None:
     """``out_dir``/summary.json (the ``compare`` JSON with this one result) and the report
-    with plots; returns the summary's path."""
+    with plots."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # The streams as a Workload, so the report reads like a compare report.
@@ -61,4 +64,3 @@ def write_live_report(run: LiveRun, summary: dict, result: SimResult, out_dir: s
     write_json(comparison, str(out / "summary.json"))
     report = write_report(comparison, str(out))
     print(f"twill: wrote {out / 'summary.json'} and {report}")
-    return out / "summary.json"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 from twill_ros.core.policies import POLICIES
 
@@ -63,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from twill_ros.demo.monitor import RunMonitor
     from twill_ros.demo.perception_node import PerceptionNode
     from twill_ros.demo.planner_node import PlannerNode
-    from twill_ros.live_report import LiveRun, print_summary, summarize_live, write_live_report
+    from twill_ros.live_report import LiveRun, present, summarize_live
     from twill_ros.node.lifecycle import spin_while, stop_on_signals
     from twill_ros.node.scheduler_node import TwillSchedulerNode
 
@@ -90,17 +89,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"twill demo ({mode}): policy {args.policy}, budget {args.budget:g} W, platform "
               f"{args.platform}, {args.duration:g} s (ROS_DOMAIN_ID "
               f"{os.environ['ROS_DOMAIN_ID']})", flush=True)
-        started = time.monotonic()
-        next_status = [started + 1.0]
-
-        def running() -> bool:
-            now = time.monotonic()
-            if not args.quiet and now >= next_status[0]:
-                next_status[0] += 1.0
-                print(monitor.status_line(now - started), flush=True)
-            return now - started < args.duration
-
-        spin_while(executor, running, stop)
+        spin_while(executor, monitor.with_status(lambda s: s < args.duration, args.quiet), stop)
         streams = [s for client in clients for s in client.streams]
         for client in clients:
             client.stop()
@@ -124,9 +113,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         rclpy.try_shutdown()
 
-    print_summary(summary)
-    if args.report:
-        write_live_report(run_info, summary, result, args.report)
+    present(run_info, summary, result, args.report)
     if lost:
         print(f"twill demo: {lost} job(s) got no result", file=sys.stderr)
         return 1

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 from twill_ros.commands.compare import user_error
 
@@ -66,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from twill_ros.core.platform import load_platform
     from twill_ros.core.profiler import Profiler
     from twill_ros.demo.monitor import RunMonitor
-    from twill_ros.live_report import LiveRun, print_summary, summarize_live, write_live_report
+    from twill_ros.live_report import LiveRun, present, summarize_live
     from twill_ros.node.lifecycle import spin_while, stop_on_signals
     from twill_ros.replay import Replay
 
@@ -95,24 +94,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"twill replay: {len(replay)} requests over {span:.1f} s to policy "
               f"{state.policy}, budget {state.power_budget_w:g} W, platform {state.platform}",
               flush=True)
-        t0 = monitor.get_clock().now().nanoseconds * 1e-9
-        started = time.monotonic()
-        next_status = [started + 1.0]
-
-        def publishing() -> bool:
-            now = time.monotonic()
-            if not args.quiet and now >= next_status[0]:
-                next_status[0] += 1.0
-                print(monitor.status_line(now - started), flush=True)
-            return replay.publish_due((now - started) * args.rate, jobs, monitor.get_clock())
-
-        spin_while(executor, publishing, stop)
+        clock = monitor.get_clock()
+        t0 = clock.now().nanoseconds * 1e-9
+        spin_while(executor, monitor.with_status(
+            lambda s: replay.publish_due(s * args.rate, jobs, clock), args.quiet), stop)
         spin_while(executor, lambda: replay.pending() > 0, stop, args.drain)
         result = monitor.sim_result(list(replay.sent.values()), t0, catalog)
         run_info = LiveRun(name=f"replay of {args.bag}", source=f"twill replay {args.bag}",
                            platform=state.platform, policy=state.policy,
                            budget_w=float(state.power_budget_w),
-                           duration_s=time.monotonic() - started)
+                           duration_s=clock.now().nanoseconds * 1e-9 - t0)
         summary = summarize_live(run_info, result, profiler, replay.streams(), replay.pending())
         summary["duplicates"] = replay.duplicates
         monitor.destroy_node()
@@ -120,9 +111,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         rclpy.try_shutdown()
 
-    print_summary(summary)
-    if args.report:
-        write_live_report(run_info, summary, result, args.report)
+    present(run_info, summary, result, args.report)
     unsent = len(replay) - len(replay.sent)
     if summary["lost"] or summary["duplicates"] or unsent:
         print(f"twill replay: {unsent} request(s) not sent (stopped), {summary['lost']} "

@@ -65,6 +65,22 @@ class RunMonitor(Node):
                 f"queued {state.queued} frozen {state.frozen} | done {state.completed} | "
                 f"MHz {clocks}")
 
+    def with_status(self, keep_going: Callable[[float], bool],
+                    quiet: bool = False) -> Callable[[], bool]:
+        """A ``spin_while`` condition: ``keep_going(seconds since now)``, printing the live
+        status line once a second unless ``quiet``."""
+        started = time.monotonic()
+        lines = 0
+
+        def condition() -> bool:
+            nonlocal lines
+            elapsed = time.monotonic() - started
+            if not quiet and elapsed >= lines + 1:
+                lines += 1
+                print(self.status_line(elapsed), flush=True)
+            return keep_going(elapsed)
+        return condition
+
     def sim_result(self, sent: Iterable[tuple[str, Sent]], t0_s: float, catalog) -> SimResult:
         """The live run as the core's SimResult: a record per answered job (``sent`` pairs
         each request with its stream's name), power/clock traces.
