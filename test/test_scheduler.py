@@ -209,3 +209,28 @@ def test_scheduler_reads_no_clock(monkeypatch):
     s.handle(Tick(0.1))
     s.handle(JobFinished(0.2, "a", "gpu"))
     assert calls == []
+
+
+def test_a_learned_run_time_refreshes_the_parked_slowdown_of_its_model_and_unit():
+    s = sched()
+    s.handle(Tick(0.0))
+    s.handle(JobArrived(0.0, job("a", "cnn")))      # unparks the GPU: not a clean run
+    unit = s.units[s.jobs["a"].unit]
+    s.handle(JobFinished(0.05, "a", unit.name))
+    p = s.profiler
+    # an earlier run at the lowest clock, as the catalog predicts it: that level is now known
+    slow = unit.spec.min_frequency_hz
+    p.observe("cnn", unit.name, slow, p.estimate_s("cnn", unit.name, slow))
+
+    def fresh() -> float:           # what the profiler says now, uncached
+        return (p.estimate_s("cnn", unit.name, slow)
+                / p.estimate_s("cnn", unit.name, unit.work_freq_hz))
+
+    s.handle(JobArrived(0.05, job("b", "cnn")))     # alone, at one clock: a clean run
+    assert s.jobs["b"].unit == unit.name
+    assert s._parked_slowdown(s.jobs["b"], unit) == pytest.approx(fresh()) == 2.0
+    # "b" took 5x its estimate: the profiler learns that the clock matters less for it
+    s.handle(JobFinished(0.05 + 5 * 0.05, "b", unit.name))
+    s.handle(JobArrived(0.3, job("c", "cnn")))
+    assert fresh() < 1.5
+    assert s._parked_slowdown(s.jobs["c"], unit) == pytest.approx(fresh())

@@ -862,6 +862,8 @@ class Scheduler:
         self._est_cache.pop((model, unit), None)
         self.units[unit].dnn_est.pop(model, None)
         self.units[unit].dnn_parked_est.pop(model, None)
+        for phase in ("job", "decode"):
+            self._parked_cache.pop((model, unit, phase), None)
 
     def _after_release(self, u: UnitState, out: list[Action]) -> None:
         self._fill(u, out)
