@@ -57,10 +57,13 @@ def replay(bag, domain: int, *args: str) -> subprocess.CompletedProcess:
         text=True, timeout=120)
 
 
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
 def test_a_workload_bag_holds_each_arrival_as_the_request_its_stream_would_send(
-        workload_file, tmp_path):
+        workload_file, tmp_path, storage):
     bag = tmp_path / "bag"
-    assert main(["bag", "--workload", str(workload_file), "--seed", "3", "--out", str(bag)]) == 0
+    assert main(["bag", "--workload", str(workload_file), "--seed", "3", "--out", str(bag),
+                 "--storage", storage]) == 0
+    assert f"storage_identifier: {storage}" in (bag / "metadata.yaml").read_text()
     jobs = generate_jobs(load_workload(workload_file, load_catalog()), 3)
     recorded = read_requests(bag)
     assert len(recorded) == len(jobs) == 30 + 1 + 9

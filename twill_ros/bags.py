@@ -49,13 +49,15 @@ def _typestore():
     return store
 
 
-def write_requests(path: str | Path, requests: Iterable[tuple[int, JobRequest]]) -> int:
-    """Write ``(receive time ns, request)`` pairs on /twill/jobs to a new sqlite3 bag at
-    ``path`` (a directory, as rosbag2 makes); returns how many."""
-    from rosbags.rosbag2 import Writer
+def write_requests(path: str | Path, requests: Iterable[tuple[int, JobRequest]],
+                   storage: str = "sqlite3") -> int:
+    """Write ``(receive time ns, request)`` pairs on /twill/jobs to a new bag at ``path`` (a
+    directory, as rosbag2 makes) in ``storage`` (sqlite3: Humble's default, or mcap);
+    returns how many."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
 
     count = 0
-    with Writer(Path(path), version=9) as writer:
+    with Writer(Path(path), version=9, storage_plugin=StoragePlugin[storage.upper()]) as writer:
         jobs = writer.add_connection(JOBS_TOPIC, JOB_REQUEST_TYPE, typestore=_typestore())
         for stamp_ns, request in requests:
             writer.write(jobs, stamp_ns, serialize_message(request))

@@ -27,6 +27,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--out", required=True, metavar="BAG",
                         help="bag directory to create (must not exist)")
+    parser.add_argument("--storage", choices=("sqlite3", "mcap"), default="sqlite3",
+                        help="rosbag2 storage format (default: sqlite3, as Humble records)")
     parser.set_defaults(func=run)
 
 
@@ -43,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, FileNotFoundError) as exc:
         return user_error(exc)
     jobs = generate_jobs(workload, args.seed)
-    count = write_requests(out, ((round(job.submit_s * 1e9), request_of(job)) for job in jobs))
+    count = write_requests(out, ((round(job.submit_s * 1e9), request_of(job)) for job in jobs),
+                           args.storage)
     print(f"twill bag: wrote {count} requests of {len(workload.streams)} streams "
           f"({workload.duration_s:g} s of {workload.name}, seed {args.seed}) to {out}")
     return 0
