@@ -134,6 +134,7 @@ class ClientNode:
 
         from twill_ros import interfaces as ifc
         from twill_ros.client import TwillClient
+        from twill_ros.node.lifecycle import spin_while
 
         os.environ.update(ros_env(domain_id))
         self.context = Context()
@@ -150,7 +151,10 @@ class ClientNode:
         self.node.create_subscription(DiagnosticArray, ifc.DIAGNOSTICS, self._on_diag, 10)
         self.executor = MultiThreadedExecutor(num_threads=3, context=self.context)
         self.executor.add_node(self.node)
-        self._spin = threading.Thread(target=self.executor.spin, daemon=True)
+        self._stop = threading.Event()
+        # spin_while, as user nodes are told to: rclpy's own spin() starves the pool threads
+        self._spin = threading.Thread(target=spin_while, daemon=True,
+                                      args=(self.executor, lambda: True, self._stop))
         self._spin.start()
 
     def _on_result(self, msg) -> None:
@@ -193,7 +197,8 @@ class ClientNode:
             return bool(predicate())
 
     def close(self) -> None:
+        self._stop.set()
+        self._spin.join(2.0)
         self.executor.shutdown()
         self.node.destroy_node()
         self.context.try_shutdown()
-        self._spin.join(2.0)

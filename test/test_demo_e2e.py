@@ -8,7 +8,6 @@ way an operator would.
 from __future__ import annotations
 
 import re
-import signal
 import time
 from collections import Counter
 
@@ -66,9 +65,7 @@ def demo_run():
         events["recovered"] = ros.wait_until(lambda: power_level(ros, raised + 1.0) == 0, 6.0)
         time.sleep(max(0.0, RUN_S - (time.monotonic() - started)))
         events["run_s"] = time.monotonic() - started
-        for proc in clients:
-            proc.proc.send_signal(signal.SIGINT)
-        for proc in clients:
+        for proc in clients:        # one SIGINT each: a second one may land mid-shutdown
             assert proc.stop() == 0, proc.tail()
         # Every job the clients sent finishes before the scheduler goes idle.
         assert ros.wait_until(lambda: ros.states and ros.states[-1][0] > time.monotonic() - 0.5

@@ -16,7 +16,7 @@ from rclpy.publisher import Publisher
 from twill_msgs.msg import JobResult
 
 from twill_ros.bags import RecordedRequest
-from twill_ros.demo.streams import Sent
+from twill_ros.monitor import Sent
 
 
 class Replay:

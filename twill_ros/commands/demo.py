@@ -59,10 +59,10 @@ def run(args: argparse.Namespace) -> int:
     from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
-    from twill_ros.demo.monitor import RunMonitor
     from twill_ros.demo.perception_node import PerceptionNode
     from twill_ros.demo.planner_node import PlannerNode
     from twill_ros.live_report import LiveRun, present, summarize_live
+    from twill_ros.monitor import RunMonitor
     from twill_ros.node.lifecycle import spin_while, stop_on_signals
     from twill_ros.node.scheduler_node import TwillSchedulerNode
 

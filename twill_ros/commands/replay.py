@@ -64,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
     from twill_ros import interfaces as ifc
     from twill_ros.core.platform import load_platform
     from twill_ros.core.profiler import Profiler
-    from twill_ros.demo.monitor import RunMonitor
     from twill_ros.live_report import LiveRun, present, summarize_live
+    from twill_ros.monitor import RunMonitor
     from twill_ros.node.lifecycle import spin_while, stop_on_signals
     from twill_ros.replay import Replay
 

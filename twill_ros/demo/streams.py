@@ -14,6 +14,7 @@ from rclpy.node import Node
 from twill_msgs.msg import JobRequest, JobResult
 
 from twill_ros.client import SchedulerError, TwillClient, make_request
+from twill_ros.monitor import Sent
 from twill_ros.node.lifecycle import spin_while
 from twill_ros.node.params import descriptor
 
@@ -29,12 +30,6 @@ class StreamConfig:
     prompt: str = ""
     max_new_tokens: int = 0
     via: str = "topic"          # topic | action
-
-
-@dataclass
-class Sent:
-    request: JobRequest
-    result: JobResult | None = None
 
 
 def declare_stream(node: Node, default: StreamConfig) -> StreamConfig:

@@ -11,16 +11,24 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from rclpy.node import Node
-from twill_msgs.msg import JobResult, SchedulerState
+from twill_msgs.msg import JobRequest, JobResult, SchedulerState
 
 from twill_ros import interfaces as ifc
 from twill_ros.core.jobs import JobRecord
-from twill_ros.demo.streams import Sent
 from twill_ros.node.requests import job_of
 from twill_ros.node.results import STATUS_OF_CODE
 from twill_ros.sim.simulator import SimResult
+
+
+@dataclass
+class Sent:
+    """A request a client sent, and its result once it came back."""
+
+    request: JobRequest
+    result: JobResult | None = None
 
 
 def stamp_s(stamp) -> float:
