@@ -20,6 +20,8 @@ from twill_ros.monitor import Sent
 
 
 class Replay:
+    """Takes the recorded requests over: their ids and stamps are set as they are replayed."""
+
     def __init__(self, recorded: Sequence[RecordedRequest]) -> None:
         self._due = list(recorded)
         self._next = 0

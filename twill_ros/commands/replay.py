@@ -77,9 +77,11 @@ def run(args: argparse.Namespace) -> int:
         jobs = monitor.create_publisher(JobRequest, ifc.name(ifc.JOBS), ifc.JOB_QOS)
         executor = SingleThreadedExecutor()
         executor.add_node(monitor)
-        spin_while(executor, lambda: not (jobs.get_subscription_count() and monitor.states),
-                   stop, args.wait)
-        if not (jobs.get_subscription_count() and monitor.states):
+        def scheduler_seen() -> bool:       # it takes requests and publishes its state
+            return bool(jobs.get_subscription_count() and monitor.states)
+
+        spin_while(executor, lambda: not scheduler_seen(), stop, args.wait)
+        if not scheduler_seen():
             domain = os.environ.get("ROS_DOMAIN_ID", "0")
             print(f"twill replay: no scheduler on {ifc.name(ifc.JOBS)} and "
                   f"{ifc.name(ifc.STATE)} in ROS domain {domain} within {args.wait:g} s; start "
