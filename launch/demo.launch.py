@@ -14,7 +14,8 @@ from launch_ros.substitutions import FindPackageShare
 def generate_launch_description() -> LaunchDescription:
     args = [
         DeclareLaunchArgument("namespace", default_value="",
-                              description="Namespace of the demo client nodes."),
+                              description="Namespace of the whole demo: scheduler, clients "
+                                          "and their /twill interfaces."),
         DeclareLaunchArgument("policy", default_value="twill",
                               description="Scheduling policy (twill, gpu_fifo, edf, ...)."),
         DeclareLaunchArgument("budget", default_value="15.0",
@@ -31,7 +32,8 @@ def generate_launch_description() -> LaunchDescription:
     scheduler = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(PathJoinSubstitution(
             [FindPackageShare("twill_ros"), "launch", "twill.launch.py"])),
-        launch_arguments={"policy": LaunchConfiguration("policy"),
+        launch_arguments={"namespace": LaunchConfiguration("namespace"),
+                          "policy": LaunchConfiguration("policy"),
                           "budget": LaunchConfiguration("budget"),
                           "platform": LaunchConfiguration("platform")}.items())
     perception = Node(

@@ -13,7 +13,9 @@ from launch_ros.substitutions import FindPackageShare
 def generate_launch_description() -> LaunchDescription:
     args = [
         DeclareLaunchArgument("namespace", default_value="",
-                              description="Namespace of the scheduler node."),
+                              description="Namespace of the scheduler node and its "
+                                          "twill/* interfaces (clients in the same "
+                                          "namespace find it)."),
         DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution(
             [FindPackageShare("twill_ros"), "config", "twill.yaml"]),
             description="Parameter file for twill_scheduler."),

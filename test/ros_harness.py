@@ -57,18 +57,20 @@ def ros_env(domain_id: int) -> dict[str, str]:
 
 
 class NodeProcess:
-    """An installed node entry point (``EXE --ros-args [--params-file F] -p ...``) in its own
-    process, its output collected in ``log``."""
+    """An installed node entry point (``EXE --ros-args [-r __ns:=NS] [--params-file F] -p
+    ...``) in its own process, its output collected in ``log``."""
 
     def __init__(self, executable: str, domain_id: int,
                  params: dict[str, object] | None = None,
-                 params_file: Path | None = None) -> None:
+                 params_file: Path | None = None, namespace: str | None = None) -> None:
         exe = shutil.which(executable)
         if exe is None:
             raise RuntimeError(f"{executable} is not on PATH: run scripts/setup.sh and "
                                "source env.sh first")
         self.name = executable
         args = [exe, "--ros-args"]
+        if namespace is not None:
+            args += ["-r", f"__ns:={namespace}"]
         if params_file is not None:
             args += ["--params-file", str(params_file)]
         for name, value in (params or {}).items():
@@ -114,18 +116,19 @@ class SchedulerProcess(NodeProcess):
     """``twill_scheduler --ros-args --params-file config/twill.yaml -p ...``."""
 
     def __init__(self, domain_id: int, params: dict[str, object] | None = None,
-                 params_file: Path = PARAMS_FILE) -> None:
-        super().__init__("twill_scheduler", domain_id, params, params_file)
+                 params_file: Path = PARAMS_FILE, namespace: str | None = None) -> None:
+        super().__init__("twill_scheduler", domain_id, params, params_file, namespace)
 
 
 class ClientNode:
     """A client node with TwillClient, spun by a background executor in this process.
 
-    It also records every message on /twill/results, /twill/state and /diagnostics, so tests
-    can check what observers see (exactly one result per job, state and health changes).
+    It also records every message on twill/results, twill/state (in its ``namespace``) and
+    /diagnostics, so tests can check what observers see (exactly one result per job, state
+    and health changes).
     """
 
-    def __init__(self, domain_id: int, name: str = "test_client") -> None:
+    def __init__(self, domain_id: int, name: str = "test_client", namespace: str = "/") -> None:
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.context import Context
@@ -139,7 +142,7 @@ class ClientNode:
         os.environ.update(ros_env(domain_id))
         self.context = Context()
         rclpy.init(context=self.context, domain_id=domain_id)
-        self.node = rclpy.create_node(name, context=self.context)
+        self.node = rclpy.create_node(name, namespace=namespace, context=self.context)
         self.client = TwillClient(self.node)
         self.results: dict[str, list] = defaultdict(list)
         self.states: list = []

@@ -8,11 +8,21 @@ them and answers jobs, so the launch scenario is covered where launch_pytest is 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
-from ros_harness import PARAMS_FILE, ClientNode, SchedulerProcess, test_domain_id
+from ros_harness import (
+    PARAMS_FILE,
+    REPO,
+    ClientNode,
+    SchedulerProcess,
+    ros_env,
+    test_domain_id,
+)
 from twill_msgs.msg import JobResult
 
+from twill_ros.bags import write_requests
 from twill_ros.client import make_request
 
 LAUNCH_FILE = Path(__file__).resolve().parents[1] / "launch" / "twill.launch.py"
@@ -54,3 +64,39 @@ def test_launch_scenario_as_processes():
     finally:
         client.close()
         assert scheduler.stop() == 0
+
+
+def test_a_launch_namespace_holds_a_whole_twill_stack(tmp_path):
+    # what `ros2 launch twill_ros twill.launch.py namespace:=robot1 policy:=gpu_fifo` starts,
+    # with the shipped params file (its node key must match a namespaced scheduler)
+    params = tmp_path / "twill.yaml"
+    params.write_text(PARAMS_FILE.read_text().replace("policy: twill ", "policy: gpu_fifo "))
+    domain = test_domain_id() + 14
+    scheduler = SchedulerProcess(domain, params_file=params, namespace="/robot1")
+    inside = ClientNode(domain, name="robot1_client", namespace="/robot1")
+    outside = ClientNode(domain, name="root_client")
+    try:
+        assert inside.client.wait_for_scheduler(30.0), scheduler.tail()
+        job_id = inside.client.submit(make_request("resnet50"), via="service")
+        assert inside.client.wait_result(job_id, 20.0).status == JobResult.COMPLETED
+        assert inside.wait_until(lambda: bool(inside.states), 5.0)
+        assert inside.states[-1][1].policy == "gpu_fifo"          # the params file applied
+        assert inside.wait_until(lambda: inside.results_for(job_id), 5.0)
+        # a bag replayed into the namespace reaches it
+        bag = tmp_path / "bag"
+        write_requests(bag, [(i * 10**7, make_request("resnet50", job_id=f"ns-{i}"))
+                             for i in range(3)])
+        replay = subprocess.run(
+            [sys.executable, "-m", "twill_ros.cli", "replay", str(bag), "--namespace",
+             "/robot1", "--quiet"], cwd=REPO, env=ros_env(domain), stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, timeout=60)
+        assert replay.returncode == 0, replay.stdout[-2000:]
+        assert inside.wait_until(lambda: all(inside.results_for(f"ns-{i}") for i in range(3)),
+                                 5.0)
+        # nothing of it at the root: no /twill/* services, results or state
+        assert not outside.client.wait_for_scheduler(1.0)
+        assert not outside.results and not outside.states
+    finally:
+        inside.close()
+        outside.close()
+        assert scheduler.stop() == 0, scheduler.tail()

@@ -8,13 +8,21 @@ import subprocess
 import sys
 
 import pytest
+from rclpy.serialization import serialize_message
 from ros_harness import REPO, ClientNode, SchedulerProcess, ros_env, test_domain_id
 from rosbags.rosbag2 import Writer
 from rosbags.typesys import Stores, get_typestore
 from test_cli import RESULT_KEYS
 from twill_msgs.msg import JobRequest, JobResult
 
-from twill_ros.bags import JOB_REQUEST_TYPE, JOBS_TOPIC, BagError, read_requests, write_requests
+from twill_ros.bags import (
+    JOB_REQUEST_TYPE,
+    JOBS_TOPIC,
+    BagError,
+    _typestore,
+    read_requests,
+    write_requests,
+)
 from twill_ros.cli import main
 from twill_ros.commands.bag import request_of
 from twill_ros.core.catalog import load_catalog
@@ -95,6 +103,18 @@ def test_bad_bags_and_outputs_are_refused_with_the_reason(workload_file, tmp_pat
         writer.write(conn, 1, b"\x00\x01\x00\x00\x03\x00\x00\x00hi\x00\x00")
     with pytest.raises(BagError, match=r"no /twill/jobs topic \(topics: /chatter\)"):
         read_requests(other)
+    # two robots' requests in one bag: which to replay is the user's choice
+    two = tmp_path / "two"
+    with Writer(two, version=9) as writer:
+        for ns in ("robot1", "robot2"):
+            conn = writer.add_connection(f"/{ns}/twill/jobs", JOB_REQUEST_TYPE,
+                                         typestore=_typestore())
+            writer.write(conn, 1, serialize_message(JobRequest(job_id=ns, model="resnet50")))
+    with pytest.raises(BagError, match="several .* topics .*/robot1/twill/jobs, "
+                                       "/robot2/twill/jobs.* --topic"):
+        read_requests(two)
+    (chosen,) = read_requests(two, "/robot2/twill/jobs")
+    assert chosen.request.job_id == "robot2"
     empty = tmp_path / "empty"
     write_requests(empty, [])
     with pytest.raises(BagError, match="has no messages"):
@@ -111,6 +131,8 @@ def test_replay_without_a_scheduler_says_so(workload_file, tmp_path):
     proc = replay(bag, test_domain_id() + 12, "--wait", "2")
     assert proc.returncode == 2, proc.stdout
     assert "no scheduler on /twill/jobs" in proc.stdout
+    proc = replay(bag, test_domain_id() + 12, "--namespace", "robot 1")
+    assert proc.returncode == 2 and "--namespace 'robot 1'" in proc.stdout, proc.stdout
 
 
 def test_replay_gives_every_request_of_a_bag_exactly_one_result(workload_file, tmp_path):

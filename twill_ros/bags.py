@@ -18,8 +18,8 @@ from twill_msgs.msg import JobRequest
 
 from twill_ros import interfaces as ifc
 
-JOBS_TOPIC = ifc.name(ifc.JOBS)
 JOB_REQUEST_TYPE = "twill_msgs/msg/JobRequest"
+JOBS_TOPIC = "/" + ifc.name(ifc.JOBS)        # a scheduler's, at the root namespace
 
 
 class BagError(ValueError):
@@ -65,9 +65,10 @@ def write_requests(path: str | Path, requests: Iterable[tuple[int, JobRequest]],
     return count
 
 
-def read_requests(path: str | Path) -> list[RecordedRequest]:
-    """The /twill/jobs requests of the bag at ``path``, in recorded order; BagError says why
-    a bag cannot be used (missing, unreadable, no such topic, another message type, empty)."""
+def read_requests(path: str | Path, topic: str | None = None) -> list[RecordedRequest]:
+    """The requests on ``topic`` in the bag at ``path``, in recorded order. Without a topic,
+    the bag's one JobRequest topic (``/twill/jobs``, or ``/robot1/twill/jobs`` recorded from
+    a namespaced scheduler). BagError says why a bag cannot be used."""
     from rosbags.rosbag2 import Reader
     from rosbags.rosbag2.errors import ReaderError
 
@@ -77,18 +78,22 @@ def read_requests(path: str | Path) -> list[RecordedRequest]:
     try:
         with Reader(bag) as reader:
             topics = {c.topic: c.msgtype for c in reader.connections}
-            connections = [c for c in reader.connections if c.topic == JOBS_TOPIC]
-            if not connections:
-                raise BagError(f"{bag}: no {JOBS_TOPIC} topic (topics: "
+            requests = sorted(t for t, msgtype in topics.items() if msgtype == JOB_REQUEST_TYPE)
+            if topic is None and len(requests) > 1:
+                raise BagError(f"{bag}: several {JOB_REQUEST_TYPE} topics ({', '.join(requests)}"
+                               f"); choose one with --topic")
+            topic = topic or (requests[0] if requests else JOBS_TOPIC)
+            if topic not in topics:
+                raise BagError(f"{bag}: no {topic} topic (topics: "
                                f"{', '.join(sorted(topics)) or 'none'})")
-            if topics[JOBS_TOPIC] != JOB_REQUEST_TYPE:
-                raise BagError(f"{bag}: {JOBS_TOPIC} holds {topics[JOBS_TOPIC]}, not "
-                               f"{JOB_REQUEST_TYPE}")
+            if topics[topic] != JOB_REQUEST_TYPE:
+                raise BagError(f"{bag}: {topic} holds {topics[topic]}, not {JOB_REQUEST_TYPE}")
+            connections = [c for c in reader.connections if c.topic == topic]
             raw = [(stamp, data) for _, stamp, data in reader.messages(connections=connections)]
     except ReaderError as error:
         raise BagError(f"{bag}: cannot read the bag: {error}") from error
     if not raw:
-        raise BagError(f"{bag}: {JOBS_TOPIC} has no messages")
+        raise BagError(f"{bag}: {topic} has no messages")
     first = raw[0][0]
     return [RecordedRequest((stamp - first) / 1e9, deserialize_message(data, JobRequest))
             for stamp, data in raw]

@@ -46,8 +46,10 @@ class TwillClient:
 
     def __init__(self, node: Node, namespace: str = ifc.NAMESPACE,
                  on_result: Callable[[JobResult], None] | None = None) -> None:
-        """``on_result``, when given, receives every result of this client as it arrives
-        (instead of keeping it for ``wait_result``)."""
+        """``namespace``: where the scheduler's interfaces are; the default ``twill`` is
+        relative to ``node``'s namespace (a scheduler launched beside it), ``/robot1/twill``
+        names one explicitly. ``on_result``, when given, receives every result of this
+        client as it arrives (instead of keeping it for ``wait_result``)."""
         self.node = node
         self._on_result_cb = on_result
         self.client_id = node.get_fully_qualified_name()

@@ -1,5 +1,8 @@
 """Names and QoS of Twill's ROS interfaces: one place for the contract in the README.
 
+The names are relative, so they resolve in the node's namespace: ``/twill/jobs`` at the
+root, ``/robot1/twill/jobs`` for nodes launched with ``namespace:=robot1``; a namespace thus
+separates whole Twill stacks. /diagnostics stays absolute (one aggregator per robot).
 Requests and results use a deep RELIABLE queue: a burst of jobs must not be dropped by DDS
 (a publisher is not told when a subscriber's queue overflows).
 """
@@ -8,7 +11,7 @@ from __future__ import annotations
 
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-NAMESPACE = "/twill"
+NAMESPACE = "twill"
 JOBS = "jobs"
 RESULTS = "results"
 STATE = "state"
@@ -22,5 +25,5 @@ JOB_QOS = QoSProfile(depth=1000, reliability=ReliabilityPolicy.RELIABLE)
 
 
 def name(leaf: str, namespace: str = NAMESPACE) -> str:
-    """The full name of one of the interfaces, e.g. ``name(JOBS)`` -> ``/twill/jobs``."""
+    """The name of one of the interfaces, e.g. ``name(JOBS)`` -> ``twill/jobs``."""
     return f"{namespace}/{leaf}"

@@ -2,14 +2,16 @@
 scheduler with their recorded spacing, and summarise what came back.
 
 Start the scheduler first (``ros2 launch twill_ros twill.launch.py`` or ``twill_scheduler``)
-in the same ROS domain. The bag is one that ``ros2 bag record /twill/jobs`` made on a robot
-or that ``twill bag`` wrote from a workload file. Each request is published at its offset in
-the bag divided by ``--rate``, stamped with the replay's clock; ids are kept (an empty or
-repeated one becomes ``replay-<n>``) so every result is matched to its request. The summary
-is the demo's, per stream (a request's client id, else its model), measured from the
-JobResults; ``--report DIR`` writes DIR/summary.json in the ``compare`` results format
-(plus ``lost`` and ``duplicates``) and the plots. Exit code 1 when a request got no result
-within ``--drain`` seconds of the last one, or a job got two.
+in the same ROS domain; ``--namespace`` names its namespace if it was launched in one. The
+bag is one that ``ros2 bag record /twill/jobs`` made on a robot or that ``twill bag`` wrote
+from a workload file; its one JobRequest topic is replayed (``--topic`` picks one of
+several). Each request is published at its offset in the bag divided by ``--rate``, stamped
+with the replay's clock; ids are kept (an empty or repeated one becomes ``replay-<n>``) so
+every result is matched to its request. The summary is the demo's, per stream (a request's
+client id, else its model), measured from the JobResults; ``--report DIR`` writes
+DIR/summary.json in the ``compare`` results format (plus ``lost`` and ``duplicates``) and
+the plots. Exit code 1 when a request got no result within ``--drain`` seconds of the last
+one, or a job got two.
 """
 
 from __future__ import annotations
@@ -32,6 +34,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--drain", type=float, default=30.0,
                         help="seconds to wait for results after the last request "
                              "(default: 30)")
+    parser.add_argument("--namespace", default="/",
+                        help="namespace of the scheduler (its launch argument namespace:=) "
+                             "to replay to (default: /)")
+    parser.add_argument("--topic", help="the bag's topic to replay (default: its one "
+                                        "twill_msgs/msg/JobRequest topic)")
     parser.add_argument("--catalog", help="model catalog of the scheduler, for slowdowns "
                                           "(default: the shipped models/catalog.yaml)")
     parser.add_argument("--report", metavar="DIR",
@@ -47,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if args.rate <= 0 or args.wait <= 0 or args.drain < 0:
         return user_error(ValueError("--rate and --wait must be > 0, --drain >= 0"))
     try:
-        recorded = read_requests(args.bag)
+        recorded = read_requests(args.bag, args.topic)
         catalog = load_catalog(args.catalog)
     except (BagError, ValueError, OSError) as exc:
         return user_error(exc)
@@ -57,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
 
     import rclpy
+    from rclpy.exceptions import NameValidationException
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
     from twill_msgs.msg import JobRequest
@@ -73,7 +81,10 @@ def run(args: argparse.Namespace) -> int:
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     stop = stop_on_signals()
     try:
-        monitor = RunMonitor(on_result=replay.record)
+        try:
+            monitor = RunMonitor(on_result=replay.record, namespace=args.namespace)
+        except NameValidationException as exc:
+            return user_error(ValueError(f"--namespace {args.namespace!r}: {exc}"))
         jobs = monitor.create_publisher(JobRequest, ifc.name(ifc.JOBS), ifc.JOB_QOS)
         executor = SingleThreadedExecutor()
         executor.add_node(monitor)
@@ -83,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         spin_while(executor, lambda: not scheduler_seen(), stop, args.wait)
         if not scheduler_seen():
             domain = os.environ.get("ROS_DOMAIN_ID", "0")
-            print(f"twill replay: no scheduler on {ifc.name(ifc.JOBS)} and "
+            print(f"twill replay: no scheduler on {jobs.topic_name} and "
                   f"{ifc.name(ifc.STATE)} in ROS domain {domain} within {args.wait:g} s; start "
                   "one first (ros2 launch twill_ros twill.launch.py)", file=sys.stderr)
             return 2
