@@ -198,23 +198,26 @@ def test_twill_ageing_runs_a_gpu_only_llm_beside_a_saturating_stream():
     assert len(during) > 0.85 * (llm.finish_s - llm.start_s) / 0.0099 * 0.9
 
 
-def test_twill_frozen_job_resumes_before_same_priority_newcomer():
+def llm_frozen_for(urgent_model: str):
+    """LLM job "a" frozen at 0.064 s for the urgent job "hi", LLM job "b" of the same
+    level queued after it."""
     s = sched("twill")
     s.handle(JobArrived(0.0, job("a", "llm", 10, prompt=64, new=10)))
-    s.handle(JobArrived(0.01, job("hi", "bert", 200)))
+    s.handle(JobArrived(0.01, job("hi", urgent_model, 200)))
     s.handle(JobArrived(0.02, job("b", "llm", 10, prompt=64, new=10)))   # same level, later
     s.handle(JobFrozen(0.064, "a", "gpu", 0))
+    return s
+
+
+def test_twill_frozen_job_resumes_before_same_priority_newcomer():
+    s = llm_frozen_for("bert")
     out = s.handle(JobFinished(0.075, "hi", "gpu"))
     assert of(out, Unfreeze) == [Unfreeze("a", "gpu")]
     assert ("b", "gpu") not in dispatches(out)
 
 
 def test_a_frozen_job_expects_to_wait_only_for_work_served_before_it():
-    s = sched("twill")
-    s.handle(JobArrived(0.0, job("a", "llm", 10, prompt=64, new=10)))
-    s.handle(JobArrived(0.01, job("hi", "long", 200)))
-    s.handle(JobArrived(0.02, job("b", "llm", 10, prompt=64, new=10)))   # same level, later
-    s.handle(JobFrozen(0.064, "a", "gpu", 0))
+    s = llm_frozen_for("long")
     a, b = s.jobs["a"], s.jobs["b"]
     hi_left = s.jobs["hi"].expected_end - 0.064
     # a resumes before b (same level, earlier), so only hi is ahead of it (b was counted too)
