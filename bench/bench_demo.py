@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import conditions, fmt, publish, ros_env, section_head  # noqa: E402
+from bench.common import conditions, conditions_text, fmt, publish, ros_env, section_head  # noqa: E402
 
 EXECUTORS = ("multi", "single")
 CAMERA_HZ = 30.0            # the perception node's detector rate (its default)
@@ -70,9 +70,7 @@ def markdown(report: dict) -> str:
     c = report["conditions"]
     lines = [
         *section_head("Demo executor: MultiThreadedExecutor vs SingleThreadedExecutor", report),
-        f"Conditions: {c['date']}; {c['cpu']}, {c['nproc']} logical CPUs (shared machine, "
-        f"1-min load {c['load_avg_1m_at_start']:.2f} at start); Python {c['python']}; "
-        f"{c['rmw']}; localhost-only discovery. Each run: `twill demo --duration "
+        conditions_text(c) + " Each run: `twill demo --duration "
         f"{report['duration_s']:g} --executor E --quiet --report TMP` in its own process and "
         "ROS domain, the two executors alternating. CPU: the demo process's user+system time "
         "over its wall time (% of one core), including start-up and drain.",

@@ -50,7 +50,7 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from twill_msgs.action import RunJob  # noqa: E402
 from twill_msgs.msg import JobRequest, JobResult, SchedulerState  # noqa: E402
 
-from bench.common import conditions, fmt, publish, ros_env, section_head  # noqa: E402
+from bench.common import conditions, conditions_text, fmt, publish, ros_env, section_head  # noqa: E402
 from twill_ros import interfaces as ifc  # noqa: E402  (the node's topics and QoS)
 from twill_ros.core.metrics import percentile  # noqa: E402
 
@@ -405,11 +405,9 @@ def markdown(report: dict) -> str:
     c = report["conditions"]
     lines = [
         *section_head("Node benchmark: overhead, sustained topic rate, CPU", report),
-        f"Conditions: {c['date']}; {c['cpu']}, {c['nproc']} logical CPUs (shared machine, "
-        f"1-min load {c['load_avg_1m_at_start']:.2f} at start, other processes used "
-        f"{c['other_processes_cpu_pct']:.0f} % of one core on average during the "
-        f"{c['wall_s']:.0f} s run); Python {c['python']}; "
-        f"{c['rmw']}; localhost-only discovery. Node: `{report['scheduler_command']}` "
+        conditions_text(c, f", other processes used {c['other_processes_cpu_pct']:.0f} % of "
+                           f"one core on average during the {c['wall_s']:.0f} s run")
+        + f" Node: `{report['scheduler_command']}` "
         "(twin backend, its own process); the bench client (publisher and result subscriber, "
         "one rclpy process) shares the same cores. One run: on this machine medians move by "
         "tens of percent between runs, p99 more.",

@@ -30,6 +30,13 @@ def conditions() -> dict:
             "rmw": os.environ.get("RMW_IMPLEMENTATION", "default (rmw_fastrtps_cpp)")}
 
 
+def conditions_text(c: dict, during: str = "") -> str:
+    """The conditions as the report's sentence; ``during`` adds to the load note."""
+    return (f"Conditions: {c['date']}; {c['cpu']}, {c['nproc']} logical CPUs (shared machine, "
+            f"1-min load {c['load_avg_1m_at_start']:.2f} at start{during}); Python "
+            f"{c['python']}; {c['rmw']}; localhost-only discovery.")
+
+
 def fmt(value, digits: int = 2) -> str:
     return "n/a" if value is None or value != value else f"{value:,.{digits}f}"
 
