@@ -966,10 +966,6 @@ class Scheduler:
             self._control(out)
         if self.policy.migration:
             self._rebalance(out)
-        if self.policy.aging_per_s > 0.0:
-            for u in self.units.values():
-                if not u.running and u.frozen:
-                    self._fill(u, out)
 
     # ------------------------------------------------------------------ clocks and power
 
