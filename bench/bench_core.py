@@ -8,8 +8,12 @@
     each right after its copy was made are also reported: the deep copy leaves the CPU's
     caches cold, which costs the decision about 2x. A scheduler in a busy node or the twin
     runs between the two, so both are shown.
-(b) Twin throughput: simulated jobs per wall-clock second for each shipped workload.
-    Target: >= 20,000 jobs/s.
+(b) Twin throughput: simulated jobs per wall-clock second for each shipped workload (median
+    of 3 runs). Target: >= 20,000 jobs/s.
+Rows are marked [compiled] when the mypyc build of the core and twin is in use (scripts/
+setup.sh builds it; see twill_ros/native.py), else [Python]. With the compiled build the
+targets are judged on it, and the same bench runs again in a child process on the Python
+modules (TWILL_NATIVE=0) for the rows beside it, without verdicts.
 Missed targets are reported (FAIL), not an error: the exit code is 0 when the bench ran.
 
     python bench/bench_core.py [--policy twill] [--repeat 300] [--json OUT]
@@ -25,7 +29,9 @@ import os
 import platform as host
 import random
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -37,6 +43,7 @@ from twill_ros.core.jobs import Job
 from twill_ros.core.metrics import percentile
 from twill_ros.core.platform import load_platform
 from twill_ros.core.scheduler import Scheduler
+from twill_ros.native import active as native_active
 from twill_ros.sim.simulator import simulate
 from twill_ros.sim.workload import SCENARIOS, generate_jobs, load_workload
 
@@ -108,17 +115,37 @@ def _timed(sched: Scheduler, event) -> float:
     return elapsed
 
 
-def bench_twin(platform, catalog, policy: str) -> list[dict]:
+def bench_twin(platform, catalog, policy: str, runs: int = 3) -> list[dict]:
     out = []
     for scenario in SCENARIOS:
         jobs = generate_jobs(load_workload(scenario, catalog), 1)
-        start = time.perf_counter()
-        simulate(jobs, platform, catalog, policy, 15.0, 1)
-        rate = len(jobs) / (time.perf_counter() - start)
+        rates = []
+        for _ in range(runs):
+            gc.collect()        # earlier garbage (the decision bench's copies) is not its cost
+            start = time.perf_counter()
+            simulate(jobs, platform, catalog, policy, 15.0, 1)
+            rates.append(len(jobs) / (time.perf_counter() - start))
+        rate = statistics.median(rates)
         out.append(_row(f"twin throughput, {scenario} ({len(jobs)} jobs), {policy} @ 15 W",
                         rate, "jobs/s", THROUGHPUT_TARGET, f"≥ {THROUGHPUT_TARGET:,.0f} jobs/s",
                         rate >= THROUGHPUT_TARGET))
     return out
+
+
+def python_rows(policy: str, repeat: int) -> list[dict]:
+    """The same bench on the Python modules, in a child process (its rows come labelled
+    [Python]; no verdicts)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "python.json"
+        subprocess.run([sys.executable, __file__, "--policy", policy, "--repeat", str(repeat),
+                        "--json", str(out)], check=True, stdout=subprocess.DEVNULL,
+                       env={**os.environ, "TWILL_NATIVE": "0"})
+        rows = json.loads(out.read_text(encoding="utf-8"))["results"]
+    return [{**r, "target": None, "target_text": "", "passed": None} for r in rows]
+
+
+def _labelled(rows: list[dict], label: str) -> list[dict]:
+    return [{**r, "name": f"{r['name']} [{label}]"} for r in rows]
 
 
 def _row(name: str, value: float, unit: str, target: float | None = None,
@@ -148,6 +175,10 @@ def main() -> int:
     platform = load_platform("orin_nx_16gb")
     results = (bench_decisions(platform, catalog, args.policy, args.repeat)
                + bench_twin(platform, catalog, args.policy))
+    if native_active():
+        results = _labelled(results, "compiled") + python_rows(args.policy, args.repeat)
+    else:
+        results = _labelled(results, "Python")
     machine = (f"{_cpu_model()} ({os.cpu_count()} logical CPUs, {host.machine()}), "
                f"{host.python_implementation()} {host.python_version()}")
     width = max(len(r["name"]) for r in results)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from twill_ros.native import mypyc_attr
+
 
 class JobStatus(str, Enum):
     """Lifecycle states; the last four are terminal (a job ends in exactly one of them)."""
@@ -32,6 +34,7 @@ TERMINAL = frozenset(
 )
 
 
+@mypyc_attr(native_class=False)   # mypyc: frozen native dataclasses cannot be deep-copied
 @dataclass(frozen=True)
 class Job:
     """One inference request. Times are seconds; ``deadline_s`` is relative to submit."""

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from twill_ros.core.platform import PlatformSpec, UnitSpec
+from twill_ros.native import mypyc_attr
 
 DEFAULT_SENSITIVITY = 0.8
 _OFFSET_STEP = 0.05       # W, plan cache quantisation (rounded up: conservative)
@@ -85,6 +86,7 @@ def _table(unit: UnitSpec) -> _Table:
     return t
 
 
+@mypyc_attr(native_class=False)   # mypyc: frozen native dataclasses cannot be deep-copied
 @dataclass(frozen=True)
 class Boost:
     """Spend the headroom a table step leaves: run ``unit`` at ``freq_hz`` (one step above
@@ -207,6 +209,7 @@ class UnitDemand:
     sensitivity: float     # frequency sensitivity of that work
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)   # mypyc: deep-copyable
 class DvfsController:
     """Periodic DVFS under a module power budget (DESIGN.md §3).
 
@@ -249,7 +252,7 @@ class DvfsController:
         """
         units = self.platform.units
         offset = math.ceil(self.offset_w / _OFFSET_STEP) * _OFFSET_STEP
-        key = (offset, self.limit_w) + tuple(
+        key: tuple = (offset, self.limit_w) + tuple(
             (u.name, round(math.log(d.weight) / _LOG_WEIGHT_STEP),
              math.ceil(min(1.0, d.utilization) / _UTIL_STEP), d.sensitivity)
             for u in units if (d := demand.get(u.name)) is not None)

@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from twill_ros.core.catalog import Catalog, ModelProfile
 from twill_ros.core.jobs import Job
 from twill_ros.core.platform import PlatformSpec, UnitSpec
+from twill_ros.native import mypyc_attr
 
 
+@mypyc_attr(native_class=False)   # mypyc: frozen native dataclasses cannot be deep-copied
 @dataclass(frozen=True)
 class _Base:
     """Per (model, unit, phase) constants: seconds per job or per token at max frequency."""
@@ -37,6 +39,7 @@ class _Ratio:
         self.value += alpha * (ratio - self.value)
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)   # mypyc: deep-copyable
 class Profiler:
     def __init__(self, catalog: Catalog, platform: PlatformSpec, ewma_alpha: float = 0.3) -> None:
         if not 0.0 < ewma_alpha <= 1.0:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import bisect
 import heapq
 from dataclasses import dataclass, field
+from typing import Any
 
 from twill_ros.core import power as pw
 from twill_ros.core.catalog import Catalog, ModelProfile
@@ -55,6 +56,7 @@ from twill_ros.core.platform import PlatformSpec, UnitSpec
 from twill_ros.core.policies import make_policy
 from twill_ros.core.policies.base import Policy
 from twill_ros.core.profiler import Profiler, llm_tokens
+from twill_ros.native import mypyc_attr
 
 INF = float("inf")
 PRIORITY_SCALE = 64.0     # DVFS weight of a job = 1 + priority / 64 (priority 255 ~ 5x priority 0)
@@ -171,6 +173,7 @@ class UnitState:
         return not self.running and not self.queued
 
 
+@mypyc_attr(serializable=True, allow_interpreted_subclasses=True)   # mypyc: deep-copyable
 class Scheduler:
     """Event-driven scheduler (see module docstring for the driver contract)."""
 
@@ -222,11 +225,13 @@ class Scheduler:
         self._period_start = 0.0
         self.controller = pw.DvfsController(platform, budget_w) if self.policy.dvfs else None
         self._static = self._static_caps() if not self.policy.dvfs else {}
-        self._handlers = {
-            JobArrived: self._on_arrival, JobFinished: self._on_finished,
-            StepFinished: self._on_step, JobFrozen: self._on_frozen,
-            CancelRequested: self._on_cancel, PowerSample: self._on_power,
-            Tick: self._on_tick, BudgetChanged: self._on_budget,
+        # plain functions, not bound methods: under mypyc a bound method is a builtin
+        # method, which copy.deepcopy shares (it would still act on the original scheduler)
+        self._handlers: dict[type, Any] = {
+            JobArrived: Scheduler._on_arrival, JobFinished: Scheduler._on_finished,
+            StepFinished: Scheduler._on_step, JobFrozen: Scheduler._on_frozen,
+            CancelRequested: Scheduler._on_cancel, PowerSample: Scheduler._on_power,
+            Tick: Scheduler._on_tick, BudgetChanged: Scheduler._on_budget,
         }
 
     # ------------------------------------------------------------------ entry point
@@ -244,7 +249,7 @@ class Scheduler:
                 self._set_clocks(self._static, out, force=True)
             else:
                 self._apply_plan(out, force=True)
-        self._handlers[type(event)](event, out)
+        self._handlers[type(event)](self, event, out)
         if self._replan:
             self._replan = False
             if self._boost is not None:
@@ -620,7 +625,8 @@ class Scheduler:
         mean of their utilisations (the twin's law)."""
         if not u.running:
             return 0.0
-        return sum(r.share * r.util for r in u.running) / sum(r.share for r in u.running)
+        shares = sum(r.share for r in u.running)   # a local: works around a mypyc sum() bug
+        return sum(r.share * r.util for r in u.running) / shares
 
     def _account_busy(self, u: UnitState) -> None:
         if u.busy_since is not None:

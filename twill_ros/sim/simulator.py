@@ -231,8 +231,8 @@ class _Twin:
             r = running[0]
             util = r.util * r.share / r.share
         else:
-            util = (sum(r.util * r.share for r in running) / sum(r.share for r in running)
-                    if running else 0.0)
+            shares = sum(r.share for r in running)   # a local: works around a mypyc sum() bug
+            util = sum(r.util * r.share for r in running) / shares if running else 0.0
         new = u.power_w(util)
         self.module_power += new - u.power
         u.power = new

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from twill_ros.core.policies.base import Policy
-from twill_ros.core.policies.baselines import Dream, Edf, FcfsAffinity, GpuFifo, MinFinish
-from twill_ros.core.policies.twill import TwillPolicy
+from twill_ros.native import use_native
+
+use_native(__name__, __path__)
+
+from twill_ros.core.policies.base import Policy  # noqa: E402  (after use_native)
+from twill_ros.core.policies.baselines import (  # noqa: E402
+    Dream,
+    Edf,
+    FcfsAffinity,
+    GpuFifo,
+    MinFinish,
+)
+from twill_ros.core.policies.twill import TwillPolicy  # noqa: E402
 
 POLICIES: dict[str, Callable[[], Policy]] = {
     "twill": TwillPolicy,
