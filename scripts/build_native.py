@@ -23,7 +23,7 @@ from setuptools import setup  # noqa: E402
 
 from twill_ros.native import NATIVE_DIR, NATIVE_MODULES, STAMP, sources_digest  # noqa: E402
 
-WORK = ROOT / "build" / "native-work"
+WORK = ROOT / "build" / "native-work" / sys.implementation.cache_tag
 
 
 def main() -> int:

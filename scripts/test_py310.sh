@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The pure core, platforms and ONNX analysis under Python 3.10, the interpreter robots run
-# (JetPack 6 / Humble). ruff only checks syntax for py310; this runs the code.
+# (JetPack 6 / Humble), with the core compiled by mypyc as setup.sh builds it there (and
+# test_native.py comparing it with the Python modules). ruff only checks syntax for py310.
 #   scripts/test_py310.sh [pytest args...]
 # Uses python3.10 from PATH or pyenv; without one it says so and exits 0 (nothing to run).
 set -euo pipefail
@@ -26,10 +27,17 @@ if [[ ! -x "$VENV/bin/python" ]] || ! cmp -s "$REQS" "$VENV/requirements.txt"; t
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQS"
   cp "$REQS" "$VENV/requirements.txt"
 fi
-echo "[py310] $("$VENV/bin/python" --version): core, platforms and ONNX analysis tests"
 cd "$REPO"
+# the core compiled under 3.10 too, as scripts/setup.sh does on a robot (same stamp rule)
+if ! "$VENV/bin/python" -c 'import sys; sys.path.insert(0, "."); from twill_ros import native; sys.exit(not native.active())'; then
+  echo "[py310] compiling the core and the twin with mypyc"
+  mkdir -p "$REPO/log"
+  "$VENV/bin/python" scripts/build_native.py >"$REPO/log/native-build-py310.log" 2>&1 \
+    || { echo "[py310] mypyc build failed (log/native-build-py310.log)" >&2; exit 1; }
+fi
+echo "[py310] $("$VENV/bin/python" --version): core (compiled and Python), platforms and ONNX analysis tests"
 PYTHONPATH="$REPO:$REPO/test" exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider \
   test/test_scheduler.py test/test_policies.py test/test_simulator.py test/test_power.py \
   test/test_workload.py test/test_profiler.py test/test_metrics.py test/test_catalog.py \
   test/test_platform.py test/test_platform_jetson.py test/test_platform_host.py \
-  test/test_onnx_analysis.py "$@"
+  test/test_onnx_analysis.py test/test_native.py "$@"

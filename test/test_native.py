@@ -41,14 +41,15 @@ def test_compiled_and_python_give_byte_identical_results(tmp_path):
 
 
 def test_a_stale_build_is_not_used(tmp_path):
-    """A copy of the package with its build: used as it is, ignored once a compiled module's
-    source changes (the build would no longer be that source)."""
+    """A copy of the package with its build: used as it is, ignored once a core source
+    changes (here one the compiled modules were type-checked against)."""
     shutil.copytree(native.ROOT / "twill_ros", tmp_path / "twill_ros",
                     ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(native.NATIVE_DIR, tmp_path / "build" / "native")
+    build = tmp_path / native.NATIVE_DIR.relative_to(native.ROOT)
+    shutil.copytree(native.NATIVE_DIR, build)
     env = {"PYTHONPATH": str(tmp_path)}
-    assert _python(["-c", MODULE_FILE], tmp_path, **env).startswith(
-        str(tmp_path / "build" / "native"))
-    source = tmp_path / "twill_ros" / "core" / "scheduler.py"
-    source.write_text(source.read_text(encoding="utf-8") + "# edited\n", encoding="utf-8")
-    assert _python(["-c", MODULE_FILE], tmp_path, **env).strip() == str(source)
+    assert _python(["-c", MODULE_FILE], tmp_path, **env).startswith(str(build))
+    platform = tmp_path / "twill_ros" / "core" / "platform.py"   # not compiled, but typed against
+    platform.write_text(platform.read_text(encoding="utf-8") + "# edited\n", encoding="utf-8")
+    assert _python(["-c", MODULE_FILE], tmp_path, **env).strip() == str(
+        tmp_path / "twill_ros" / "core" / "scheduler.py")

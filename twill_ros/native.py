@@ -1,11 +1,12 @@
 """The mypyc-compiled core and twin, used only when built from exactly these sources.
 
 ``scripts/build_native.py`` compiles the hot modules (``NATIVE_MODULES``) with mypyc into
-``build/native/`` and stamps the build with a hash of their sources. The packages that hold
-them (``twill_ros.core``, ``twill_ros.core.policies``, ``twill_ros.sim``) call ``use_native``
-on import: with a build whose stamp matches the sources on disk and the running interpreter,
-their compiled modules shadow the Python ones; otherwise (not built, stale after an edit,
-another Python, ``TWILL_NATIVE=0``) everything runs as plain Python, with the same results.
+``build/native/<interpreter>/`` and stamps the build with a hash of the core's and the
+twin's sources. The packages that hold them (``twill_ros.core``, ``twill_ros.core.policies``,
+``twill_ros.sim``) call ``use_native`` on import: with a build for the running interpreter
+whose stamp matches the sources on disk, their compiled modules shadow the Python ones;
+otherwise (not built, stale after an edit, ``TWILL_NATIVE=0``) everything runs as plain
+Python, with the same results.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ except ImportError:     # mypy not installed: the decorator only matters to mypy
         return lambda cls: cls
 
 ROOT = Path(__file__).resolve().parents[1]
-NATIVE_DIR = ROOT / "build" / "native"
+NATIVE_DIR = ROOT / "build" / "native" / sys.implementation.cache_tag   # one per interpreter
 STAMP = NATIVE_DIR / "twill-sources.sha256"
 NATIVE_MODULES = (
     "twill_ros/core/events.py", "twill_ros/core/jobs.py", "twill_ros/core/power.py",
@@ -35,10 +36,12 @@ NATIVE_MODULES = (
 
 
 def sources_digest() -> str:
-    """Hash of the compiled modules' sources and the interpreter that may load them."""
-    h = hashlib.sha256(sys.implementation.cache_tag.encode())
-    for rel in NATIVE_MODULES:
-        h.update(rel.encode() + b"\0" + (ROOT / rel).read_bytes())
+    """Hash of every core and twin source (the compiled modules were type-checked against
+    the others, so an edit to any of them calls for a new build)."""
+    h = hashlib.sha256()
+    for path in sorted((ROOT / "twill_ros").glob("core/**/*.py")) + sorted(
+            (ROOT / "twill_ros").glob("sim/*.py")):
+        h.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
 
 
