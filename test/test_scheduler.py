@@ -3,6 +3,8 @@ the driver contract (events in, actions out), no clock reads."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 from engine_fixtures import PLATFORM, job, of
 from engine_fixtures import scheduler as sched
@@ -68,6 +70,21 @@ def test_duplicate_job_id_is_rejected_and_original_survives():
     assert of(out, Reject) and records(out)[0].status is JobStatus.REJECTED
     done = records(s.handle(JobFinished(0.1, "a", "gpu")))
     assert [r.status for r in done] == [JobStatus.COMPLETED]
+
+
+def test_a_deep_copy_decides_on_its_own():
+    """bench/bench_core.py times decisions on deep copies: a copy must neither act on the
+    original (as bound methods kept by a compiled scheduler once did) nor differ from it."""
+    s = sched()
+    s.handle(JobArrived(0.0, job("a", model="long")))
+    s.handle(JobArrived(0.0, job("b", model="long")))
+    shared = (s.catalog, s.platform, *s.catalog, *s.platform.units)   # read-only, as the bench
+    first, second = (copy.deepcopy(s, {id(x): x for x in shared}) for _ in range(2))
+    out = first.handle(JobFinished(0.1, "a", "gpu"))
+    assert [r.job.job_id for r in records(out)] == ["a"] and of(out, Dispatch)
+    assert second.handle(JobFinished(0.1, "a", "gpu")) == out
+    assert set(s.jobs) == {"a", "b"} and s.jobs["a"].status is JobStatus.RUNNING
+    assert s.now == 0.0
 
 
 def test_completion_record_fields():

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -225,14 +226,6 @@ class Scheduler:
         self._period_start = 0.0
         self.controller = pw.DvfsController(platform, budget_w) if self.policy.dvfs else None
         self._static = self._static_caps() if not self.policy.dvfs else {}
-        # plain functions, not bound methods: under mypyc a bound method is a builtin
-        # method, which copy.deepcopy shares (it would still act on the original scheduler)
-        self._handlers: dict[type, Any] = {
-            JobArrived: Scheduler._on_arrival, JobFinished: Scheduler._on_finished,
-            StepFinished: Scheduler._on_step, JobFrozen: Scheduler._on_frozen,
-            CancelRequested: Scheduler._on_cancel, PowerSample: Scheduler._on_power,
-            Tick: Scheduler._on_tick, BudgetChanged: Scheduler._on_budget,
-        }
 
     # ------------------------------------------------------------------ entry point
 
@@ -249,7 +242,7 @@ class Scheduler:
                 self._set_clocks(self._static, out, force=True)
             else:
                 self._apply_plan(out, force=True)
-        self._handlers[type(event)](self, event, out)
+        _HANDLERS[type(event)](self, event, out)
         if self._replan:
             self._replan = False
             if self._boost is not None:
@@ -1203,6 +1196,16 @@ class Scheduler:
                         here * (1 - MIGRATE_MARGIN) - MIGRATE_MIN_S):
                     self._unfreeze(js, dst, out)
                     return
+
+
+# the handler of each event type (functions, so that nothing per scheduler refers to the
+# scheduler: a deep copy is then a scheduler of its own, compiled or not)
+_HANDLERS: dict[type, Callable[[Scheduler, Any, list[Action]], None]] = {
+    JobArrived: Scheduler._on_arrival, JobFinished: Scheduler._on_finished,
+    StepFinished: Scheduler._on_step, JobFrozen: Scheduler._on_frozen,
+    CancelRequested: Scheduler._on_cancel, PowerSample: Scheduler._on_power,
+    Tick: Scheduler._on_tick, BudgetChanged: Scheduler._on_budget,
+}
 
 
 def _probe_job(profile: ModelProfile) -> Job:
