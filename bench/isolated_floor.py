@@ -2,10 +2,10 @@
 max clock (the denominator of slowdown). No scheduler's mean latency can go below it.
 
 Per budget, also the slowdown floor of each stream while its best unit is kept busy (e.g. by
-an LLM decoding beside it): the highest table clock at which that unit, fully
-busy with the stream's model and every other unit idle at its lowest clock, stays within the
-budget (the platform's power model), and the stream's slowdown at that clock. Only a unit
-left idle for part of each 100 ms window can run faster within the budget.
+an LLM decoding beside it): the highest table clock at which that unit, fully busy with the
+stream's model and every other unit idle at its lowest clock, stays within the budget (the
+platform's power model), and the stream's slowdown at that clock. Only a unit left idle for
+part of each 100 ms window can run faster within the budget.
 
     python bench/isolated_floor.py [--seed 1] [--budgets 10,15,20] [WORKLOAD ...]
 """
@@ -56,6 +56,8 @@ def main() -> int:
 
 
 def _busy_unit_floor(platform, profiler: Profiler, job, budget_w: float) -> str:
+    """One line: the clock ``job``'s best unit sustains busy within the budget, and the
+    slowdown of ``job`` there."""
     unit = min(profiler.eligible_units(job.model),
                key=lambda n: profiler.job_s(job, n, platform.unit(n).max_frequency_hz))
     spec = platform.unit(unit)

@@ -1,14 +1,15 @@
 """Compile the scheduler core and the twin with mypyc into build/native/ (twill_ros.native).
 
-    python scripts/build_native.py
+    python scripts/build_native.py [--if-stale]
 
 The same sources compiled to C: the results are the same, the twin about twice as fast.
 The build is stamped with a hash of the sources; after an edit the Python modules are used
-again until the next build (scripts/setup.sh rebuilds when the stamp is stale).
+again until the next build (scripts/setup.sh runs this with --if-stale).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import sys
@@ -21,12 +22,26 @@ os.environ["TWILL_NATIVE"] = "0"    # twill_ros.native itself must be the Python
 from mypyc.build import mypycify  # noqa: E402
 from setuptools import setup  # noqa: E402
 
-from twill_ros.native import NATIVE_DIR, NATIVE_MODULES, STAMP, sources_digest  # noqa: E402
+from twill_ros.native import (  # noqa: E402
+    NATIVE_DIR,
+    NATIVE_MODULES,
+    STAMP,
+    fresh,
+    sources_digest,
+)
 
 WORK = ROOT / "build" / "native-work" / sys.implementation.cache_tag
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--if-stale", action="store_true",
+                        help="do nothing when the build matches the sources")
+    if parser.parse_args().if_stale and fresh():
+        print(f"[native] compiled core up to date ({NATIVE_DIR.relative_to(ROOT)})")
+        return 0
+    print("[native] compiling the core and the twin with mypyc (about a minute; "
+          "TWILL_NATIVE=0 skips it)", flush=True)
     os.chdir(ROOT)          # mypyc names modules by their path relative to the working dir
     shutil.rmtree(NATIVE_DIR, ignore_errors=True)
     digest = sources_digest()
@@ -36,7 +51,7 @@ def main() -> int:
           ext_modules=mypycify(["--follow-imports=silent", "--ignore-missing-imports",
                                 *NATIVE_MODULES], opt_level="3", target_dir=str(WORK)))
     STAMP.write_text(digest + "\n", encoding="utf-8")
-    print(f"compiled {len(NATIVE_MODULES)} modules into {NATIVE_DIR}")
+    print(f"[native] compiled {len(NATIVE_MODULES)} modules into {NATIVE_DIR.relative_to(ROOT)}")
     return 0
 
 

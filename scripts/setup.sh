@@ -104,17 +104,11 @@ fi
 # the generator is idempotent and takes well under a second when they exist.
 "$VENV/bin/python" "$SCRIPTS/make_models.py" || die "building the tiny models failed"
 
-# The core and the twin compiled with mypyc (twill_ros/native.py): rebuilt when their sources
+# The core and the twin compiled with mypyc (twill_ros/native.py), rebuilt when their sources
 # changed; TWILL_NATIVE=0 skips it and runs them as Python (same results, about 2x slower).
 if [[ "${TWILL_NATIVE:-1}" != 0 ]]; then
-  if "$VENV/bin/python" -c 'import sys; sys.path.insert(0, "."); from twill_ros import native; sys.exit(not native.active())'; then
-    log "compiled core up to date"
-  else
-    log "compiling the core and the twin with mypyc (about a minute; TWILL_NATIVE=0 skips it)"
-    mkdir -p "$REPO/log"
-    "$VENV/bin/python" "$SCRIPTS/build_native.py" >"$REPO/log/native-build.log" 2>&1 \
-      || die "mypyc build failed (log/native-build.log); TWILL_NATIVE=0 runs the core as Python"
-  fi
+  "$VENV/bin/python" "$SCRIPTS/build_native.py" --if-stale \
+    || die "mypyc build failed (see above); TWILL_NATIVE=0 runs the core as Python"
 fi
 
 # ---------------------------------------------------------------- repair the wheels

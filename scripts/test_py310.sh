@@ -28,13 +28,8 @@ if [[ ! -x "$VENV/bin/python" ]] || ! cmp -s "$REQS" "$VENV/requirements.txt"; t
   cp "$REQS" "$VENV/requirements.txt"
 fi
 cd "$REPO"
-# the core compiled under 3.10 too, as scripts/setup.sh does on a robot (same stamp rule)
-if ! "$VENV/bin/python" -c 'import sys; sys.path.insert(0, "."); from twill_ros import native; sys.exit(not native.active())'; then
-  echo "[py310] compiling the core and the twin with mypyc"
-  mkdir -p "$REPO/log"
-  "$VENV/bin/python" scripts/build_native.py >"$REPO/log/native-build-py310.log" 2>&1 \
-    || { echo "[py310] mypyc build failed (log/native-build-py310.log)" >&2; exit 1; }
-fi
+# the core compiled under 3.10 too, as scripts/setup.sh does on a robot
+"$VENV/bin/python" scripts/build_native.py --if-stale
 echo "[py310] $("$VENV/bin/python" --version): core (compiled and Python), platforms and ONNX analysis tests"
 PYTHONPATH="$REPO:$REPO/test" exec "$VENV/bin/python" -m pytest -q -p no:cacheprovider \
   test/test_scheduler.py test/test_policies.py test/test_simulator.py test/test_power.py \

@@ -45,14 +45,15 @@ def sources_digest() -> str:
     return h.hexdigest()
 
 
-def _fresh() -> bool:
+def fresh() -> bool:
+    """Is there a build for this interpreter from exactly the sources on disk?"""
     try:
         return STAMP.read_text(encoding="utf-8").strip() == sources_digest()
     except OSError:
         return False
 
 
-_ACTIVE = os.environ.get("TWILL_NATIVE", "1") != "0" and _fresh()
+_ACTIVE = os.environ.get("TWILL_NATIVE", "1") != "0" and fresh()
 
 
 def active() -> bool:
