@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NATIVE_DIR = ROOT / "build" / "native" / sys.implementation.cache_tag   # one per interpreter
 STAMP = NATIVE_DIR / "twill-sources.sha256"
 NATIVE_MODULES = (
+    "twill_ros/core/catalog.py", "twill_ros/core/platform.py",
     "twill_ros/core/events.py", "twill_ros/core/jobs.py", "twill_ros/core/power.py",
     "twill_ros/core/profiler.py", "twill_ros/core/scheduler.py",
     "twill_ros/core/policies/base.py", "twill_ros/core/policies/baselines.py",

@@ -114,13 +114,14 @@ class PlatformSpec:
     interference: tuple[Interference, ...]
     nvpmodel: tuple[NvpModel, ...]
     path: str = ""
+    _by_name: Mapping[str, UnitSpec] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_by_name", MappingProxyType({u.name: u for u in self.units}))
 
     def unit(self, name: str) -> UnitSpec:
         try:
-            return self._by_name[name]  # type: ignore[attr-defined]
+            return self._by_name[name]
         except KeyError:
             raise KeyError(
                 f"platform {self.name!r} has no unit {name!r}; units: {', '.join(self.unit_names)}"
