@@ -37,11 +37,13 @@ NATIVE_MODULES = (
 
 
 def sources_digest() -> str:
-    """Hash of every core and twin source (the compiled modules were type-checked against
-    the others, so an edit to any of them calls for a new build)."""
+    """Hash of every core and twin source and of the modules they import (the compiled
+    modules were type-checked against all of them, so an edit to any calls for a new build)."""
+    package = ROOT / "twill_ros"
+    paths = [*sorted(package.glob("core/**/*.py")), *sorted(package.glob("sim/*.py")),
+             package / "resources.py", package / "native.py"]
     h = hashlib.sha256()
-    for path in sorted((ROOT / "twill_ros").glob("core/**/*.py")) + sorted(
-            (ROOT / "twill_ros").glob("sim/*.py")):
+    for path in paths:
         h.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes())
     return h.hexdigest()
 
