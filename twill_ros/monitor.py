@@ -31,6 +31,55 @@ class Sent:
     result: JobResult | None = None
 
 
+class SentLedger:
+    """The requests a live run sent, each with its stream, and the first result of each
+    (thread-safe: results come from other callbacks). How many still wait is counted as
+    results come in, because spin conditions ask on every callback."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sent: dict[str, tuple[str, Sent]] = {}    # job id -> (stream, what was sent)
+        self._pending = 0
+        self.duplicates = 0                             # results beyond the first per job
+
+    def add(self, stream: str, request: JobRequest) -> None:
+        with self._lock:
+            self._sent[request.job_id] = (stream, Sent(request=request))
+            self._pending += 1
+
+    def record(self, result: JobResult) -> None:
+        """Keep the first result of a job sent here; count any further one."""
+        with self._lock:
+            entry = self._sent.get(result.job_id)
+            if entry is None:
+                return
+            sent = entry[1]
+            if sent.result is not None:
+                self.duplicates += 1
+                return
+            sent.result = result
+            self._pending -= 1
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._sent)
+
+    def pending(self) -> int:
+        """Requests sent without a result yet."""
+        with self._lock:
+            return self._pending
+
+    def entries(self) -> list[tuple[str, Sent]]:
+        """(stream, sent) in the order sent."""
+        with self._lock:
+            return list(self._sent.values())
+
+    def streams(self) -> list[str]:
+        """Stream names in order of first appearance."""
+        with self._lock:
+            return list(dict.fromkeys(stream for stream, _ in self._sent.values()))
+
+
 def stamp_s(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 

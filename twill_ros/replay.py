@@ -8,27 +8,23 @@ else its model.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
 
 from rclpy.clock import Clock
 from rclpy.publisher import Publisher
-from twill_msgs.msg import JobResult
 
 from twill_ros.bags import RecordedRequest
-from twill_ros.monitor import Sent
+from twill_ros.monitor import SentLedger
 
 
 class Replay:
-    """Takes the recorded requests over: their ids and stamps are set as they are replayed."""
+    """Takes the recorded requests over: their ids and stamps are set as they are replayed.
+    ``sent`` holds what went out and what came back."""
 
     def __init__(self, recorded: Sequence[RecordedRequest]) -> None:
         self._due = list(recorded)
         self._next = 0
-        self.sent: dict[str, tuple[str, Sent]] = {}     # job id -> (stream, what was sent)
-        self.duplicates = 0                             # results beyond the first per job
-        self._pending = 0
-        self._lock = threading.Lock()
+        self.sent = SentLedger()
         seen: set[str] = set()
         for n, item in enumerate(self._due, start=1):
             if not item.request.job_id or item.request.job_id in seen:
@@ -45,32 +41,6 @@ class Replay:
             request = self._due[self._next].request
             self._next += 1
             request.stamp = clock.now().to_msg()
-            with self._lock:
-                self.sent[request.job_id] = (request.client_id or request.model,
-                                             Sent(request=request))
-                self._pending += 1
+            self.sent.add(request.client_id or request.model, request)
             publisher.publish(request)
         return self._next < len(self._due)
-
-    def record(self, result: JobResult) -> None:
-        """Keep the first result of each replayed job; count any further one."""
-        with self._lock:
-            entry = self.sent.get(result.job_id)
-            if entry is None:
-                return
-            sent = entry[1]
-            if sent.result is not None:
-                self.duplicates += 1
-                return
-            sent.result = result
-            self._pending -= 1
-
-    def pending(self) -> int:
-        """Requests published without a result yet."""
-        with self._lock:
-            return self._pending
-
-    def streams(self) -> list[str]:
-        """Stream names in order of first appearance."""
-        with self._lock:
-            return list(dict.fromkeys(stream for stream, _ in self.sent.values()))

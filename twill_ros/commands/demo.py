@@ -98,8 +98,8 @@ def run(args: argparse.Namespace) -> int:
         spin_while(executor, lambda: any(s.pending() for s in streams), stop, args.drain)
         scheduler.on_exit(executor)
         spin_while(executor, lambda: any(s.pending() for s in streams), None, 2.0)
-        result = monitor.sim_result([(s.config.name, sent) for s in streams
-                                     for sent in list(s.sent.values())], t0, scheduler.catalog)
+        result = monitor.sim_result([e for s in streams for e in s.sent.entries()], t0,
+                                    scheduler.catalog)
         lost = sum(s.pending() for s in streams)
         run_info = LiveRun(name="live demo", source="twill demo (live ROS 2 run)",
                            platform=args.platform, policy=args.policy,

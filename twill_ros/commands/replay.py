@@ -82,12 +82,13 @@ def run(args: argparse.Namespace) -> int:
     stop = stop_on_signals()
     try:
         try:
-            monitor = RunMonitor(on_result=replay.record, namespace=args.namespace)
+            monitor = RunMonitor(on_result=replay.sent.record, namespace=args.namespace)
         except NameValidationException as exc:
             return user_error(ValueError(f"--namespace {args.namespace!r}: {exc}"))
         jobs = monitor.create_publisher(JobRequest, ifc.name(ifc.JOBS), ifc.JOB_QOS)
         executor = SingleThreadedExecutor()
         executor.add_node(monitor)
+
         def scheduler_seen() -> bool:       # it takes requests and publishes its state
             return bool(jobs.get_subscription_count() and monitor.states)
 
@@ -111,14 +112,15 @@ def run(args: argparse.Namespace) -> int:
         t0 = clock.now().nanoseconds * 1e-9
         spin_while(executor, monitor.with_status(
             lambda s: replay.publish_due(s * args.rate, jobs, clock), args.quiet), stop)
-        spin_while(executor, lambda: replay.pending() > 0, stop, args.drain)
-        result = monitor.sim_result(list(replay.sent.values()), t0, catalog)
+        spin_while(executor, lambda: replay.sent.pending() > 0, stop, args.drain)
+        result = monitor.sim_result(replay.sent.entries(), t0, catalog)
         run_info = LiveRun(name=f"replay of {args.bag}", source=f"twill replay {args.bag}",
                            platform=state.platform, policy=state.policy,
                            budget_w=float(state.power_budget_w),
                            duration_s=clock.now().nanoseconds * 1e-9 - t0)
-        summary = summarize_live(run_info, result, profiler, replay.streams(), replay.pending())
-        summary["duplicates"] = replay.duplicates
+        summary = summarize_live(run_info, result, profiler, replay.sent.streams(),
+                                 replay.sent.pending())
+        summary["duplicates"] = replay.sent.duplicates
         monitor.destroy_node()
         executor.shutdown()
     finally:

@@ -14,7 +14,7 @@ from rclpy.node import Node
 from twill_msgs.msg import JobRequest, JobResult
 
 from twill_ros.client import SchedulerError, TwillClient, make_request
-from twill_ros.monitor import Sent
+from twill_ros.monitor import SentLedger
 from twill_ros.node.lifecycle import spin_while
 from twill_ros.node.params import descriptor
 
@@ -67,8 +67,7 @@ class StreamSubmitter:
                  on_feedback=None) -> None:
         self.node, self.client, self.config = node, client, config
         self.on_feedback = on_feedback
-        self.sent: dict[str, Sent] = {}
-        self._pending = 0             # sent without a result yet
+        self.sent = SentLedger()
         self._lock = threading.RLock()
         self._timer = node.create_timer(config.period_s, self.submit_burst)
 
@@ -91,14 +90,12 @@ class StreamSubmitter:
                                    prompt=prompt or c.prompt, max_new_tokens=c.max_new_tokens,
                                    job_id=job_id)
             request.stamp = self.node.get_clock().now().to_msg()
-            sent = Sent(request=request)
             if c.via == "action":
                 run = self.client.run(request, feedback=lambda fb: self._feedback(job_id, fb))
                 run.add_done_callback(self.record)
             else:
                 self.client.submit(request, via="topic")
-            self.sent[job_id] = sent
-            self._pending += 1
+            self.sent.add(c.name, request)
         return job_id
 
     def _feedback(self, job_id: str, feedback) -> None:
@@ -106,19 +103,14 @@ class StreamSubmitter:
             self.on_feedback(job_id, feedback)
 
     def record(self, result: JobResult) -> None:
-        with self._lock:
-            sent = self.sent.get(result.job_id)
-            if sent is not None:
-                if sent.result is None:
-                    self._pending -= 1
-                sent.result = result
+        with self._lock:    # a result that beats its submit() waits until the job is recorded
+            self.sent.record(result)
 
     def stop(self) -> None:
         self._timer.cancel()
 
     def pending(self) -> int:
-        with self._lock:
-            return self._pending
+        return self.sent.pending()
 
 
 class StreamClientNode(Node):

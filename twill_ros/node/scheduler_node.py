@@ -241,8 +241,7 @@ class TwillSchedulerNode(Node):
         for param in params:
             if param.name == "power_budget_w":
                 self._post_event(ev.BudgetChanged(time.monotonic(), float(param.value)))
-        for param in params:
-            if param.name == "max_queue":
+            elif param.name == "max_queue":
                 with self._lock:
                     self.scheduler.max_queue = param.value
         return SetParametersResult(successful=True)
