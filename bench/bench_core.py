@@ -37,6 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import cpu_model
 from twill_ros.core.catalog import load_catalog
 from twill_ros.core.events import Dispatch, JobArrived, JobFinished, Tick
 from twill_ros.core.jobs import Job
@@ -154,17 +155,6 @@ def _row(name: str, value: float, unit: str, target: float | None = None,
             "target_text": target_text, "passed": passed}
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return host.processor() or "unknown CPU"
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policy", default="twill")
@@ -179,7 +169,7 @@ def main() -> int:
         results = _labelled(results, "compiled") + python_rows(args.policy, args.repeat)
     else:
         results = _labelled(results, "Python")
-    machine = (f"{_cpu_model()} ({os.cpu_count()} logical CPUs, {host.machine()}), "
+    machine = (f"{cpu_model()} ({os.cpu_count()} logical CPUs, {host.machine()}), "
                f"{host.python_implementation()} {host.python_version()}")
     width = max(len(r["name"]) for r in results)
     for r in results:

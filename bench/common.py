@@ -1,5 +1,5 @@
-"""What the ROS benches share: their processes' environment, the machine's conditions and
-the generated section of docs/BENCHMARKS.md they each own."""
+"""What the benches share: the ROS benches' processes' environment, the machine's conditions
+and the generated section of docs/BENCHMARKS.md each ROS bench owns."""
 
 from __future__ import annotations
 
@@ -18,13 +18,22 @@ def ros_env(domain_id: int) -> dict[str, str]:
     return env
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what the platform module says."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return host.processor() or "unknown CPU"
+
+
 def conditions() -> dict:
     """When and on what a run was made: shared-machine numbers mean little without it."""
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
-                if line.startswith("model name")), host.processor())
     return {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "cpu": cpu, "nproc": os.cpu_count(),
+            "cpu": cpu_model(), "nproc": os.cpu_count(),
             "load_avg_1m_at_start": os.getloadavg()[0],
             "python": host.python_version(),
             "rmw": os.environ.get("RMW_IMPLEMENTATION", "default (rmw_fastrtps_cpp)")}
