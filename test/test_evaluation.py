@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import pytest
 
-from twill_ros.comparison import Comparison, Run
+from twill_ros.comparison import Comparison, Run, run_comparison
+from twill_ros.core.catalog import load_catalog
 from twill_ros.core.jobs import Job, JobRecord, JobStatus
+from twill_ros.core.metrics import isolated_floor_ms
+from twill_ros.core.platform import load_platform
+from twill_ros.core.profiler import Profiler
 from twill_ros.evaluation import (
     HAND_BEGIN,
     HAND_END,
     HAND_PLACEHOLDER,
+    checks_markdown,
+    latency_floors_ms,
     losses,
     lost_jobs,
     preserved_discussion,
     target_checks,
 )
-from twill_ros.sim.simulator import SimResult
+from twill_ros.sim.simulator import EXEC_NOISE, SimResult
 from twill_ros.sim.workload import Arrival, StreamSpec, Workload
 
 WORKLOAD = Workload(name="paper_mix", duration_s=10.0, streams=(
@@ -63,6 +69,40 @@ def test_targets_against_gpu_fifo_best_baseline_budget_and_high_priority_slowdow
     slow = [c for c in checks if "slowdown" in c.criterion]
     assert len(slow) == 1 and "'camera'" in slow[0].criterion      # chat has priority 50
     assert (slow[0].value, slow[0].passed) == (1.6, False)
+
+
+def test_a_mean_latency_limit_below_the_floor_is_marked_unreachable():
+    runs = comparison(summary("twill", 40.0), summary("gpu_fifo", 80.0), summary("edf", 50.0))
+    checks = target_checks(runs, {15.0: 38.0})
+    by_name = {c.criterion.split(" (")[0]: c for c in checks}
+    fifo = by_name["mean latency ≤ 0.46 × gpu_fifo"]            # limit 36.8 < floor 38
+    best = by_name["mean latency ≤ 0.9 × best baseline"]          # limit 45 >= floor: reachable
+    assert (fifo.passed, fifo.unreachable) == (False, True)
+    assert (best.passed, best.unreachable) == (True, False)
+    assert by_name["budget violation fraction"].floor is None     # no floor outside latency
+    table = checks_markdown(checks)
+    assert "| 36.8 | 38 | **FAIL** (limit below floor) |" in table
+    assert "| 45 | 38 | PASS |" in table
+    assert not target_checks(runs)[0].unreachable                  # no floors: nothing marked
+
+
+def test_the_latency_floor_bounds_every_policy_and_a_lone_job_reaches_it():
+    lone = Workload(name="lone", duration_s=1.0, streams=(
+        StreamSpec("classify", "resnet50", Arrival("trace", {"times_s": [0.1]})),))
+    # gpu_fifo at 20 W: the GPU alone, capped at its max clock (Twill parks an idle GPU, so
+    # its lone job would start at a low clock)
+    (run,) = run_comparison(lone, "orin_nx_16gb", (20.0,), ("gpu_fifo",), seed=1).runs
+    floor = isolated_floor_ms(run.result.records,
+                              Profiler(load_catalog(), load_platform("orin_nx_16gb")))
+    latency = run.summary["latency_ms"]["mean"]
+    assert 1 - EXEC_NOISE <= latency / floor <= 1 + EXEC_NOISE
+    mixed = run_comparison(WORKLOAD, "orin_nx_16gb", (10.0, 20.0), ("twill", "gpu_fifo", "edf"),
+                           seed=3)
+    floors = latency_floors_ms(mixed)
+    assert set(floors) == {10.0, 20.0}
+    for run in mixed.runs:
+        assert run.summary["completed"] == run.summary["jobs"] > 0
+        assert run.summary["latency_ms"]["mean"] >= floors[run.budget_w]
 
 
 def test_losses_report_the_best_rival_beyond_the_margin():

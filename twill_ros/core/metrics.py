@@ -5,7 +5,8 @@ live ROS run. Conventions, stated once:
 
 * latency = finish - submit, over completed jobs; percentiles interpolate linearly between
   closest ranks (numpy's default "linear", Hyndman & Fan type 7).
-* slowdown = latency / ``profiler.isolated_latency_s(job)``, over completed jobs.
+* slowdown = latency / ``profiler.isolated_latency_s(job)``, over completed jobs; the mean
+  of those isolated latencies is the floor of the mean latency (``isolated_floor_ms``).
 * deadline violation rate = jobs with a deadline that did not complete by submit + deadline
   (a job that did not complete counts as a violation) / jobs with a deadline; ``None`` when
   no job has a deadline (there is nothing to violate, and 0.0 would read as a success).
@@ -87,6 +88,12 @@ def energy_j(power_trace: Sequence[tuple[float, float]], end_s: float | None = N
     if power_trace and end_s is not None and end_s > power_trace[-1][0]:
         total += power_trace[-1][1] * (end_s - power_trace[-1][0])
     return total
+
+
+def isolated_floor_ms(records: Iterable[JobRecord], profiler) -> float | None:
+    """Mean isolated latency of the completed jobs: with each job alone on its best unit at
+    max clock, no schedule that completes them has a lower mean latency."""
+    return mean(1000.0 * profiler.isolated_latency_s(r.job) for r in records if _done(r))
 
 
 def _done(record: JobRecord) -> bool:
