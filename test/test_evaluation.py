@@ -14,6 +14,7 @@ from twill_ros.evaluation import (
     HAND_BEGIN,
     HAND_END,
     HAND_PLACEHOLDER,
+    bench_markdown,
     checks_markdown,
     latency_floors_ms,
     losses,
@@ -138,3 +139,19 @@ def test_hand_written_discussion_is_preserved(tmp_path):
     assert preserved_discussion(str(doc)) == HAND_PLACEHOLDER
     doc.write_text(f"# old\n{HAND_BEGIN}\nTwill loses on energy because...\n{HAND_END}\nrest\n")
     assert preserved_discussion(str(doc)) == "Twill loses on energy because..."
+
+
+def test_bench_rows_show_verdicts_and_the_spread_of_repeated_runs():
+    table = bench_markdown({"machine": "test box", "results": [
+        {"name": "twin throughput, paper_mix: median of 9 runs", "value": 21000.0,
+         "unit": "jobs/s", "target": 20000.0, "target_text": "≥ 20,000 jobs/s",
+         "passed": True, "range": [17000.0, 31000.0]},
+        {"name": "decision (tick): median", "value": 120.0, "unit": "µs", "target": 100.0,
+         "target_text": "≤ 100 µs", "passed": False},
+        {"name": "decision (tick): p99", "value": 300.0, "unit": "µs", "target": None,
+         "target_text": "", "passed": None}]})
+    assert ("| twin throughput, paper_mix: median of 9 runs | 21,000.0 jobs/s (slowest 17,000, "
+            "fastest 31,000) | ≥ 20,000 jobs/s | PASS |") in table
+    assert "| decision (tick): median | 120.0 µs | ≤ 100 µs | **FAIL** |" in table
+    assert "| decision (tick): p99 | 300.0 µs |  |  |" in table
+    assert table.endswith("Machine: test box.")

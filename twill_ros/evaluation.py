@@ -248,7 +248,9 @@ def bench_markdown(bench: Mapping | None) -> str:
     for item in bench["results"]:
         target = item.get("target")
         verdict = "" if target is None else ("PASS" if item["passed"] else "**FAIL**")
-        rows.append(f"| {item['name']} | {item['value']:,.1f} {item['unit']} | "
+        spread = (f" (slowest {item['range'][0]:,.0f}, fastest {item['range'][1]:,.0f})"
+                  if "range" in item else "")
+        rows.append(f"| {item['name']} | {item['value']:,.1f} {item['unit']}{spread} | "
                     f"{'' if target is None else item['target_text']} | {verdict} |")
     return "\n".join(rows) + f"\n\nMachine: {bench['machine']}."
 
