@@ -7,6 +7,12 @@ stream's model and every other unit idle at its lowest clock, stays within the b
 platform's power model), and the stream's slowdown at that clock. Only a unit left idle for
 part of each 100 ms window can run faster within the budget.
 
+Last, per budget, where Twill's mean latency on the twin goes: the floor; what the LLM
+requests add when they run alone under Twill (waiting for each other and for clocks the
+budget allows: no other work to blame); and the rest, which is all the other streams cost
+them and themselves. The LLM requests alone draw other per-job noise than in the full run
+(the twin's +-3 % is keyed by a job's position), so that split is good to a few percent.
+
     python bench/isolated_floor.py [--seed 1] [--budgets 10,15,20] [WORKLOAD ...]
 """
 
@@ -22,6 +28,7 @@ from twill_ros.core import power as pw  # noqa: E402
 from twill_ros.core.catalog import load_catalog  # noqa: E402
 from twill_ros.core.platform import load_platform  # noqa: E402
 from twill_ros.core.profiler import Profiler  # noqa: E402
+from twill_ros.sim.simulator import simulate  # noqa: E402
 from twill_ros.sim.workload import generate_jobs, load_workload  # noqa: E402
 
 
@@ -52,7 +59,31 @@ def main() -> int:
         for stream in workload.streams:
             for budget in budgets:
                 print("  " + _busy_unit_floor(platform, profiler, first_job[stream.name], budget))
+        for budget in budgets:
+            print("  " + _twill_mean_parts(platform, catalog, profiler, workload, jobs, args.seed,
+                                           budget))
     return 0
+
+
+def _twill_mean_parts(platform, catalog, profiler: Profiler, workload, jobs, seed: int,
+                      budget_w: float) -> str:
+    """One line: Twill's mean latency split into the floor, what the LLM requests add alone
+    and the rest."""
+    llm = [j for j in jobs if catalog.get(j.model).is_llm]
+    full = simulate(jobs, platform, catalog, "twill", budget_w, seed, workload.duration_s)
+    alone = simulate(llm, platform, catalog, "twill", budget_w, seed, workload.duration_s)
+    if any(r.finish_s is None for r in (*full.records, *alone.records)):
+        return f"Twill @ {budget_w:g} W: not every job completed; no split"
+    n = len(jobs)
+    floor = sum(profiler.isolated_latency_s(j) for j in jobs) / n
+    llm_floor = sum(profiler.isolated_latency_s(j) for j in llm) / n
+    llm_alone = sum(r.latency_s for r in alone.records) / n
+    mean = sum(r.latency_s for r in full.records) / n
+    return (f"Twill @ {budget_w:g} W: mean {1000 * mean:.1f} ms = floor {1000 * floor:.1f} + "
+            f"LLM requests alone {1000 * (llm_alone - llm_floor):+.1f} (their mean "
+            f"{1000 * llm_alone * n / max(1, len(llm)):.0f} ms alone vs "
+            f"{1000 * llm_floor * n / max(1, len(llm)):.0f} ms isolated) + the rest "
+            f"{1000 * (mean - floor - llm_alone + llm_floor):+.1f}")
 
 
 def _busy_unit_floor(platform, profiler: Profiler, job, budget_w: float) -> str:
