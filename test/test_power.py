@@ -11,6 +11,7 @@ from engine_fixtures import PLATFORM, catalog, job, of, scheduler
 from twill_ros.core import power as pw
 from twill_ros.core.events import (
     BudgetChanged,
+    Dispatch,
     Freeze,
     JobArrived,
     JobFinished,
@@ -68,11 +69,31 @@ def demand(weight=1.0, util=1.0, sens=1.0):
     return pw.UnitDemand(weight, util, sens)
 
 
-def test_controller_parks_units_without_demand_at_lowest_clock():
-    ctrl = pw.DvfsController(PLATFORM, 20.0)
+def test_controller_parks_units_without_demand_at_lowest_clock_when_headroom_is_short():
+    # 12 W (limit 11.82): GPU busy at 1 GHz = 2 + 8 = 10 W; DLA + CPU fully busy at their
+    # lowest clocks 0.5 + 1 W fit, at max 2 + 4 W do not
+    ctrl = pw.DvfsController(PLATFORM, 12.0)
     freqs = ctrl.plan({"gpu": demand()})
     assert freqs == {"gpu": GHZ, "dla0": GHZ // 2, "cpu_a": GHZ}
     assert not ctrl.overshoot
+
+
+def test_controller_keeps_units_without_demand_ready_with_the_headroom_left():
+    # 20 W (limit 19.7): GPU busy at 1 GHz = 10 W leaves room for DLA and CPU fully busy at
+    # max (2 + 4 W): they wait there, so work landing on them starts at full speed
+    ctrl = pw.DvfsController(PLATFORM, 20.0)
+    assert ctrl.plan({"gpu": demand()}) == {"gpu": GHZ, "dla0": GHZ, "cpu_a": 2 * GHZ}
+    # nothing busy at 8 W (limit 7.85): reserving each at its lowest clock fully busy takes
+    # 2 + (2 + 0.5 + 1) W and leaves 2.35 W, enough for the DLA alone to take work at max
+    # (+1.5 W), not the GPU (+6 W) or the CPU (+3 W)
+    assert pw.DvfsController(PLATFORM, 8.0).plan({}) == {"gpu": GHZ // 2, "dla0": GHZ,
+                                                         "cpu_a": GHZ}
+    # the headroom goes to busy units first: at 11 W (limit 10.85) the GPU cannot reach
+    # 1 GHz (10 W + the 1.5 W reserve), so it gets a boost and the idle units stay lowest
+    ctrl = pw.DvfsController(PLATFORM, 11.0)
+    freqs = ctrl.plan({"gpu": demand()})
+    assert ctrl.boost is not None and ctrl.boost.unit == "gpu"
+    assert freqs == {"gpu": GHZ // 2, "dla0": GHZ // 2, "cpu_a": GHZ}
 
 
 def test_controller_lowers_clocks_with_the_budget():
@@ -111,20 +132,50 @@ def test_measured_error_correction_lowers_the_plan():
     assert ctrl.plan(d)["gpu"] == GHZ // 2
 
 
-def test_scheduler_dvfs_parks_idle_units_and_raises_busy_ones():
-    s = scheduler()
+def test_scheduler_dvfs_parks_idle_units_to_give_their_headroom_to_busy_ones():
+    # 11 W, limit 10.835 W; reserve for idle units fully busy at their lowest clocks: GPU 2 +
+    # DLA 0.5 + CPU 1 W. Nothing busy: 2 + 3.5 W leaves 5.3 W, enough for the DLA (+1.5 W) or
+    # the CPU (+3 W) to take work at max, not for the GPU (+6 W): they wait there.
+    s = scheduler(budget_w=11.0)
     out = s.handle(Tick(0.0))
-    assert {(a.unit, a.freq_hz) for a in out if isinstance(a, SetFrequency)} == {
-        ("gpu", GHZ // 2), ("dla0", GHZ // 2), ("cpu_a", GHZ)}
-    out = s.handle(JobArrived(0.01, job("a", "long")))     # work lands on the parked GPU
-    assert SetFrequency("gpu", GHZ) in out
+    assert {(a.unit, a.freq_hz) for a in of(out, SetFrequency)} == {
+        ("gpu", GHZ // 2), ("dla0", GHZ), ("cpu_a", 2 * GHZ)}
+    # work lands on the GPU: it would need 2 + 1.5 + 8 = 11.5 W at max, so the headroom goes
+    # to it (a boost at the next tick) and the idle units park at their lowest clocks
+    out = s.handle(JobArrived(0.01, job("a", "long")))
+    assert set(of(out, SetFrequency)) == {SetFrequency("dla0", GHZ // 2),
+                                          SetFrequency("cpu_a", GHZ)}
     for i in range(1, 10):
         s.handle(PowerSample(0.01 * i, 10.0))
-    s.handle(JobFinished(0.11, "a", "gpu"))
-    s.handle(Tick(0.1))
-    for k in range(2, 12):                                  # long idle: memory decays
-        out = s.handle(Tick(0.1 * k))
-    assert s.units["gpu"].freq_hz == GHZ // 2 and s.units["gpu"].parked
+    assert SetFrequency("gpu", GHZ) in s.handle(Tick(0.1))          # the boost
+    s.handle(JobFinished(0.15, "a", "gpu"))
+    for k in range(2, 14):                                  # long idle: memory decays
+        s.handle(Tick(0.1 * k))
+    assert {n: (u.freq_hz, u.parked) for n, u in s.units.items()} == {
+        "gpu": (GHZ // 2, True), "dla0": (GHZ, True), "cpu_a": (2 * GHZ, True)}
+
+
+def test_with_headroom_idle_units_wait_at_speed_and_a_lone_job_runs_at_max_clock():
+    s = scheduler()                                         # 20 W: every unit fits at max
+    out = s.handle(Tick(0.0))
+    assert {(a.unit, a.freq_hz) for a in out if isinstance(a, SetFrequency)} == {
+        ("gpu", GHZ), ("dla0", GHZ), ("cpu_a", 2 * GHZ)}
+    assert s.units["gpu"].parked
+    out = s.handle(JobArrived(0.01, job("a", "cnn")))
+    assert of(out, Dispatch) == [Dispatch("a", "gpu")] and not of(out, SetFrequency)
+    # the estimate knows there is no ramp: 10 ms at 1 GHz
+    a = s.jobs["a"]
+    assert s.estimate_s(a, "gpu") == pytest.approx(0.010)
+    s.handle(JobFinished(0.02, "a", "gpu"))
+    for k in range(1, 20):                                  # idle: parked again, still at max
+        s.handle(Tick(0.1 * k))
+    gpu = s.units["gpu"]
+    assert gpu.parked and gpu.freq_hz == GHZ and s._parked_slowdown(a, gpu) == 1.0
+    # 11 W leaves no headroom for the GPU at max: parked at its lowest clock, work landing
+    # there ramps up (see the test above)
+    out = s.handle(BudgetChanged(2.0, 11.0))
+    assert SetFrequency("gpu", GHZ // 2) in out
+    assert s._parked_slowdown(a, gpu) == pytest.approx(2.0)
 
 
 def test_scheduler_budgets_the_present_work_not_an_older_hungrier_model():

@@ -229,25 +229,30 @@ def test_scheduler_reads_no_clock(monkeypatch):
 
 
 def test_a_learned_run_time_refreshes_the_parked_slowdown_of_its_model_and_unit():
-    s = sched()
+    # 11 W: the GPU alone would need 11.5 W at 1 GHz fully busy, so idle it waits at 500 MHz
+    # (test_power); a short job's small duty cycle lets it run at 1 GHz
+    s = sched(budget_w=11.0)
     s.handle(Tick(0.0))
-    s.handle(JobArrived(0.0, job("a", "cnn")))      # unparks the GPU: not a clean run
-    unit = s.units[s.jobs["a"].unit]
-    s.handle(JobFinished(0.05, "a", unit.name))
+    gpu = s.units["gpu"]
+    half = gpu.spec.min_frequency_hz
+    assert gpu.parked and gpu.freq_hz == half and gpu.work_freq_hz == 2 * half
     p = s.profiler
-    # an earlier run at the lowest clock, as the catalog predicts it: that level is now known
-    slow = unit.spec.min_frequency_hz
-    p.observe("cnn", unit.name, slow, p.estimate_s("cnn", unit.name, slow))
+    # an earlier run at 500 MHz, as the catalog predicts it: that level is now known
+    p.observe("cnn", "gpu", half, p.estimate_s("cnn", "gpu", half))
 
     def fresh() -> float:           # what the profiler says now, uncached
-        return (p.estimate_s("cnn", unit.name, slow)
-                / p.estimate_s("cnn", unit.name, unit.work_freq_hz))
+        return p.estimate_s("cnn", "gpu", half) / p.estimate_s("cnn", "gpu", gpu.work_freq_hz)
 
-    s.handle(JobArrived(0.05, job("b", "cnn")))     # alone, at one clock: a clean run
-    assert s.jobs["b"].unit == unit.name
-    assert s._parked_slowdown(s.jobs["b"], unit) == pytest.approx(fresh()) == 2.0
+    s.handle(JobArrived(0.0, job("a", "cnn")))      # unparks the GPU: not a clean run
+    a = s.jobs["a"]
+    assert a.unit == "gpu" and not gpu.parked and gpu.freq_hz == 2 * half
+    assert s._parked_slowdown(a, gpu) == pytest.approx(fresh()) == 2.0   # what it was mapped with
+    s.handle(JobFinished(0.02, "a", "gpu"))
+    s.handle(JobArrived(0.02, job("b", "cnn")))     # alone, at one clock: a clean run
     # "b" took 5x its estimate: the profiler learns that the clock matters less for it
-    s.handle(JobFinished(0.05 + 5 * 0.05, "b", unit.name))
-    s.handle(JobArrived(0.3, job("c", "cnn")))
+    s.handle(JobFinished(0.02 + 5 * 0.01, "b", "gpu"))
+    for k in range(1, 20):                          # idle: the GPU parks at 500 MHz again
+        s.handle(Tick(0.1 * k))
+    assert gpu.parked and gpu.freq_hz == half
     assert fresh() < 1.5
-    assert s._parked_slowdown(s.jobs["c"], unit) == pytest.approx(fresh())
+    assert s._parked_slowdown(a, gpu) == pytest.approx(fresh())

@@ -209,6 +209,17 @@ class UnitDemand:
     sensitivity: float     # frequency sensitivity of that work
 
 
+def _ready_level(table: _Table, headroom_w: float) -> int:
+    """The highest level at which the unit, fully busy instead of reserved at its lowest
+    clock, needs at most ``headroom_w`` more."""
+    lowest = table.power(0, 1.0)
+    level = 0
+    for i in range(1, len(table.ratio)):
+        if table.power(i, 1.0) - lowest <= headroom_w:
+            level = i
+    return level
+
+
 @mypyc_attr(serializable=True, allow_interpreted_subclasses=True)   # mypyc: deep-copyable
 class DvfsController:
     """Periodic DVFS under a module power budget (DESIGN.md §3).
@@ -218,7 +229,12 @@ class DvfsController:
     without work at their lowest clock, (3) raises busy units' clocks greedily by
     priority-weighted progress per watt while ``model + offset <= budget - margin``, where
     parked units are reserved at their lowest clock fully busy (work may land on them
-    before the next period). ``overshoot`` reports whether even the lowest clocks don't fit;
+    before the next period), and (4) when the busy units are at their max clocks (no boost,
+    below), keeps each parked unit ready at the highest clock at which work landing on it
+    alone would still fit the limit, so that work starts at speed rather than at the lowest
+    clock (idle power does not depend on the clock in the power model, and work landing on a
+    parked unit makes the scheduler re-plan at once). ``overshoot`` reports whether even the
+    lowest clocks don't fit;
     ``boost`` how long the best step that did not fit can still run within the period
     (clock tables are coarse: dithering between two levels spends the whole budget).
     """
@@ -270,6 +286,13 @@ class DvfsController:
         freqs, self.boost = _greedy_levels(busy, weights, utils, sens, base, self.limit_w)
         floor = base + sum(_table(u).power(0, utils[u.name]) for u in busy)
         self.overshoot = floor > self.limit_w
+        if self.boost is None and not self.overshoot:
+            headroom = self.limit_w - base - sum(
+                _table(u).power(u.frequencies_hz.index(freqs[u.name]), utils[u.name])
+                for u in busy)
+            for u in units:
+                if u.name not in demand:
+                    freqs[u.name] = u.frequencies_hz[_ready_level(_table(u), headroom)]
         for u in units:
             freqs.setdefault(u.name, u.frequencies_hz[0])
         if len(self._cache) >= _CACHE_SIZE:

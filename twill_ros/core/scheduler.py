@@ -144,7 +144,7 @@ class UnitState:
     eligible: dict[str, int] = field(default_factory=dict)  # unit -> queued jobs allowed there
     heads: list[tuple[float, int, int, JobState]] = field(default_factory=list)  # _next_queued
     work_freq_hz: int = 0           # clock estimates assume (== freq_hz unless parked)
-    parked: bool = False            # at its lowest clock because it had no work
+    parked: bool = False            # no work: at its lowest or a ready clock (power.py)
     busy_since: float | None = None
     busy_acc: float = 0.0           # busy time in the current control period
     cmd_freq_hz: int = 0            # clock last commanded (planned, or boosted)
@@ -271,7 +271,7 @@ class Scheduler:
 
     def estimate_s(self, js: JobState, unit: str) -> float:
         """Remaining run time of ``js`` alone on ``unit`` at its working clock; on a parked
-        unit the first ``dvfs_transition_s`` run at the parked (lowest) clock."""
+        unit the first ``dvfs_transition_s`` run at the parked clock."""
         u = self.units[unit]
         if js.llm:
             return self._estimate(js, u)
@@ -299,7 +299,7 @@ class Scheduler:
         key = (js.job.model, u.name, phase)
         v = self._parked_cache.get(key)
         if v is None:
-            f = u.spec.min_frequency_hz
+            f = u.freq_hz       # the parked clock: the lowest, or one the headroom allows
             p = self.profiler
             v = self._parked_cache[key] = (p.estimate_s(js.job.model, u.name, f, 1, phase)
                                            / p.estimate_s(js.job.model, u.name, u.work_freq_hz,
@@ -988,6 +988,10 @@ class Scheduler:
                 u.dnn_est.clear()
                 for v in self.units.values():
                     v.dnn_parked_est.clear()
+            elif u.parked and u.freq_hz != f:
+                # a parked unit's clock sets its ramp (see _estimate)
+                self._parked_cache.clear()
+                u.dnn_parked_est.clear()
             if f != u.freq_hz or force:
                 for r in u.running:
                     r.clean = False

@@ -43,8 +43,10 @@ class TwillPolicy(Policy):
       finishes them sooner by a margin.
     * DVFS: ``core.power.DvfsController`` every tick (priority-weighted progress per watt
       under budget - margin for the expected duty cycle, measured-error correction, idle
-      units parked, the leftover headroom spent by running one clock step higher for part
-      of the period); re-planned at once when work lands on a parked unit or a long job
+      units parked at their lowest clocks while busy ones need the headroom and otherwise
+      kept ready at the highest clock that fits, the leftover headroom spent by running one
+      clock step higher for part of the period); re-planned at once when work lands on a
+      parked unit or a long job
       starts; under overshoot it cannot absorb, the lowest-priority preemptible job is
       frozen until the budget allows it again.
     """
