@@ -46,9 +46,8 @@ class TwillPolicy(Policy):
       units parked at their lowest clocks while busy ones need the headroom and otherwise
       kept ready at the highest clock that fits, the leftover headroom spent by running one
       clock step higher for part of the period); re-planned at once when work lands on a
-      parked unit or a long job
-      starts; under overshoot it cannot absorb, the lowest-priority preemptible job is
-      frozen until the budget allows it again.
+      parked unit or a long job starts; under overshoot it cannot absorb, the
+      lowest-priority preemptible job is frozen until the budget allows it again.
     """
 
     def __init__(self, name: str = "twill", *, freezing: bool = True, migration: bool = True,
