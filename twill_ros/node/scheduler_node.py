@@ -50,7 +50,6 @@ from twill_ros.node.results import (
 )
 
 LEVEL_BYTES = {level: bytes([level]) for level in range(4)}
-POWER_SAMPLE_S = 0.02
 BUDGET_RANGE_W = (1.0, 100.0)
 OVERHEAD_SAMPLES = 1000
 
@@ -104,8 +103,8 @@ class TwillSchedulerNode(Node):
         self._ids = itertools.count(1)
         self._counters = {status: 0 for status in JobStatus if status.terminal}
         self._deadline_misses = 0
-        self._power_window: deque[float] = deque(maxlen=int(1.0 / POWER_SAMPLE_S))
-        self._power_since_tick: list[float] = []
+        self._power_window: deque[float] = deque(
+            maxlen=round(1.0 / self.platform.power_sample_period_s))
         # /twill/state reports the mean since the previous state message, so a subscriber
         # at 10 Hz sees the 100 ms windows the budget is judged on.
         self._power_since_state: list[float] = []
@@ -141,7 +140,10 @@ class TwillSchedulerNode(Node):
             goal_callback=lambda _goal: GoalResponse.ACCEPT,
             cancel_callback=self._on_cancel_goal, callback_group=group)
         self.create_timer(p("control_period_s"), self._on_control_tick, callback_group=group)
-        self.create_timer(POWER_SAMPLE_S, self._on_power_sample, callback_group=group)
+        # every sample goes to the core, at the cadence the twin feeds it: the controller's
+        # intra-period boost ends on the sample after which it would overspend
+        self.create_timer(self.platform.power_sample_period_s, self._on_power_sample,
+                          callback_group=group)
         self.create_timer(1.0 / p("state_rate_hz"), self._publish_state, callback_group=group)
         self.create_timer(1.0, self._publish_diagnostics, callback_group=group)
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -452,16 +454,11 @@ class TwillSchedulerNode(Node):
         self._power_source = reading.source
         self._rails_w = reading.rails
         self._power_window.append(reading.total_w)
-        self._power_since_tick.append(reading.total_w)
         self._power_since_state.append(reading.total_w)
+        self._feed(ev.PowerSample(time.monotonic(), reading.total_w))
 
     def _on_control_tick(self) -> None:
-        now = time.monotonic()
-        if self._power_since_tick:
-            mean = sum(self._power_since_tick) / len(self._power_since_tick)
-            self._power_since_tick.clear()
-            self._feed(ev.PowerSample(now, mean))
-        self._feed(ev.Tick(now))
+        self._feed(ev.Tick(time.monotonic()))
 
     def _live_summary(self) -> tuple[dict[str, list[LiveJob]], Counter[JobStatus]]:
         """One walk over the live jobs: the running ones per unit (in admission order) and
