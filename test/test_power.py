@@ -158,7 +158,7 @@ def test_scheduler_dvfs_parks_idle_units_to_give_their_headroom_to_busy_ones():
 def test_with_headroom_idle_units_wait_at_speed_and_a_lone_job_runs_at_max_clock():
     s = scheduler()                                         # 20 W: every unit fits at max
     out = s.handle(Tick(0.0))
-    assert {(a.unit, a.freq_hz) for a in out if isinstance(a, SetFrequency)} == {
+    assert {(a.unit, a.freq_hz) for a in of(out, SetFrequency)} == {
         ("gpu", GHZ), ("dla0", GHZ), ("cpu_a", 2 * GHZ)}
     assert s.units["gpu"].parked
     out = s.handle(JobArrived(0.01, job("a", "cnn")))
