@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from twill_ros.core import power as pw  # noqa: E402
 from twill_ros.core.catalog import load_catalog  # noqa: E402
+from twill_ros.core.metrics import isolated_floor_ms  # noqa: E402
 from twill_ros.core.platform import load_platform  # noqa: E402
 from twill_ros.core.profiler import Profiler  # noqa: E402
 from twill_ros.sim.simulator import simulate  # noqa: E402
@@ -74,16 +75,16 @@ def _twill_mean_parts(platform, catalog, profiler: Profiler, workload, jobs, see
     alone = simulate(llm, platform, catalog, "twill", budget_w, seed, workload.duration_s)
     if any(r.finish_s is None for r in (*full.records, *alone.records)):
         return f"Twill @ {budget_w:g} W: not every job completed; no split"
-    n = len(jobs)
-    floor = sum(profiler.isolated_latency_s(j) for j in jobs) / n
-    llm_floor = sum(profiler.isolated_latency_s(j) for j in llm) / n
-    llm_alone = sum(r.latency_s for r in alone.records) / n
-    mean = sum(r.latency_s for r in full.records) / n
-    return (f"Twill @ {budget_w:g} W: mean {1000 * mean:.1f} ms = floor {1000 * floor:.1f} + "
-            f"LLM requests alone {1000 * (llm_alone - llm_floor):+.1f} (their mean "
-            f"{1000 * llm_alone * n / max(1, len(llm)):.0f} ms alone vs "
-            f"{1000 * llm_floor * n / max(1, len(llm)):.0f} ms isolated) + the rest "
-            f"{1000 * (mean - floor - llm_alone + llm_floor):+.1f}")
+    # every job completed: the metrics' means over completed jobs are over all of them
+    floor = isolated_floor_ms(full.records, profiler)
+    mean = 1000 * sum(r.latency_s for r in full.records) / len(jobs)
+    llm_floor = isolated_floor_ms(alone.records, profiler) or 0.0     # None: no LLM requests
+    llm_alone = 1000 * sum(r.latency_s for r in alone.records) / max(1, len(llm))
+    share = len(llm) / len(jobs)        # the LLM requests' weight in the mean over all jobs
+    return (f"Twill @ {budget_w:g} W: mean {mean:.1f} ms = floor {floor:.1f} + "
+            f"LLM requests alone {share * (llm_alone - llm_floor):+.1f} (their mean "
+            f"{llm_alone:.0f} ms alone vs {llm_floor:.0f} ms isolated) + the rest "
+            f"{mean - floor - share * (llm_alone - llm_floor):+.1f}")
 
 
 def _busy_unit_floor(platform, profiler: Profiler, job, budget_w: float) -> str:
