@@ -102,10 +102,11 @@ def _greedy_levels(units: list[UnitSpec], weights: Mapping[str, float],
                    utils: Mapping[str, float], sens: Mapping[str, float],
                    base_w: float, limit_w: float,
                    start: Mapping[str, int] | None = None
-                   ) -> tuple[dict[str, int], Boost | None]:
+                   ) -> tuple[dict[str, int], Boost | None, float]:
     """Raise clocks greedily by best weighted-speed gain per extra watt while the predicted
     power stays <= ``limit_w``; units start at ``start`` levels (default the lowest). Also
-    returns how much of the best step that did not fit the remaining headroom pays for.
+    returns how much of the best step that did not fit the remaining headroom pays for, and
+    the predicted power of the levels chosen.
 
     Speed is concave and power convex in f, so a unit's marginal ratio falls with each step
     and greedy is near-optimal for this small knapsack (<= 5 units x <= 30 levels). A heap
@@ -151,7 +152,7 @@ def _greedy_levels(units: list[UnitSpec], weights: Mapping[str, float],
         i, dp = first_miss
         boost = Boost(units[i].name, units[i].frequencies_hz[level[i] + 1],
                       max(0.0, min(1.0, (limit_w - total) / dp)))
-    return freqs, boost
+    return freqs, boost, total
 
 
 def _uniform_levels(units: list[UnitSpec], used: set[str], base_w: float,
@@ -283,13 +284,12 @@ class DvfsController:
         weights = {u.name: math.exp(k[1] * _LOG_WEIGHT_STEP) for u, k in quantised}
         utils = {u.name: k[2] * _UTIL_STEP for u, k in quantised}
         sens = {u.name: demand[u.name].sensitivity for u in busy}
-        freqs, self.boost = _greedy_levels(busy, weights, utils, sens, base, self.limit_w)
+        freqs, self.boost, planned_w = _greedy_levels(busy, weights, utils, sens, base,
+                                                      self.limit_w)
         floor = base + sum(_table(u).power(0, utils[u.name]) for u in busy)
         self.overshoot = floor > self.limit_w
         if self.boost is None and not self.overshoot:
-            headroom = self.limit_w - base - sum(
-                _table(u).power(u.frequencies_hz.index(freqs[u.name]), utils[u.name])
-                for u in busy)
+            headroom = self.limit_w - planned_w
             for u in units:
                 if u.name not in demand:
                     freqs[u.name] = u.frequencies_hz[_ready_level(_table(u), headroom)]
