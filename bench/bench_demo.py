@@ -27,7 +27,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.common import conditions, conditions_text, fmt, publish, ros_env, section_head  # noqa: E402
+from bench.common import conditions, conditions_text, fmt, publish, section_head  # noqa: E402
+from twill_ros.loopback import child_env  # noqa: E402
 
 EXECUTORS = ("multi", "single")
 CAMERA_HZ = 30.0            # the perception node's detector rate (its default)
@@ -44,7 +45,7 @@ def run_demo(executor: str, duration_s: float, domain_id: int) -> dict:
         cmd = [sys.executable, "-m", "twill_ros.cli", "demo", "--duration", f"{duration_s:g}",
                "--executor", executor, "--quiet", "--report", out]
         cpu0, wall0 = children_cpu_s(), time.monotonic()
-        proc = subprocess.run(cmd, cwd=REPO, env=ros_env(domain_id), capture_output=True,
+        proc = subprocess.run(cmd, cwd=REPO, env=child_env(domain_id), capture_output=True,
                               text=True, timeout=duration_s + 120)
         cpu, wall = children_cpu_s() - cpu0, time.monotonic() - wall0
         if proc.returncode != 0:

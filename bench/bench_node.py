@@ -50,9 +50,10 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from twill_msgs.action import RunJob  # noqa: E402
 from twill_msgs.msg import JobRequest, JobResult, SchedulerState  # noqa: E402
 
-from bench.common import conditions, conditions_text, fmt, publish, ros_env, section_head  # noqa: E402
+from bench.common import conditions, conditions_text, fmt, publish, section_head  # noqa: E402
 from twill_ros import interfaces as ifc  # noqa: E402  (the node's topics and QoS)
 from twill_ros.core.metrics import percentile  # noqa: E402
+from twill_ros.loopback import child_env  # noqa: E402
 
 PARAMS_FILE = REPO / "config" / "twill.yaml"
 RATE_TARGET = 1000.0
@@ -96,7 +97,7 @@ class Scheduler:
         for name, value in params.items():
             self.args += ["-p", f"{name}:={value}"]
         self.log: collections.deque[str] = collections.deque(maxlen=200)
-        self.proc = subprocess.Popen(self.args, env=ros_env(domain_id), stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(self.args, env=child_env(domain_id), stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
         self.pid = self.proc.pid
         # Drained so rejection warnings can never block the node on a full pipe.
@@ -119,7 +120,7 @@ class Client:
     """Publisher of requests and recorder of results, /twill/state and /diagnostics."""
 
     def __init__(self, domain_id: int) -> None:
-        os.environ.update(ros_env(domain_id))
+        os.environ.update(child_env(domain_id))
         self.context = Context()
         rclpy.init(context=self.context, domain_id=domain_id)
         self.node = rclpy.create_node("twill_bench", context=self.context)

@@ -1,5 +1,5 @@
-"""What the benches share: the ROS benches' processes' environment, the machine's conditions
-and the generated section of docs/BENCHMARKS.md each ROS bench owns."""
+"""What the benches share: the machine's conditions and the generated section of
+docs/BENCHMARKS.md each ROS bench owns."""
 
 from __future__ import annotations
 
@@ -8,14 +8,6 @@ import json
 import os
 import platform as host
 from pathlib import Path
-
-
-def ros_env(domain_id: int) -> dict[str, str]:
-    """Own domain, discovery limited to this machine (nothing leaves 127.0.0.0/8)."""
-    env = dict(os.environ)
-    env.update(ROS_DOMAIN_ID=str(domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               ROS_LOCALHOST_ONLY="1", PYTHONUNBUFFERED="1")
-    return env
 
 
 def cpu_model() -> str:

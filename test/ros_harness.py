@@ -15,6 +15,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from twill_ros.loopback import child_env
+
 REPO = Path(__file__).resolve().parents[1]
 PARAMS_FILE = REPO / "config" / "twill.yaml"
 
@@ -49,13 +51,6 @@ def image_tensor(shape=(1, 3, 32, 32), dtype="float32", name="input", nbytes=Non
     return Tensor(name=name, shape=list(shape), dtype=dtype, data=bytes(size))
 
 
-def ros_env(domain_id: int) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(ROS_DOMAIN_ID=str(domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               ROS_LOCALHOST_ONLY="1", PYTHONUNBUFFERED="1")
-    return env
-
-
 class NodeProcess:
     """An installed node entry point (``EXE --ros-args [-r __ns:=NS] [--params-file F] -p
     ...``) in its own process, its output collected in ``log``."""
@@ -76,7 +71,7 @@ class NodeProcess:
         for name, value in (params or {}).items():
             args += ["-p", f"{name}:={value}"]
         self.log: list[str] = []
-        self.proc = subprocess.Popen(args, env=ros_env(domain_id), stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(args, env=child_env(domain_id), stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -139,7 +134,7 @@ class ClientNode:
         from twill_ros.client import TwillClient
         from twill_ros.node.lifecycle import spin_while
 
-        os.environ.update(ros_env(domain_id))
+        os.environ.update(child_env(domain_id))
         self.context = Context()
         rclpy.init(context=self.context, domain_id=domain_id)
         self.node = rclpy.create_node(name, namespace=namespace, context=self.context)

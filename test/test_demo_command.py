@@ -7,8 +7,10 @@ import json
 import subprocess
 import sys
 
-from ros_harness import REPO, ros_env, test_domain_id
+from ros_harness import REPO, test_domain_id
 from test_cli import RESULT_KEYS
+
+from twill_ros.loopback import child_env
 
 STREAMS = {"detector", "classifier", "planner", "intent"}
 PLOTS = ("latency_cdf", "power", "frequencies", "streams")
@@ -18,7 +20,7 @@ def run_demo(tmp_path, domain: int, *args: str) -> tuple[dict, str]:
     report = tmp_path / "report"
     proc = subprocess.run(
         [sys.executable, "-m", "twill_ros.cli", "demo", "--quiet", "--report", str(report),
-         *args], cwd=REPO, env=ros_env(domain), stdout=subprocess.PIPE,
+         *args], cwd=REPO, env=child_env(domain), stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:]
     return json.loads((report / "summary.json").read_text()), proc.stdout

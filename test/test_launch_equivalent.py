@@ -17,13 +17,13 @@ from ros_harness import (
     REPO,
     ClientNode,
     SchedulerProcess,
-    ros_env,
     test_domain_id,
 )
 from twill_msgs.msg import JobResult
 
 from twill_ros.bags import write_requests
 from twill_ros.client import make_request
+from twill_ros.loopback import child_env
 
 LAUNCH_FILE = Path(__file__).resolve().parents[1] / "launch" / "twill.launch.py"
 
@@ -88,7 +88,7 @@ def test_a_launch_namespace_holds_a_whole_twill_stack(tmp_path):
                              for i in range(3)])
         replay = subprocess.run(
             [sys.executable, "-m", "twill_ros.cli", "replay", str(bag), "--namespace",
-             "/robot1", "--quiet"], cwd=REPO, env=ros_env(domain), stdout=subprocess.PIPE,
+             "/robot1", "--quiet"], cwd=REPO, env=child_env(domain), stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, timeout=60)
         assert replay.returncode == 0, replay.stdout[-2000:]
         assert inside.wait_until(lambda: all(inside.results_for(f"ns-{i}") for i in range(3)),

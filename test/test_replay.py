@@ -9,7 +9,7 @@ import sys
 
 import pytest
 from rclpy.serialization import serialize_message
-from ros_harness import REPO, ClientNode, SchedulerProcess, ros_env, test_domain_id
+from ros_harness import REPO, ClientNode, SchedulerProcess, test_domain_id
 from rosbags.rosbag2 import Writer
 from rosbags.typesys import Stores, get_typestore
 from test_cli import RESULT_KEYS
@@ -26,6 +26,7 @@ from twill_ros.bags import (
 from twill_ros.cli import main
 from twill_ros.commands.bag import request_of
 from twill_ros.core.catalog import load_catalog
+from twill_ros.loopback import child_env
 from twill_ros.node.requests import prompt_tokens
 from twill_ros.sim.workload import generate_jobs, load_workload
 
@@ -61,7 +62,7 @@ def workload_file(tmp_path):
 def replay(bag, domain: int, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "twill_ros.cli", "replay", str(bag), "--quiet", *args],
-        cwd=REPO, env=ros_env(domain), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=REPO, env=child_env(domain), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, timeout=120)
 
 

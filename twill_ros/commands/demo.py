@@ -14,6 +14,7 @@ import os
 import sys
 
 from twill_ros.core.policies import POLICIES
+from twill_ros.loopback import LOOPBACK_ENV
 
 
 def add_parser(subparsers) -> None:
@@ -52,8 +53,7 @@ def run(args: argparse.Namespace) -> int:
         print("twill demo: --duration and --budget must be > 0, --drain >= 0", file=sys.stderr)
         return 2
     os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    os.environ["ROS_LOCALHOST_ONLY"] = "1"
+    os.environ.update(LOOPBACK_ENV)
 
     import rclpy
     from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor

@@ -21,6 +21,7 @@ import os
 import sys
 
 from twill_ros.commands.compare import user_error
+from twill_ros.loopback import LOOPBACK_ENV
 
 
 def add_parser(subparsers) -> None:
@@ -60,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
         return user_error(exc)
     # The scheduler is someone else's process: its domain is the caller's; discovery stays on
     # this machine unless the caller chose otherwise.
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
+    for key, value in LOOPBACK_ENV.items():
+        os.environ.setdefault(key, value)
 
     import rclpy
     from rclpy.exceptions import NameValidationException
