@@ -95,6 +95,9 @@ def test_sim_runs_one_policy(workload, tmp_path):
     ["compare", "--budgets", "10,abc"],
     ["compare", "--budgets", "-5"],
     ["sim", "--budget", "0"],
+    ["sim", "--budget", "nan"],     # would write a bare NaN into the JSON
+    ["sim", "--budget", "inf"],
+    ["compare", "--budgets", "10,150"],
 ])
 def test_user_errors_exit_2_with_a_message(workload, argv, capsys):
     assert cli.main([argv[0], "--workload", workload, *argv[1:]]) == 2
@@ -121,3 +124,16 @@ def test_broken_subcommand_imports_are_not_hidden(monkeypatch):
     monkeypatch.setattr(cli.importlib, "import_module", broken)
     with pytest.raises(ModuleNotFoundError, match="numpyy"):
         cli.build_parser()
+
+
+def test_evaluate_on_a_subset_says_what_it_covers_and_how_to_reproduce_it(workload, tmp_path):
+    out, eval_dir = tmp_path / "EVAL.md", tmp_path / "eval"
+    assert cli.main(["evaluate", "--workloads", workload, "--budgets", "15", "--policies",
+                     "twill,gpu_fifo", "--no-bench", "--out", str(out),
+                     "--eval-dir", str(eval_dir)]) == 0
+    text = out.read_text()
+    assert "workload short at 15 W under the policies (twill, gpu_fifo)" in text
+    # no benchmark figures were written: the commands say --no-bench and name no bench run
+    assert f"--out {out} --eval-dir {eval_dir} --no-bench" in text
+    assert "python bench/bench_core.py" not in text and "Benchmark not run" in text
+    assert json.loads((eval_dir / "short.json").read_text())["workload"] == "short"

@@ -17,6 +17,7 @@ from twill_ros.core.catalog import load_catalog
 from twill_ros.core.metrics import summarize
 from twill_ros.core.platform import load_platform
 from twill_ros.core.policies import POLICIES
+from twill_ros.core.power import check_budget_w
 from twill_ros.core.profiler import Profiler
 from twill_ros.sim.simulator import SimResult, simulate
 from twill_ros.sim.workload import Workload, generate_jobs, load_workload
@@ -84,8 +85,10 @@ def run_comparison(workload: str | Workload, platform: str, budgets: Sequence[fl
     if unknown or not policies:
         raise ValueError(f"unknown policy {', '.join(unknown) or '(none)'}; "
                          f"choose from: {', '.join(POLICIES)}")
-    if not budgets or any(b <= 0 for b in budgets):
-        raise ValueError(f"budgets must be positive watts (got {list(budgets)})")
+    if not budgets:
+        raise ValueError("no power budget given")
+    for budget in budgets:
+        check_budget_w(budget)
     catalog = load_catalog()
     spec = load_platform(platform)
     if not isinstance(workload, Workload):

@@ -10,6 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
+from twill_ros.commands.compare import user_error
 from twill_ros.core.catalog import load_catalog
 from twill_ros.core.onnx_analysis import OnnxAnalysis, analyze_onnx, profile_from_analysis
 
@@ -32,10 +33,12 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not args.model.is_file():
-        print(f"error: no such file: {args.model}")
-        return 2
-    analysis = analyze_onnx(args.model)
-    profile = profile_from_analysis(analysis, load_catalog(args.catalog))
+        return user_error(f"no such file: {args.model}")
+    try:
+        analysis = analyze_onnx(args.model)
+        profile = profile_from_analysis(analysis, load_catalog(args.catalog))
+    except (ValueError, OSError) as exc:
+        return user_error(exc)
     estimates_ms = {kind: seconds * 1000.0 for kind, seconds in profile.latency_s.items()}
     print(_report(analysis, estimates_ms, profile.memory_mb))
     if args.json:

@@ -37,8 +37,10 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def user_error(exc: Exception) -> int:
-    print(f"twill: error: {exc}", file=sys.stderr)
+def user_error(exc: Exception | str) -> int:
+    # a KeyError's str() is its repr: quotes around the catalog's message
+    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+    print(f"twill: error: {text}", file=sys.stderr)
     return 2
 
 

@@ -31,12 +31,17 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out", default="docs/EVALUATION.md", help="the document to write")
     parser.add_argument("--eval-dir", default="docs/eval",
                         help="directory for the per-workload JSON and PNG files")
-    parser.add_argument("--platform", default="orin_nx_16gb")
-    parser.add_argument("--budgets", default="10,15,20")
-    parser.add_argument("--policies", default="all")
+    parser.add_argument("--platform", default="orin_nx_16gb",
+                        help="platform name or YAML path (default: orin_nx_16gb)")
+    parser.add_argument("--budgets", default="10,15,20",
+                        help="comma-separated module power budgets in W (default: 10,15,20)")
+    parser.add_argument("--policies", default="all",
+                        help="comma-separated policies, or all (default: all)")
     parser.add_argument("--workloads", default=",".join(SCENARIOS),
-                        help="comma-separated scenario names or paths")
-    parser.add_argument("--seed", type=int, default=1)
+                        help="comma-separated scenario names or paths (default: "
+                             f"{','.join(SCENARIOS)})")
+    parser.add_argument("--seed", type=int, default=1,
+                        help="random seed (default: 1, the committed document's)")
     parser.add_argument("--jobs", type=int, default=1,
                         help="workloads simulated in parallel processes (default 1)")
     parser.add_argument("--no-bench", action="store_true",
@@ -72,18 +77,20 @@ def _bench(args: argparse.Namespace) -> dict | None:
         return json.load(fh)
 
 
-def _commands(args: argparse.Namespace, workloads: list[str]) -> list[str]:
-    """The exact commands that reproduce the document (run from the repository root)."""
+def _commands(args: argparse.Namespace, workloads: list[str], benched: bool) -> list[str]:
+    """The exact commands that reproduce the document (run from the repository root);
+    without benchmark figures (``benched`` false) it has no speed section to reproduce."""
     common = (f"--platform {args.platform} --budgets {args.budgets} --policies "
               f"{args.policies} --seed {args.seed}")
     lines = ["# everything below, in one command:",
              (f"python -m twill_ros.cli evaluate {common} --workloads {','.join(workloads)} "
-              f"--out {args.out} --eval-dir {args.eval_dir}"),
+              f"--out {args.out} --eval-dir {args.eval_dir}" + ("" if benched else " --no-bench")),
              "# or piece by piece:"]
     lines += [f"python -m twill_ros.cli compare --workload {w} {common} "
               f"--json {args.eval_dir}/{Path(w).stem}.json --report {args.eval_dir}/{Path(w).stem}"
               for w in workloads]
-    lines.append(f"python bench/bench_core.py --json {args.eval_dir}/bench.json")
+    if benched:
+        lines.append(f"python bench/bench_core.py --json {args.eval_dir}/bench.json")
     return lines
 
 
@@ -95,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
             evaluations = list(pool.map(_evaluate, workloads, [args] * len(workloads)))
     except (ValueError, FileNotFoundError) as exc:
         return user_error(exc)
-    text = render(evaluations, _bench(args), _commands(args, workloads), args.out)
+    bench = _bench(args)
+    text = render(evaluations, bench, _commands(args, workloads, bench is not None), args.out)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as fh:
         fh.write(text)

@@ -12,6 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
+from twill_ros.commands.compare import user_error
 from twill_ros.core.catalog import Catalog, load_catalog
 from twill_ros.core.onnx_analysis import analyze_onnx, profile_from_analysis
 from twill_ros.core.platform import MHZ, load_platform
@@ -44,18 +45,24 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    platform = load_platform(args.platform)
-    catalog = load_catalog(args.catalog)
-    model_id = _register(args.model, catalog)
+    for flag, value in (("--freq-mhz", args.freq_mhz), ("--prompt-tokens", args.prompt_tokens),
+                        ("--max-new-tokens", args.max_new_tokens)):
+        if value is not None and not value > 0:
+            return user_error(f"{flag} must be > 0, got {value:g}")
+    try:
+        platform = load_platform(args.platform)
+        catalog = load_catalog(args.catalog)
+        model_id = _register(args.model, catalog)
+    except (ValueError, KeyError, OSError) as exc:
+        return user_error(exc)
     profiler = Profiler(catalog, platform)
     units = profiler.eligible_units(model_id)
     if args.unit:
         if args.unit not in platform.unit_names:
-            print(f"error: platform {platform.name} has no unit {args.unit!r}")
-            return 2
+            return user_error(f"platform {platform.name} has no unit {args.unit!r}")
         if args.unit not in units:
-            print(f"error: {model_id} cannot run on {args.unit} (eligible: {', '.join(units)})")
-            return 2
+            return user_error(f"{model_id} cannot run on {args.unit} "
+                              f"(eligible: {', '.join(units)})")
         units = (args.unit,)
     result = predict(
         profiler, model_id, units, args.freq_mhz, args.prompt_tokens, args.max_new_tokens
@@ -86,8 +93,8 @@ def predict(
         power = profiler.power_w(model_id, name, freq)
         row = {"unit": name, "kind": unit.kind, "freq_mhz": freq / MHZ, "power_w": power}
         if profile.is_llm:
-            prompt = prompt_tokens or profile.default_prompt_tokens
-            new = max_new_tokens or profile.default_max_new_tokens
+            prompt = prompt_tokens if prompt_tokens is not None else profile.default_prompt_tokens
+            new = max_new_tokens if max_new_tokens is not None else profile.default_max_new_tokens
             ttft = profiler.estimate_s(model_id, name, freq, prompt, "prefill")
             step = profiler.estimate_s(model_id, name, freq, 1, "decode")
             total = ttft + new * step

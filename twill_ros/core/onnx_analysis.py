@@ -130,9 +130,13 @@ class OnnxAnalysis:
 def analyze_onnx(path: str | Path) -> OnnxAnalysis:
     """Parse, shape-infer and summarise ``path``."""
     import onnx
+    from google.protobuf.message import DecodeError
     from onnx import shape_inference
 
-    model = onnx.load(str(path))
+    try:
+        model = onnx.load(str(path))
+    except DecodeError as exc:
+        raise ValueError(f"{path} is not an ONNX model (protobuf: {exc})") from None
     try:
         model = shape_inference.infer_shapes(model)
     except Exception:  # noqa: BLE001 - analysis still works on the shapes the file carries

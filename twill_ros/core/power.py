@@ -24,10 +24,19 @@ from twill_ros.core.platform import PlatformSpec, UnitSpec
 from twill_ros.native import mypyc_attr
 
 DEFAULT_SENSITIVITY = 0.8
+BUDGET_RANGE_W = (1.0, 100.0)   # module budgets the node and the command line accept
 _OFFSET_STEP = 0.05       # W, plan cache quantisation (rounded up: conservative)
 _UTIL_STEP = 0.05
 _LOG_WEIGHT_STEP = 0.1    # weights in ~10 % steps
 _CACHE_SIZE = 512
+
+
+def check_budget_w(budget_w: float) -> float:
+    """``budget_w`` if it is within BUDGET_RANGE_W, else a ValueError saying so (NaN too)."""
+    low, high = BUDGET_RANGE_W
+    if not low <= budget_w <= high:
+        raise ValueError(f"power budget must be {low:g} to {high:g} W, got {budget_w:g}")
+    return budget_w
 
 
 def speed(freq_hz: int, max_freq_hz: int, sensitivity: float) -> float:
