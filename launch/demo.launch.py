@@ -8,6 +8,7 @@ from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node, PushRosNamespace
+from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 
@@ -40,7 +41,8 @@ def generate_launch_description() -> LaunchDescription:
         package="twill_ros", executable="perception_node", name="perception_node",
         output="screen",
         parameters=[{"detector.model": LaunchConfiguration("detector_model"),
-                     "detector.rate_hz": LaunchConfiguration("detector_rate_hz")}])
+                     "detector.rate_hz": ParameterValue(LaunchConfiguration("detector_rate_hz"),
+                                                        value_type=float)}])
     planner = Node(
         package="twill_ros", executable="planner_node", name="planner_node", output="screen",
         parameters=[{"planner.model": LaunchConfiguration("planner_model")}])

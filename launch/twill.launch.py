@@ -7,6 +7,7 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 
@@ -37,7 +38,8 @@ def generate_launch_description() -> LaunchDescription:
             {
                 "platform": LaunchConfiguration("platform"),
                 "policy": LaunchConfiguration("policy"),
-                "power_budget_w": LaunchConfiguration("budget"),
+                # budget:=10 reads as an integer; the parameter is a double
+                "power_budget_w": ParameterValue(LaunchConfiguration("budget"), value_type=float),
             },
         ],
     )

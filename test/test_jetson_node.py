@@ -29,7 +29,8 @@ def test_nvpmodel_power_sensor_and_gpu_clock_follow_the_parameters(tmp_path):
     window = (read(root, f"{JP6_GPU}/min_freq"), read(root, f"{JP6_GPU}/max_freq"))
     domain = test_domain_id() + 9
     scheduler = SchedulerProcess(domain, {
-        "control": "jetson", "platform_root": str(root), "jetson.nvpmodel_mode": "25W",
+        # the mode by id, as typed on a command line (-p jetson.nvpmodel_mode:=3 is an integer)
+        "control": "jetson", "platform_root": str(root), "jetson.nvpmodel_mode": 3,
         "jetson.use_jtop": False, "power_budget_w": 15.0})
     client = ClientNode(domain, name="jetson_node_client")
     try:

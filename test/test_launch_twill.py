@@ -33,7 +33,7 @@ def launch_description(twill_launch):
     # Launch arguments given on the command line are launch configurations set beforehand.
     return LaunchDescription([
         SetLaunchConfiguration("policy", "gpu_fifo"),
-        SetLaunchConfiguration("budget", "12.0"),
+        SetLaunchConfiguration("budget", "12"),    # an integer, as a user types it
         *twill_launch.entities,
         launch_pytest.actions.ReadyToTest(),
     ])

@@ -49,6 +49,8 @@ def test_valid_llm_request_counts_prompt_tokens():
      "send a prompt, not input tensors"),
     ({"model": "tiny-llm", "prompt": "y" * 50_001, "max_new_tokens": 5},
      "exceeds max_payload_bytes=50000"),
+    ({"model": "tiny-cnn", "prompt": "a cat"}, "model 'tiny-cnn' is not an LLM (dnn)"),
+    ({"model": "tiny-bert", "max_new_tokens": 8}, "model 'tiny-bert' is not an LLM"),
 ])
 def test_bad_requests_are_refused_with_a_specific_reason(fields, reason):
     with pytest.raises(RequestError) as refused:

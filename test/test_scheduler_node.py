@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import struct
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from rcl_interfaces.msg import SetParametersResult
 from ros_harness import ClientNode, SchedulerProcess, image_tensor, test_domain_id
 from twill_msgs.msg import JobRequest, JobResult, Tensor
 
-from twill_ros.client import SchedulerError, make_request
+from twill_ros.client import SchedulerError, TwillClient, make_request
 
 UNITS = {"gpu", "dla0", "dla1", "cpu_a", "cpu_b"}
 MAX_NEW_TOKENS = 256
@@ -194,10 +195,37 @@ def test_bad_goal_is_aborted_with_reason(ros):
 def test_duplicate_live_job_id_is_rejected(ros):
     first = make_request("llama-3.2-1b", prompt="long", max_new_tokens=64, job_id="dup-1")
     assert ros.client.submit(first, via="service") == "dup-1"
+    # The client refuses to reuse an id of its own that has no result yet: by topic the
+    # scheduler's REJECTED result would carry the same id as the running job's.
+    for via in ("topic", "service"):
+        with pytest.raises(ValueError, match="'dup-1' is still in use"):
+            ros.client.submit(make_request("tiny-cnn", job_id="dup-1"), via=via)
+    # Another client (here on the same node) is refused by the scheduler.
+    other = TwillClient(ros.node)
     with pytest.raises(SchedulerError, match="duplicate job_id 'dup-1'"):
-        ros.client.submit(make_request("tiny-cnn", job_id="dup-1"), via="service")
+        other.submit(make_request("tiny-cnn", job_id="dup-1"), via="service")
     assert ros.client.cancel("dup-1")[0]
     assert ros.client.wait_result("dup-1", RESULT_TIMEOUT_S).status == JobResult.CANCELLED
+    # Once its result is in, the id is free again.
+    assert ros.client.submit(make_request("tiny-cnn", job_id="dup-1"), via="service") == "dup-1"
+    assert ros.client.wait_result("dup-1", RESULT_TIMEOUT_S).status == JobResult.COMPLETED
+
+
+def test_a_burst_of_service_calls_and_goals_is_answered_in_full(ros):
+    """The services and the action keep a deep queue: with the default one (the newest 10
+    unserved calls) most of a burst got no answer at all."""
+    burst = 120
+    with ThreadPoolExecutor(max_workers=burst) as pool:
+        submitted = list(pool.map(
+            lambda i: ros.client.submit(make_request("tiny-cnn", job_id=f"burst-s{i}"),
+                                        via="service", timeout_s=RESULT_TIMEOUT_S),
+            range(burst)))
+    runs = [ros.client.run(make_request("tiny-cnn", job_id=f"burst-a{i}"))
+            for i in range(burst)]
+    assert submitted == [f"burst-s{i}" for i in range(burst)]
+    assert all(run.result(RESULT_TIMEOUT_S).status == JobResult.COMPLETED for run in runs)
+    for job_id in submitted:
+        assert ros.client.wait_result(job_id, RESULT_TIMEOUT_S).status == JobResult.COMPLETED
 
 
 def test_node_survives_bad_input_and_still_completes_jobs(ros, scheduler):
@@ -283,6 +311,11 @@ def test_queue_limit_refuses_jobs_when_full_and_is_dynamic(ros):
 @pytest.mark.parametrize("param, value, reason", [
     ("policy", "nope", "unknown policy 'nope'; known: twill"),
     ("platform", "orin_agx", "config/platforms/orin_agx.yaml' not found"),
+    # ROS parameter types are strict: 10 is an integer; the reason says how to write it
+    ("power_budget_w", "10", "(write a double with a decimal point, e.g. 10.0)"),
+    ("power_budget_w", "150.0", "out of range"),
+    ("max_queue", "0", "out of range"),
+    ("control", "foo", "unknown control 'foo'; choose from: model, jetson, host"),
 ])
 def test_bad_startup_parameters_stop_the_node_with_the_reason(param, value, reason):
     code, log = SchedulerProcess(test_domain_id() + 8, {param: value}).exited()

@@ -56,17 +56,17 @@ class TwillClient:
         group = ReentrantCallbackGroup()
         self._jobs_pub = node.create_publisher(JobRequest, ifc.name(ifc.JOBS, namespace),
                                                 ifc.JOB_QOS)
-        self._submit = node.create_client(SubmitJob, ifc.name(ifc.SUBMIT, namespace),
-                                          callback_group=group)
-        self._cancel = node.create_client(CancelJob, ifc.name(ifc.CANCEL, namespace),
-                                          callback_group=group)
-        self._budget = node.create_client(SetPowerBudget, ifc.name(ifc.SET_POWER_BUDGET, namespace),
-                                          callback_group=group)
+        self._submit, self._cancel, self._budget = (
+            node.create_client(srv_type, ifc.name(leaf, namespace), qos_profile=ifc.JOB_QOS,
+                               callback_group=group)
+            for srv_type, leaf in ((SubmitJob, ifc.SUBMIT), (CancelJob, ifc.CANCEL),
+                                   (SetPowerBudget, ifc.SET_POWER_BUDGET)))
         self._run = ActionClient(node, RunJob, ifc.name(ifc.RUN, namespace),
-                                 callback_group=group)
+                                 callback_group=group, **ifc.ACTION_QOS)
         self._lock = threading.Lock()
         self._waiting: dict[str, threading.Event] = {}
         self._results: OrderedDict[str, JobResult] = OrderedDict()
+        self._chosen_ids: set[str] = set()   # ids the caller chose, until their job ended
         node.create_subscription(JobResult, ifc.name(ifc.RESULTS, namespace), self._on_result,
                                  ifc.JOB_QOS,
                                  callback_group=group)
@@ -85,6 +85,7 @@ class TwillClient:
         """Keep this client's results until awaited (a result may beat the submit reply)."""
         if result.client_id != self.client_id:
             return
+        self._release(result.job_id)
         if self._on_result_cb is not None:
             self._on_result_cb(result)
             return
@@ -116,18 +117,24 @@ class TwillClient:
         request sent by topic comes back as a REJECTED result instead. Submitting by topic
         before the scheduler is discovered raises SchedulerError rather than losing the job.
         """
+        if via not in ("topic", "service"):
+            raise ValueError(f"via must be 'topic' or 'service', got {via!r}")
         request.client_id = request.client_id or self.client_id
+        if via == "topic" and self._jobs_pub.get_subscription_count() == 0:
+            # A message to nobody is dropped silently by DDS; refuse it instead.
+            raise SchedulerError(f"no scheduler subscribed to {self._jobs_pub.topic_name}")
+        chosen = self._reserve(request.job_id)
         if via == "topic":
-            if self._jobs_pub.get_subscription_count() == 0:
-                # A message to nobody is dropped silently by DDS; refuse it instead.
-                raise SchedulerError(f"no scheduler subscribed to {self._jobs_pub.topic_name}")
             request.job_id = request.job_id or f"{self.node.get_name()}-{uuid.uuid4().hex[:12]}"
             self._jobs_pub.publish(request)
             return request.job_id
-        if via != "service":
-            raise ValueError(f"via must be 'topic' or 'service', got {via!r}")
-        response = self._call(self._submit, SubmitJob.Request(request=request), timeout_s)
+        try:
+            response = self._call(self._submit, SubmitJob.Request(request=request), timeout_s)
+        except SchedulerError:
+            self._release(chosen)
+            raise
         if not response.accepted:
+            self._release(chosen)
             raise SchedulerError(f"job refused: {response.message}")
         return response.job_id
 
@@ -138,7 +145,9 @@ class TwillClient:
         ``feedback`` receives state (queued/running/frozen), unit and tokens as they change.
         """
         request.client_id = request.client_id or self.client_id
+        chosen = self._reserve(request.job_id)
         run = JobRun()
+        run._future.add_done_callback(lambda _f: self._release(chosen))
 
         def on_goal(goal_future) -> None:
             handle = goal_future.result()
@@ -154,6 +163,22 @@ class TwillClient:
             feedback_callback=(lambda msg: feedback(msg.feedback)) if feedback else None,
         ).add_done_callback(on_goal)
         return run
+
+    def _reserve(self, job_id: str) -> str:
+        """Claim an id the caller chose (``""``: none, the scheduler or this client makes
+        one). A second live job with it would be refused by the scheduler, and that REJECTED
+        result would carry the same id and client id as the first job's result."""
+        with self._lock:
+            if job_id in self._chosen_ids:
+                raise ValueError(f"job_id {job_id!r} is still in use by a job of this client "
+                                 "that has no result yet")
+            if job_id:
+                self._chosen_ids.add(job_id)
+        return job_id
+
+    def _release(self, job_id: str) -> None:
+        with self._lock:
+            self._chosen_ids.discard(job_id)
 
     def cancel(self, job_id: str, timeout_s: float = 5.0) -> tuple[bool, str]:
         response = self._call(self._cancel, CancelJob.Request(job_id=job_id), timeout_s)

@@ -14,6 +14,7 @@ import os
 import sys
 
 from twill_ros.core.policies import POLICIES
+from twill_ros.core.power import check_budget_w
 from twill_ros.loopback import LOOPBACK_ENV
 
 
@@ -49,8 +50,13 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     args.platform = args.platform or ("host" if args.real else "orin_nx_16gb")
     args.budget = args.budget if args.budget is not None else (30.0 if args.real else 15.0)
-    if args.duration <= 0 or args.drain < 0 or args.budget <= 0:
-        print("twill demo: --duration and --budget must be > 0, --drain >= 0", file=sys.stderr)
+    if not (args.duration > 0 and args.drain >= 0):
+        print("twill demo: --duration must be > 0, --drain >= 0", file=sys.stderr)
+        return 2
+    try:
+        check_budget_w(args.budget)
+    except ValueError as exc:
+        print(f"twill demo: --budget: {exc}", file=sys.stderr)
         return 2
     os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
     os.environ.update(LOOPBACK_ENV)
@@ -63,17 +69,26 @@ def run(args: argparse.Namespace) -> int:
     from twill_ros.demo.planner_node import PlannerNode
     from twill_ros.live_report import LiveRun, present, summarize_live
     from twill_ros.monitor import RunMonitor
-    from twill_ros.node.lifecycle import spin_while, stop_on_signals
+    from twill_ros.node.lifecycle import (
+        STARTUP_ERRORS,
+        spin_while,
+        startup_error_text,
+        stop_on_signals,
+    )
     from twill_ros.node.scheduler_node import TwillSchedulerNode
 
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
     stop = stop_on_signals()
     try:
         overrides = REAL if args.real else {}
-        scheduler = TwillSchedulerNode(parameter_overrides=_parameters(
-            {"platform": args.platform, "policy": args.policy,
-             "power_budget_w": float(args.budget), "state_rate_hz": 10.0,
-             **overrides.get("twill_scheduler", {})}))
+        try:
+            scheduler = TwillSchedulerNode(parameter_overrides=_parameters(
+                {"platform": args.platform, "policy": args.policy,
+                 "power_budget_w": float(args.budget), "state_rate_hz": 10.0,
+                 **overrides.get("twill_scheduler", {})}))
+        except STARTUP_ERRORS as exc:
+            print(f"twill demo: cannot start: {startup_error_text(exc)}", file=sys.stderr)
+            return 2
         monitor = RunMonitor()
         t0 = monitor.get_clock().now().nanoseconds * 1e-9
         clients = [PerceptionNode(parameter_overrides=_parameters(

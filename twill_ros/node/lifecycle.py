@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import rclpy
+from rclpy.exceptions import InvalidParameterTypeException, ParameterException
 from rclpy.executors import Executor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
@@ -61,6 +62,21 @@ def spin_until_stopped(nodes: Sequence[Node], executor: Executor,
             node.destroy_node()
 
 
+# A bad parameter or a missing file/runtime while a node is built: said in one line, not a
+# traceback.
+STARTUP_ERRORS = (ValueError, KeyError, OSError, RuntimeError, ParameterException)
+
+
+def startup_error_text(error: Exception) -> str:
+    """What went wrong, and for a whole number given to a double parameter how to write it:
+    ROS parameter types are strict, and ``-p power_budget_w:=10`` (or ``power_budget_w: 10``
+    in a parameter file) is an integer."""
+    text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    if isinstance(error, InvalidParameterTypeException) and "'DOUBLE'" in text:
+        text += " (write a double with a decimal point, e.g. 10.0)"
+    return text
+
+
 def node_main(factory: Callable[[], Node]) -> Callable[[list[str] | None], None]:
     """A console-script entry point: spin one node; its ``on_exit(executor)`` runs last.
 
@@ -71,9 +87,9 @@ def node_main(factory: Callable[[], Node]) -> Callable[[list[str] | None], None]
         try:
             try:
                 node = factory()
-            except (ValueError, KeyError, OSError, RuntimeError) as error:
-                # A bad parameter or a missing file/runtime: say which, not a traceback.
-                sys.exit(f"{getattr(factory, '__name__', 'node')}: cannot start: {error}")
+            except STARTUP_ERRORS as error:
+                sys.exit(f"{getattr(factory, '__name__', 'node')}: cannot start: "
+                         f"{startup_error_text(error)}")
             spin_until_stopped([node], SingleThreadedExecutor(), before_exit=node.on_exit)
         finally:
             rclpy.try_shutdown()

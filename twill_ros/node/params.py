@@ -6,10 +6,13 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 
 
 def descriptor(description: str, *, read_only: bool = False, float_range=None,
-               int_range=None, choices: tuple[str, ...] = ()) -> ParameterDescriptor:
-    """A descriptor with the description (and ``choices``, if any), read-only flag and range."""
+               int_range=None, choices: tuple[str, ...] = (),
+               dynamic_typing: bool = False) -> ParameterDescriptor:
+    """A descriptor with the description (and ``choices``, if any), read-only flag and range;
+    ``dynamic_typing`` for a value that may come as a name or a number."""
     text = description + (f" One of: {', '.join(choices)}." if choices else "")
-    desc = ParameterDescriptor(description=text, read_only=read_only)
+    desc = ParameterDescriptor(description=text, read_only=read_only,
+                               dynamic_typing=dynamic_typing)
     if float_range:
         desc.floating_point_range = [FloatingPointRange(
             from_value=float(float_range[0]), to_value=float(float_range[1]), step=0.0)]

@@ -54,6 +54,10 @@ def to_job(request, job_id: str, submit_s: float, catalog: Catalog, limits: Limi
             f"payload of {size} bytes exceeds max_payload_bytes={limits.max_payload_bytes}")
     if model.is_llm:
         _check_llm(request, model, limits)
+    elif request.prompt or request.max_new_tokens:
+        # silently ignored, they would hide a client sending its text to the wrong model
+        raise RequestError(f"model '{model.id}' is not an LLM ({model.kind}): prompt and "
+                           "max_new_tokens are for LLM jobs; send input tensors or none")
     else:
         _check_inputs(request.inputs, model)
     return job_of(request, model, job_id, submit_s, stream=request.client_id)

@@ -12,6 +12,7 @@ import itertools
 import queue
 import threading
 import time
+import uuid
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ from twill_ros.core.catalog import load_catalog
 from twill_ros.core.jobs import Job, JobRecord, JobStatus
 from twill_ros.core.platform import load_platform
 from twill_ros.core.policies import POLICIES
+from twill_ros.core.power import BUDGET_RANGE_W
 from twill_ros.core.profiler import Profiler
 from twill_ros.core.scheduler import Scheduler
 from twill_ros.node.diagnostics import HealthMonitor, Snapshot, UnitSnapshot
@@ -50,7 +52,7 @@ from twill_ros.node.results import (
 )
 
 LEVEL_BYTES = {level: bytes([level]) for level in range(4)}
-BUDGET_RANGE_W = (1.0, 100.0)
+CONTROL_KINDS = (MODEL_CONTROL, "jetson", "host")
 OVERHEAD_SAMPLES = 1000
 
 
@@ -100,7 +102,9 @@ class TwillSchedulerNode(Node):
         self._lock = threading.RLock()
         self._live: dict[str, LiveJob] = {}
         self._goals_in_flight = 0
-        self._ids = itertools.count(1)
+        # Ids it assigns: unique to this start, so they collide neither with ids clients chose
+        # (twill-2 sent by a client) nor with those of an earlier run of the node.
+        self._ids = (f"twill-{uuid.uuid4().hex[:8]}-{n}" for n in itertools.count(1))
         self._counters = {status: 0 for status in JobStatus if status.terminal}
         self._deadline_misses = 0
         self._power_window: deque[float] = deque(
@@ -131,14 +135,16 @@ class TwillSchedulerNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, ifc.DIAGNOSTICS, 10)
         self.create_subscription(JobRequest, ifc.name(ifc.JOBS), self._on_job_topic, ifc.JOB_QOS,
                                  callback_group=group)
-        self.create_service(SubmitJob, ifc.name(ifc.SUBMIT), self._on_submit, callback_group=group)
-        self.create_service(CancelJob, ifc.name(ifc.CANCEL), self._on_cancel, callback_group=group)
-        self.create_service(SetPowerBudget, ifc.name(ifc.SET_POWER_BUDGET), self._on_set_budget,
-                            callback_group=group)
+        for srv_type, leaf, callback in ((SubmitJob, ifc.SUBMIT, self._on_submit),
+                                         (CancelJob, ifc.CANCEL, self._on_cancel),
+                                         (SetPowerBudget, ifc.SET_POWER_BUDGET,
+                                          self._on_set_budget)):
+            self.create_service(srv_type, ifc.name(leaf), callback, qos_profile=ifc.JOB_QOS,
+                                callback_group=group)
         self._action = ActionServer(
             self, RunJob, ifc.name(ifc.RUN), execute_callback=self._execute_goal,
             goal_callback=lambda _goal: GoalResponse.ACCEPT,
-            cancel_callback=self._on_cancel_goal, callback_group=group)
+            cancel_callback=self._on_cancel_goal, callback_group=group, **ifc.ACTION_QOS)
         self.create_timer(p("control_period_s"), self._on_control_tick, callback_group=group)
         # every sample goes to the core, at the cadence the twin feeds it: the controller's
         # intra-period boost ends on the sample after which it would overspend
@@ -182,7 +188,7 @@ class TwillSchedulerNode(Node):
             choices=("simulated", "torch", "llm", "tensorrt")))
         self.declare_parameter("control", MODEL_CONTROL, descriptor(
             "Where power readings and clock control come from: the model (twin), or the "
-            "real platform.", read_only=True, choices=(MODEL_CONTROL, "jetson", "host")))
+            "real platform.", read_only=True, choices=CONTROL_KINDS))
         self.declare_parameter("seed", 0, descriptor(
             "Seed of the core's tie-breaking randomness.", read_only=True,
             int_range=(0, 2**31 - 1)))
@@ -208,14 +214,18 @@ class TwillSchedulerNode(Node):
 
     def _control_options(self) -> dict:
         """Settings of the ``control`` (``platform_root``, ``jetson.*`` parameters)."""
+        if self._param("control") not in CONTROL_KINDS:
+            raise ValueError(f"unknown control {self._param('control')!r}; choose from: "
+                             f"{', '.join(CONTROL_KINDS)}")
         root = self.declare_parameter("platform_root", "/", descriptor(
             "Filesystem root under which the control reads sys/, etc/ and usr/ (/ on a robot; "
             "e.g. /host when the host's sysfs is bind-mounted into a container).",
             read_only=True)).value
-        mode = self.declare_parameter("jetson.nvpmodel_mode", "", descriptor(
+        mode = str(self.declare_parameter("jetson.nvpmodel_mode", "", descriptor(
             "With control jetson: nvpmodel mode (name or id from /etc/nvpmodel.conf) set once "
             "at start-up; empty = keep the current mode. A mode that needs a reboot is "
-            "declined and reported.", read_only=True)).value.strip()
+            "declined and reported.", read_only=True,
+            dynamic_typing=True)).value).strip()     # -p jetson.nvpmodel_mode:=0 is an int
         use_jtop = self.declare_parameter("jetson.use_jtop", True, descriptor(
             "With control jetson: read power from the jetson-stats service when it answers "
             "(else the INA3221 hwmon files).", read_only=True)).value
@@ -345,7 +355,7 @@ class TwillSchedulerNode(Node):
         """Hand a valid request to the core; Refused with a specific reason otherwise."""
         received = time.monotonic()
         with self._lock:
-            job_id = request.job_id or f"twill-{next(self._ids)}"
+            job_id = request.job_id or next(self._ids)
             if job_id in self._live:
                 raise Refused(job_id, f"duplicate job_id '{job_id}': a job with it is still live")
             try:
