@@ -104,6 +104,20 @@ def test_user_errors_exit_2_with_a_message(workload, argv, capsys):
     assert "twill: error:" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["profile", "--model", "yolov9"], "model 'yolov9' is not in the catalog"),
+    (["profile", "--model", "yolov8s", "--platform", "xavier"], "xavier.yaml' not found"),
+    (["profile", "--model", "llama-3.2-1b", "--prompt-tokens", "-5"],
+     "--prompt-tokens must be > 0, got -5"),
+    (["profile", "--model", "resnet50", "--freq-mhz", "0"], "--freq-mhz must be > 0"),
+    (["profile", "--model", "resnet50", "--unit", "npu"], "has no unit 'npu'"),
+])
+def test_profile_user_errors_exit_2_with_one_line(argv, message, capsys):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("twill: error: ") and message in err and err.count("\n") == 1
+
+
 def test_invalid_workload_exits_2(tmp_path, capsys):
     path = tmp_path / "bad.yaml"
     path.write_text(textwrap.dedent(SHORT).replace("rate_hz: 5", "rate_hz: -5"))

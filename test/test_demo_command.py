@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from ros_harness import REPO, test_domain_id
 from test_cli import RESULT_KEYS
 
@@ -59,3 +60,15 @@ def test_real_demo_runs_the_tiny_models_on_the_cpu_units(tmp_path):
     result = check_summary(summary, "twill", 30.0, "host")
     assert result["llm"]["tps_mean"] > 0                      # the tiny LLM really decoded
     assert "planner-1: completed on cpu_" in out
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--budget", "150"), "twill demo: --budget: power budget must be 1 to 100 W, got 150"),
+    (("--platform", "xavier"), "twill demo: cannot start: resource 'config/platforms/xavier.yaml'"),
+])
+def test_demo_refuses_bad_arguments_in_one_line(args, message):
+    proc = subprocess.run([sys.executable, "-m", "twill_ros.cli", "demo", "--quiet", *args],
+                          cwd=REPO, env=child_env(test_domain_id() + 12), capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

@@ -180,6 +180,19 @@ def test_analyze_command_explains_dla_rejection(attn_path, capsys):
     assert "DLA eligible no" in text and "LayerNormalization" in text
 
 
+def test_analyze_command_says_dynamic_dims_are_counted_at_size_1(tmp_path, capsys):
+    assert main(["analyze", str(tiny_cnn(tmp_path / "dyn.onnx", batch="N"))]) == 0
+    assert "static shapes: no (dynamic dims shown and counted as 1" in capsys.readouterr().out
+
+
+def test_analyze_and_profile_refuse_a_file_that_is_not_onnx(tmp_path, capsys):
+    bogus = tmp_path / "catalog.onnx"
+    bogus.write_text("models: []\n")
+    assert main(["analyze", str(bogus)]) == 2
+    assert main(["profile", "--model", str(bogus)]) == 2
+    assert capsys.readouterr().err.count(f"twill: error: {bogus} is not an ONNX model") == 2
+
+
 def test_profile_command_accepts_an_onnx_model(cnn_path, tmp_path):
     out = tmp_path / "profile.json"
     assert main(["profile", "--model", str(cnn_path), "--json", str(out)]) == 0

@@ -50,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+# A dynamic dim is shown, and its FLOPs counted, at size 1: say so where it happens.
+STATIC_NO = "no (dynamic dims shown and counted as 1: FLOPs and estimates are per unit size)"
+
+
 def _report(a: OnnxAnalysis, estimates_ms: dict[str, float], memory_mb: float) -> str:
     verdict = "yes" if a.dla_compatible else "no"
     reasons = a.dla_blockers
@@ -60,7 +64,7 @@ def _report(a: OnnxAnalysis, estimates_ms: dict[str, float], memory_mb: float) -
     lines = [
         f"model        {a.name}  ({a.path})",
         f"kind         {a.kind} (guessed from op types)   precision in file: {a.precision}",
-        f"inputs       {inputs}   static shapes: {'yes' if a.static_shapes else 'no'}",
+        f"inputs       {inputs}   static shapes: {'yes' if a.static_shapes else STATIC_NO}",
         f"parameters   {a.params:,}",
         f"layers       {a.nodes} compute nodes",
         f"FLOPs        {a.flops:,} = {a.flops / 1e9:.3g} G ({a.macs:,} MAC in Conv/Gemm/MatMul)",

@@ -50,8 +50,9 @@ class PlannerNode(StreamClientNode):
         first_time = feedback.state not in self._seen.setdefault(job_id, set())
         self._seen[job_id].add(feedback.state)
         log = self.get_logger().info if first_time else self.get_logger().debug
-        log(f"{job_id}: {feedback.state} on {feedback.unit or '-'} after "
-            f"{feedback.tokens} tokens")
+        where = f" on {feedback.unit}" if feedback.unit else ""
+        log(f"{job_id}: {feedback.state}{where} after {feedback.tokens} tokens"
+            if feedback.tokens else f"{job_id}: {feedback.state}{where}")
 
     def on_result(self, result: JobResult) -> None:
         super().on_result(result)
