@@ -96,9 +96,9 @@ def run(args: argparse.Namespace) -> int:
         spin_while(executor, lambda: not scheduler_seen(), stop, args.wait)
         if not scheduler_seen():
             domain = os.environ.get("ROS_DOMAIN_ID", "0")
-            state = jobs.topic_name.rsplit("/", 1)[0] + "/" + ifc.STATE
-            print(f"twill replay: no scheduler on {jobs.topic_name} and {state} in ROS domain "
-                  f"{domain} within {args.wait:g} s; start one first in this domain "
+            state_topic = jobs.topic_name.rsplit("/", 1)[0] + "/" + ifc.STATE
+            print(f"twill replay: no scheduler on {jobs.topic_name} and {state_topic} in ROS "
+                  f"domain {domain} within {args.wait:g} s; start one first in this domain "
                   "(twill_scheduler, or ros2 launch twill_ros twill.launch.py), or point "
                   "--namespace at the one running", file=sys.stderr)
             return 2
