@@ -163,6 +163,22 @@ def test_resume_without_kept_state_fails_clearly_and_cancel_forgets_state(catalo
         backend.close()
 
 
+def test_a_prompt_beyond_the_model_positions_fails_with_the_token_counts(catalog):
+    recorder = Recorder()
+    backend = _backend(catalog, recorder)
+    try:
+        # admission estimates 4 characters a token; this tokenizer makes more of them
+        backend.start(_job("long"), "cpu_a", payload=Payload(prompt="a b c d e f " * 100))
+        event = recorder.finished("long")
+        assert not event.ok
+        assert f"+ max_new_tokens ({NEW_TOKENS}) exceed the 512 positions of tiny-llm" \
+            in event.message
+        backend.start(_job("next"), "cpu_a", payload=PROMPT)          # the unit goes on
+        assert recorder.finished("next").ok
+    finally:
+        backend.close()
+
+
 def test_supports_only_llms_with_a_local_directory(catalog):
     backend = _backend(catalog, Recorder())
     try:

@@ -50,6 +50,9 @@ def test_valid_llm_request_counts_prompt_tokens():
     ({"model": "tiny-llm", "prompt": "y" * 50_001, "max_new_tokens": 5},
      "exceeds max_payload_bytes=50000"),
     ({"model": "tiny-cnn", "prompt": "a cat"}, "model 'tiny-cnn' is not an LLM (dnn)"),
+    # tiny-llm holds 512 tokens: ~500 estimated prompt tokens leave room for 12, not 20
+    ({"model": "tiny-llm", "prompt": "z" * 2000, "max_new_tokens": 20},
+     "prompt (500 tokens) + max_new_tokens (20) exceed the 512-token context of tiny-llm"),
     ({"model": "tiny-bert", "max_new_tokens": 8}, "model 'tiny-bert' is not an LLM"),
 ])
 def test_bad_requests_are_refused_with_a_specific_reason(fields, reason):

@@ -49,7 +49,8 @@ def _profile(model_id: str, kind: str) -> ModelProfile:
     return ModelProfile(id=model_id, kind=kind, precision="fp16", input="", inputs=(),
                         dla_fraction=0.0, dla_compatible=False,
                         default_prompt_tokens=128 if kind == "llm" else 0,
-                        default_max_new_tokens=64 if kind == "llm" else 0)
+                        default_max_new_tokens=64 if kind == "llm" else 0,
+                        context_tokens=4096 if kind == "llm" else 0)
 
 
 CATALOG = Catalog({p.id: p for p in (_profile("yolov8s", "dnn"), _profile("resnet50", "dnn"),
@@ -137,6 +138,10 @@ def _one_stream(**overrides) -> str:
     (_one_stream(colour="red"), "s1", "colour"),
     (_one_stream(model="nosuchnet"), "s1", "model"),
     (_one_stream(prompt_tokens=16), "s1", "prompt_tokens"),       # resnet50 is not an LLM
+    # beyond the LLM's 4096-token context
+    (_one_stream(model="llama-3.2-1b", prompt_tokens=4000, max_new_tokens=100), "s1",
+     "max_new_tokens"),
+    (_one_stream(model="llama-3.2-1b", prompt_tokens=4050), "s1", "prompt_tokens"),
     (_one_stream(model=None), "s1", "model"),
     (_one_stream(name=None), None, "name"),
 ])

@@ -111,6 +111,13 @@ class LlmBackend(TorchUnits):
         else:   # synthetic prompt of the job's length (the twin's workloads send none)
             count = llm_tokens(run.job, run.profile)[0]
             ids = torch.arange(count).remainder(model.config.vocab_size).unsqueeze(0)
+        # Admission checked an estimate (characters / 4); the tokenizer's count is exact.
+        # Beyond its positions a model fails with an index error or decodes garbage.
+        positions = getattr(model.config, "max_position_embeddings", None)
+        new_tokens = llm_tokens(run.job, run.profile)[1]
+        if positions and ids.shape[1] + new_tokens > positions:
+            raise ValueError(f"prompt ({ids.shape[1]} tokens) + max_new_tokens ({new_tokens}) "
+                             f"exceed the {positions} positions of {run.profile.id}")
         out = model(input_ids=ids.to(device), use_cache=True)
         return _Generation(out.past_key_values, device, int(out.logits[0, -1].argmax()), [])
 

@@ -84,6 +84,8 @@ class ModelProfile:
     memory_mb: float = 0.0
     default_prompt_tokens: int = 0
     default_max_new_tokens: int = 0
+    # llm: prompt + generated tokens one sequence may hold; 0 = not stated (nothing checked)
+    context_tokens: int = 0
     sources: tuple[str, ...] = ()
     # llm only: prefill is compute-bound and scales with clock more than (memory-bound) decode,
     # whose sensitivity is ``freq_sensitivity``; empty -> use ``freq_sensitivity``.
@@ -121,6 +123,13 @@ class ModelProfile:
     @property
     def is_llm(self) -> bool:
         return self.kind == "llm"
+
+    def context_overflow(self, prompt_tokens: int, max_new_tokens: int) -> str | None:
+        """Why a sequence of that many tokens does not fit this LLM's context, or None."""
+        if self.context_tokens and prompt_tokens + max_new_tokens > self.context_tokens:
+            return (f"prompt ({prompt_tokens} tokens) + max_new_tokens ({max_new_tokens}) "
+                    f"exceed the {self.context_tokens}-token context of {self.id}")
+        return None
 
     @property
     def unit_kinds(self) -> tuple[str, ...]:
@@ -201,6 +210,7 @@ _FIELDS = (
     "memory_mb",
     "default_prompt_tokens",
     "default_max_new_tokens",
+    "context_tokens",
     "sources",
     "artefacts",
 )
@@ -229,6 +239,7 @@ def _profile(f: Fields) -> ModelProfile:
             "prefill_freq_sensitivity",
             "default_prompt_tokens",
             "default_max_new_tokens",
+            "context_tokens",
         ):
             if key in f.data:
                 f.fail(key, "only an llm has this field")
@@ -245,6 +256,10 @@ def _profile(f: Fields) -> ModelProfile:
     sensitivity = _per_kind(f, "freq_sensitivity", kinds)
     utilization = _per_kind(f, "utilization", kinds)
     prefill_sensitivity = _per_kind(f, "prefill_freq_sensitivity", kinds, {}) if llm else {}
+    prompt, new, context = (f.integer(key, minimum=1) if llm else 0 for key in
+                            ("default_prompt_tokens", "default_max_new_tokens", "context_tokens"))
+    if prompt + new > context:
+        f.fail("context_tokens", "must hold default_prompt_tokens + default_max_new_tokens")
     return ModelProfile(
         id=f.string("id"),
         kind=kind,
@@ -259,8 +274,9 @@ def _profile(f: Fields) -> ModelProfile:
         freq_sensitivity=MappingProxyType(sensitivity),
         utilization=MappingProxyType(utilization),
         memory_mb=f.number("memory_mb", positive=True),
-        default_prompt_tokens=f.integer("default_prompt_tokens", minimum=1) if llm else 0,
-        default_max_new_tokens=f.integer("default_max_new_tokens", minimum=1) if llm else 0,
+        default_prompt_tokens=prompt,
+        default_max_new_tokens=new,
+        context_tokens=context,
         sources=tuple(_sources(f)),
         prefill_freq_sensitivity=MappingProxyType(prefill_sensitivity),
         artefacts=MappingProxyType(_artefacts(f)),

@@ -93,6 +93,10 @@ def _check_llm(request, model: ModelProfile, limits: Limits) -> None:
             f"{limits.max_new_tokens} (parameter max_new_tokens)")
     if request.inputs:
         raise RequestError(f"model '{model.id}' is an LLM: send a prompt, not input tensors")
+    overflow = model.context_overflow(prompt_tokens(request.prompt), request.max_new_tokens)
+    if overflow:
+        raise RequestError(f"{overflow} (prompt tokens estimated as {CHARS_PER_TOKEN} "
+                           "characters each)")
 
 
 def _check_inputs(tensors, model: ModelProfile) -> None:

@@ -104,6 +104,10 @@ def _stream(f: Fields, duration_s: float, catalog: Catalog | None) -> StreamSpec
         if profile.is_llm:
             prompt = prompt or profile.default_prompt_tokens
             new = new or profile.default_max_new_tokens
+            overflow = profile.context_overflow(prompt, new)
+            if overflow:
+                f.fail("max_new_tokens" if "max_new_tokens" in f.data else "prompt_tokens",
+                       overflow)
         for key in ("prompt_tokens", "max_new_tokens"):
             if not profile.is_llm and key in f.data:
                 f.fail(key, f"only LLM streams take it ({model!r} is a {profile.kind})")
