@@ -27,8 +27,11 @@ from twill_ros.backends.trt_config import (
     dla_core_of,
     dla_eligible,
     engine_path,
+    model_digest,
     needs_build,
+    profile_shapes,
 )
+from twill_ros.core.catalog import Catalog, TensorSpec
 from twill_ros.core.jobs import Job
 from twill_ros.core.onnx_analysis import analyze_onnx
 from twill_ros.core.profiler import Profiler
@@ -93,29 +96,94 @@ def test_invalid_configurations_are_refused_with_the_reason():
         EngineConfig("m.onnx", dla_core=-2)
 
 
-def test_cache_keys_separate_model_unit_precision_and_version(tmp_path):
-    key = cache_key("tiny-cnn", "dla0", "fp16", "10.3.0")
-    assert key == "tiny-cnn__dla0__fp16__trt10.3.0"
+def test_cache_keys_separate_model_content_unit_precision_and_version(tmp_path):
+    key = cache_key("tiny-cnn", "dla0", "fp16", "10.3.0", "0123456789ab")
+    assert key == "tiny-cnn__dla0__fp16__trt10.3.0__0123456789ab"
     variants = {cache_key(*args) for args in [
-        ("tiny-cnn", "dla0", "fp16", "10.3.0"), ("tiny-cnn", "dla1", "fp16", "10.3.0"),
-        ("tiny-cnn", "gpu", "fp16", "10.3.0"), ("tiny-cnn", "dla0", "int8", "10.3.0"),
-        ("tiny-cnn", "dla0", "fp16", "10.3.1"), ("resnet50", "dla0", "fp16", "10.3.0")]}
-    assert len(variants) == 6
+        ("tiny-cnn", "dla0", "fp16", "10.3.0", "a"), ("tiny-cnn", "dla1", "fp16", "10.3.0", "a"),
+        ("tiny-cnn", "gpu", "fp16", "10.3.0", "a"), ("tiny-cnn", "dla0", "int8", "10.3.0", "a"),
+        ("tiny-cnn", "dla0", "fp16", "10.3.1", "a"), ("resnet50", "dla0", "fp16", "10.3.0", "a"),
+        ("tiny-cnn", "dla0", "fp16", "10.3.0", "b")]}
+    assert len(variants) == 7
     assert cache_key("a/b c", "gpu", "fp16", "10.3") == "a_b_c__gpu__fp16__trt10.3"
     assert engine_path(tmp_path, key) == tmp_path / f"{key}.plan"
 
 
-def test_rebuild_when_forced_missing_or_the_model_is_newer(tmp_path):
-    model, plan = tmp_path / "m.onnx", tmp_path / "m.plan"
-    model.write_bytes(b"onnx")
-    config = EngineConfig(str(model))
+def test_a_replaced_model_gets_a_new_key_whatever_its_mtime(tmp_path):
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"onnx v1")
+    first = model_digest(model)
+    model.write_bytes(b"onnx v2")
+    os.utime(model, (1_000_000, 1_000_000))        # as cp -p / rsync -a leave an older copy
+    assert model_digest(model) != first and len(first) == 12
+
+
+def test_rebuild_when_forced_or_missing(tmp_path):
+    plan = tmp_path / "m.plan"
+    config = EngineConfig(str(tmp_path / "m.onnx"))
     assert needs_build(config, plan)                          # no plan yet
     plan.write_bytes(b"plan")
-    os.utime(model, (1_000_000, 1_000_000))
     assert not needs_build(config, plan)                      # cached plan reused
     assert needs_build(replace(config, force_engine_update=True), plan)
-    os.utime(model, (time.time() + 60, time.time() + 60))
-    assert needs_build(config, plan)                          # regenerated model
+
+
+def test_dynamic_inputs_are_built_for_the_catalog_shape():
+    spec = (TensorSpec("images", "float32", (1, 3, 640, 640)),)
+    assert profile_shapes({"images": (-1, 3, 640, 640)}, spec) == {"images": (1, 3, 640, 640)}
+    assert profile_shapes({"images": (1, 3, 640, 640)}, spec) == {}      # static: no profile
+    with pytest.raises(ValueError, match="'images' \\[-1, 3, 320, 320\\] is dynamic"):
+        profile_shapes({"images": (-1, 3, 320, 320)}, spec)           # the spec disagrees
+    with pytest.raises(ValueError, match="'x' \\[-1, 16\\] is dynamic.*images"):
+        profile_shapes({"x": (-1, 16)}, spec)
+
+
+class StandInRuntime:
+    """Where TensorRT is missing: records which DLA core each plan was deserialized for."""
+
+    def __init__(self, _logger) -> None:
+        self.DLA_core = 0
+        self.loaded: list[tuple[bytes, int]] = []
+
+    def deserialize_cuda_engine(self, plan: bytes) -> object:
+        self.loaded.append((plan, self.DLA_core))
+        return object()
+
+
+def test_warm_up_loads_every_engine_at_start_each_on_its_dla_core(models, tmp_path,
+                                                                   monkeypatch):
+    """The node warms backends up before it spins: the TensorRT backend used to fail there,
+    and a dla1 engine was deserialized for DLA 0 (the runtime's default core)."""
+    import sys
+    import types
+
+    import torch
+
+    from twill_ros.backends.torch_backend import TorchUnits
+
+    trt = types.ModuleType("tensorrt")
+    trt.__version__ = "10.3.0"
+    trt.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None})
+    trt.Runtime = StandInRuntime
+    monkeypatch.setitem(sys.modules, "tensorrt", trt)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(TorchUnits, "_setup_thread", lambda self, unit: None)  # no streams
+    catalog = Catalog({"cnn": replace(models[0].get("tiny-cnn"), id="cnn", artefacts={
+        "engine": str(tmp_path / "cnn.plan")}), "bert": replace(
+        models[0].get("tiny-bert"), id="bert", artefacts={"engine": str(tmp_path / "bert.plan")})})
+    for name in ("cnn", "bert"):
+        (tmp_path / f"{name}.plan").write_bytes(name.encode())
+    backend = make_backend("tensorrt", ("gpu", "dla0", "dla1"), PLATFORM, catalog,
+                           Profiler(catalog, PLATFORM), Recorder(), time.monotonic)
+    try:
+        backend.warm_up()
+        loaded = backend._runtime.loaded
+    finally:
+        backend.close()
+    # the CNN on gpu, dla0 and dla1 (in that order), each DLA copy for its own core (a GPU
+    # engine ignores the runtime's core); BERT has no DLA layers: on the GPU only
+    assert [load for load in loaded if load[0] == b"cnn"] == [(b"cnn", 0), (b"cnn", 0),
+                                                              (b"cnn", 1)]
+    assert [plan for plan, _core in loaded].count(b"bert") == 1
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +229,7 @@ def _dla_cores() -> int:
 
 @pytest.mark.skipif(not (HAVE_TRT and _cuda()),
                     reason="needs TensorRT and a CUDA GPU (a Jetson with JetPack 6)")
-@pytest.mark.parametrize("unit", ["gpu", "dla0"])
+@pytest.mark.parametrize("unit", ["gpu", "dla0", "dla1"])
 def test_engine_runs_the_tiny_cnn_and_is_cached(models, tmp_path, monkeypatch, unit):
     import torch
 

@@ -1,14 +1,15 @@
 """TensorRT execution on the GPU and the DLA cores (JetPack 6, TensorRT 10.3).
 
 Engines are built from the catalog's ONNX artefact with the settings ``trt_config`` decides,
-cached on disk per (model, unit, precision, TensorRT version) and reused; a catalog ``engine``
-artefact is used as it is. A DLA build refuses a graph that is not DLA-eligible and logs the
-layers that fall back to the GPU. Execution uses the name-based TensorRT 10 API
-(``set_tensor_address`` + ``execute_async_v3``) with one execution context per unit worker
-thread (TensorRT is thread-safe with one context per thread) on that unit's own CUDA stream
-(``TorchUnits``; device buffers are torch CUDA tensors). TensorRT is imported when the backend
-is built, so machines without it never load it; a unit that asks for it there gets a clear
-error.
+when the backend warms up (at node start), cached on disk per (model, ONNX content, unit,
+precision, TensorRT version) and reused; a catalog ``engine`` artefact is used as it is.
+Dynamic network inputs are built for the catalog's input shape. A DLA build refuses a graph
+that is not DLA-eligible and logs the layers that fall back to the GPU. Execution uses the
+name-based TensorRT 10 API (``set_tensor_address`` + ``execute_async_v3``) with one execution
+context per unit worker thread (TensorRT is thread-safe with one context per thread) on that
+unit's own CUDA stream (``TorchUnits``; device buffers are torch CUDA tensors). TensorRT is
+imported when the backend is built, so machines without it never load it; a unit that asks
+for it there gets a clear error.
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from twill_ros.backends.trt_config import (
     cache_key,
     dla_eligible,
     engine_path,
+    model_digest,
     needs_build,
+    profile_shapes,
 )
 from twill_ros.backends.workers import Run
 from twill_ros.core.onnx_analysis import analyze_onnx
@@ -126,6 +129,23 @@ class TensorRtBackend(TorchUnits):
 
     # ------------------------------------------------------------------ engines
 
+    def warm_up(self) -> None:
+        """Build or load every engine now, as Isaac ROS does at start: a first build takes
+        minutes on an Orin and would otherwise hold its unit for the first job of each model.
+        A model that cannot get an engine on a unit is logged here; its jobs there fail with
+        the same reason."""
+        for profile in self._catalog:
+            if not self.supports(profile.id):
+                continue
+            for name in self.units:
+                unit = self._spec(name)
+                if unit.kind not in profile.unit_kinds:     # e.g. a transformer on a DLA
+                    continue
+                try:
+                    self._engine(profile, unit)
+                except (RuntimeError, ValueError, OSError) as exc:
+                    _log.error("no TensorRT engine for %s on %s: %s", profile.id, name, exc)
+
     def _engine(self, profile: ModelProfile, unit: UnitSpec) -> Any:
         """The deserialized engine of ``profile`` for ``unit``: from memory, the plan cache or
         a fresh build."""
@@ -134,24 +154,31 @@ class TensorRtBackend(TorchUnits):
         if "engine" in profile.artefacts:   # prebuilt for this device: used as it is
             plan = profile.artefact("engine")
         else:
-            plan = engine_path(self._cache_dir, cache_key(profile.id, unit.name,
-                                                          config.precision, self._trt.__version__))
+            plan = engine_path(self._cache_dir, cache_key(
+                profile.id, unit.name, config.precision, self._trt.__version__,
+                model_digest(onnx)))
         config = replace(config, engine_file_path=str(plan))
+        key = (unit.name, config.engine_file_path)
         with self._build_lock:
-            if config.engine_file_path not in self._engines:
+            if key not in self._engines:
                 if onnx and needs_build(config, plan):
                     plan.parent.mkdir(parents=True, exist_ok=True)
                     partial = plan.with_suffix(".partial")
-                    partial.write_bytes(self._build(config, profile.id))
+                    partial.write_bytes(self._build(config, profile))
                     partial.replace(plan)       # no half-written plan is ever reused
+                # The runtime's DLA core is where a deserialized DLA engine runs (default 0):
+                # without it a dla1 engine would run on DLA 0 (trtexec sets it the same way).
+                if config.uses_dla:
+                    self._runtime.DLA_core = config.dla_core
                 engine = self._runtime.deserialize_cuda_engine(plan.read_bytes())
                 if engine is None:
                     raise RuntimeError(f"TensorRT could not load engine {plan}")
-                self._engines[config.engine_file_path] = engine
-            return self._engines[config.engine_file_path]
+                self._engines[key] = engine
+            return self._engines[key]
 
-    def _build(self, config: EngineConfig, model_id: str) -> bytes:
+    def _build(self, config: EngineConfig, profile: ModelProfile) -> bytes:
         trt = self._trt
+        model_id = profile.id
         if config.uses_dla:
             verdict = dla_eligible(analyze_onnx(config.model_file_path))
             if not verdict.eligible:
@@ -170,6 +197,14 @@ class TensorRtBackend(TorchUnits):
         builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE,
                                              settings.workspace_bytes)
         builder_config.default_device_type = getattr(trt.DeviceType, settings.default_device_type)
+        dynamic = profile_shapes(
+            {network.get_input(i).name: tuple(network.get_input(i).shape)
+             for i in range(network.num_inputs)}, profile.inputs)
+        if dynamic:
+            optimization = builder.create_optimization_profile()
+            for name, shape in dynamic.items():
+                optimization.set_shape(name, shape, shape, shape)
+            builder_config.add_optimization_profile(optimization)
         if settings.dla_core is not None:
             if builder.num_DLA_cores <= settings.dla_core:
                 raise RuntimeError(f"DLA core {settings.dla_core} does not exist here "

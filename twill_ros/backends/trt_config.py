@@ -5,14 +5,15 @@ Parameters follow Isaac ROS's TensorRT node (``model_file_path``, ``engine_file_
 ros_jetson_conventions.md A1) plus ``enable_int8``. The unit decides the DLA core: ``gpu`` ->
 -1, ``dla0`` -> 0, ``dla1`` -> 1. A DLA build sets the default device type DLA, the core, GPU
 fallback and FP16/INT8 (the DLA runs nothing else; ros_jetson_conventions.md D). Engines are
-cached per (model, unit, precision, TensorRT version): a plan is only valid for the TensorRT
-version and the device (GPU or DLA core) it was built for.
+cached per (model, ONNX content, unit, precision, TensorRT version): a plan is only valid for
+the TensorRT version and the device (GPU or DLA core) it was built for.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from twill_ros.core.onnx_analysis import OnnxAnalysis
 
 if TYPE_CHECKING:
+    from twill_ros.core.catalog import TensorSpec
     from twill_ros.core.platform import UnitSpec
 
 DEFAULT_WORKSPACE_BYTES = 64 * 1024 * 1024   # Isaac ROS max_workspace_size default (64 MiB)
@@ -124,11 +126,23 @@ def builder_flags(config: EngineConfig) -> BuilderSettings:
     )
 
 
-def cache_key(model: str, unit: str, precision: str, trt_version: str) -> str:
-    """File-name-safe key of an engine: a plan is valid only for this model, device, precision
-    and TensorRT version."""
-    raw = f"{model}__{unit}__{precision}__trt{trt_version}"
+def cache_key(model: str, unit: str, precision: str, trt_version: str,
+              model_digest: str = "") -> str:
+    """File-name-safe key of an engine: a plan is valid only for this model (and this content
+    of its ONNX file), device, precision and TensorRT version."""
+    raw = f"{model}__{unit}__{precision}__trt{trt_version}" + (
+        f"__{model_digest}" if model_digest else "")
     return re.sub(r"[^A-Za-z0-9._-]", "_", raw)
+
+
+def model_digest(path: str | Path) -> str:
+    """The first 12 hex digits of the file's SHA-256: a regenerated or replaced model gets a
+    new cache key whatever its modification time (``cp -p`` and ``rsync -a`` keep old ones)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:12]
 
 
 def engine_path(cache_dir: str | Path, key: str) -> Path:
@@ -136,12 +150,28 @@ def engine_path(cache_dir: str | Path, key: str) -> Path:
 
 
 def needs_build(config: EngineConfig, engine: Path) -> bool:
-    """Build when forced, when no plan exists, or when the ONNX file is newer than the plan
-    (the key has no content hash, so a regenerated model must not reuse a stale plan)."""
-    if config.force_engine_update or not engine.is_file():
-        return True
-    model = Path(config.model_file_path)
-    return model.is_file() and model.stat().st_mtime > engine.stat().st_mtime
+    """Build when forced or when no plan exists (a changed model has another cache key)."""
+    return config.force_engine_update or not engine.is_file()
+
+
+def profile_shapes(network_inputs: Mapping[str, tuple[int, ...]],
+                   spec: Sequence[TensorSpec]) -> dict[str, tuple[int, ...]]:
+    """The shape to build each dynamic network input for (min = opt = max): the catalog's
+    input spec, which is also what requests are checked against. Without an optimization
+    profile TensorRT refuses a network with dynamic inputs."""
+    shapes = {t.name: tuple(t.shape) for t in spec}
+    fixed = {}
+    for name, dims in network_inputs.items():
+        if all(d >= 0 for d in dims):
+            continue
+        shape = shapes.get(name)
+        if shape is None or len(shape) != len(dims) or any(
+                d >= 0 and d != s for d, s in zip(dims, shape, strict=True)):
+            known = ", ".join(f"{n} {list(s)}" for n, s in shapes.items()) or "none"
+            raise ValueError(f"network input '{name}' {list(dims)} is dynamic and the "
+                             f"catalog's inputs give no matching shape for it ({known})")
+        fixed[name] = shape
+    return fixed
 
 
 def dla_eligible(analysis: OnnxAnalysis) -> DlaEligibility:
