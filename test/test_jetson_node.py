@@ -7,6 +7,8 @@ turns the GPU clock down when the budget drops and puts the clock window back on
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from ros_harness import ClientNode, SchedulerProcess, test_domain_id
 from sysfs_trees import JP6_GPU, ORIN_RAILS, build, orin_nx, read
@@ -54,6 +56,12 @@ def test_nvpmodel_power_sensor_and_gpu_clock_follow_the_parameters(tmp_path):
         top = int(window[1])
         assert client.wait_until(lambda: 0 < gpu_max_hz(root) < top, 5.0), \
             "the GPU clock was never lowered below the budget"
+        # The core parks the idle DLAs too, but their clocks are nvpmodel caps: the node
+        # reports the active mode's (25W: 614.4 MHz), not the clock the core asked for.
+        since = time.monotonic()
+        assert client.wait_until(lambda: client.states and client.states[-1][0] > since, 5.0)
+        clocks = {u.name: u.frequency_hz for u in client.states[-1][1].units}
+        assert clocks["dla0"] == clocks["dla1"] == 614_400_000, clocks
     finally:
         client.close()
         assert scheduler.stop() == 0, scheduler.tail()
@@ -79,3 +87,22 @@ def test_an_unknown_nvpmodel_mode_stops_the_node_with_the_modes_it_has(tmp_path)
         "control": "jetson", "platform_root": str(root), "jetson.nvpmodel_mode": "30W"}).exited()
     assert code == 1
     assert "cannot start: nvpmodel mode '30W' not in" in log and "MAXN, 10W, 15W, 25W" in log
+
+
+def test_a_dla_clock_nobody_can_read_is_reported_as_found_not_as_asked(tmp_path):
+    """Without nvpmodel the DLA clock is unknown: the node keeps the clock it assumed at start
+    (the max), although the core parks the idle DLAs at a 4 W budget."""
+    root = build(tmp_path, orin_nx("jp6", nvpmodel=False))
+    domain = test_domain_id() + 9
+    scheduler = SchedulerProcess(domain, {
+        "control": "jetson", "platform_root": str(root), "jetson.use_jtop": False,
+        "power_budget_w": 4.0, "state_rate_hz": 10.0})
+    client = ClientNode(domain, name="jetson_dla_client")
+    try:
+        assert client.client.wait_for_scheduler(30.0), scheduler.tail()
+        assert client.wait_until(lambda: len(client.states) >= 3, 5.0)
+        clocks = {u.name: u.frequency_hz for u in client.states[-1][1].units}
+        assert clocks["dla0"] == clocks["dla1"] == 614_400_000, clocks
+    finally:
+        client.close()
+        assert scheduler.stop() == 0, scheduler.tail()

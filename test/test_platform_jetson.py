@@ -182,12 +182,18 @@ def test_jtop_when_its_service_answers_then_ina3221_when_it_stops(nx16, tmp_path
     assert control.status().power_source.startswith("ina3221")
 
 
-def test_dla_clocks_are_reported_read_only(nx16, tmp_path):
-    control = jetson(nx16, orin_nx(), tmp_path)
+def test_dla_clocks_are_read_only_and_read_as_the_active_mode_cap(nx16, tmp_path):
+    control = jetson(nx16, orin_nx(), tmp_path)                       # MAXN: uncapped
     assert control.available_hz("dla0") == nx16.unit("dla0").frequencies_hz
-    assert control.frequency_hz("dla1") is None
-    assert control.set_frequency("dla0", 614_400_000) is None
-    assert "dla0, dla1: clocks are nvpmodel caps, read-only" in control.status().message
+    assert control.frequency_hz("dla1") == nx16.unit("dla1").max_frequency_hz
+    assert control.set_frequency("dla0", 115_200_000) is None
+    assert control.frequency_hz("dla0") == nx16.unit("dla0").max_frequency_hz
+    assert "dla0, dla1: clocks are nvpmodel caps, read-only; MAXN" in control.status().message
+    ten_w = jetson(nx16, orin_nx(mode=1), tmp_path / "10w")            # 10W caps both DLAs
+    assert (ten_w.frequency_hz("dla0"), ten_w.frequency_hz("dla1")) == (153_600_000, 115_200_000)
+    unknown = jetson(nx16, orin_nx(nvpmodel=False), tmp_path / "none")
+    assert unknown.frequency_hz("dla0") is None
+    assert "the active mode is not in the platform file" in unknown.status().message
 
 
 class CappedSysfs(Sysfs):

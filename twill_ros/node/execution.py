@@ -85,9 +85,10 @@ class Execution:
 
     def frequency_hz(self, unit: str) -> int:
         if self.control is not None:
+            # a clock the control cannot read stays the one last applied (its max at start),
+            # never the one the core asked the backends for
             measured = self.control.frequency_hz(unit)
-            if measured is not None:
-                return measured
+            return measured if measured is not None else self._freq[unit]
         backends = self._of_unit[unit]
         return backends[0].frequency_hz(unit) if backends else self._freq[unit]
 

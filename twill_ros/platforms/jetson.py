@@ -182,8 +182,15 @@ class JetsonControl(ClockControl):
         elif any(u.kind == "gpu" for u in platform.units):
             self.report("gpu", WARN, "no GPU devfreq found (JetPack 5 or 6 path); gpu read-only")
         dlas = [u.name for u in platform.units if u.kind == "dla"]
+        # A DLA runs at its nvpmodel cap: the active mode's, when the platform file has it.
+        mode = nvpmodel.modes.get(active) if active is not None else None
+        known = {m.name for m in platform.nvpmodel}
+        self._dla_hz = ({u.name: platform.nvpmodel_mode(mode).cap_hz(u) for u in platform.units
+                         if u.kind == "dla"} if mode in known else {})
         if dlas:
-            self.report("dla", OK, f"{', '.join(dlas)}: clocks are nvpmodel caps, read-only")
+            caps = ", ".join(f"{name} {hz / 1e6:g} MHz" for name, hz in self._dla_hz.items())
+            self.report("dla", OK, f"{', '.join(dlas)}: clocks are nvpmodel caps, read-only; " + (
+                f"{mode}: {caps}" if caps else "the active mode is not in the platform file"))
         if problem:
             self.report("nvpmodel", WARN, problem)
         else:
@@ -191,6 +198,10 @@ class JetsonControl(ClockControl):
         self._ina = Ina3221.find(fs)
         self._jtop, why = open_jtop(jtop_interval_s) if use_jtop else (None, "")
         self._update_power_source(why)
+
+    def frequency_hz(self, unit: str) -> int | None:
+        measured = super().frequency_hz(unit)
+        return self._dla_hz.get(unit) if measured is None else measured
 
     def read_power(self) -> PowerReading | None:
         if self._jtop is not None:
