@@ -91,6 +91,14 @@ transformers transformers
 tokenizers tokenizers
 onnxruntime onnxruntime
 EOF
+    if [[ -f /etc/nv_tegra_release && " ${missing[*]} " == *" torch==2.13.0 "* \
+          && "${TWILL_PYPI_TORCH:-0}" != 1 ]]; then
+      # PyPI's aarch64 torch has no CUDA: the gpu/dla backends (torch, llm, the tensorrt
+      # buffers) would find no device. NVIDIA publishes the JetPack builds.
+      die "torch is missing, and PyPI's torch has no CUDA on a Jetson: install NVIDIA's" \
+          "JetPack 6 torch wheel first (README, 'On a robot'), or set TWILL_PYPI_TORCH=1" \
+          "to install PyPI's CPU-only build anyway"
+    fi
     if ((${#missing[@]})); then
       log "installing ${missing[*]}"
       pip_install "${missing[@]}"

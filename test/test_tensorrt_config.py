@@ -156,8 +156,7 @@ def test_warm_up_loads_every_engine_at_start_each_on_its_dla_core(models, tmp_pa
     import sys
     import types
 
-    import torch
-
+    torch = pytest.importorskip("torch")
     from twill_ros.backends.torch_backend import TorchUnits
 
     trt = types.ModuleType("tensorrt")
