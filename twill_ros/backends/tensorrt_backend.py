@@ -108,8 +108,15 @@ class TensorRtBackend(TorchUnits):
                     if name not in arrays:
                         raise ValueError(f"engine input '{name}' is not in model "
                                          f"'{run.profile.id}''s input spec")
-                    buffers[name] = torch.from_numpy(np.array(arrays[name])).cuda()
-                    context.set_input_shape(name, tuple(buffers[name].shape))
+                    array = np.array(arrays[name])
+                    wanted = np.dtype(self._trt.nptype(engine.get_tensor_dtype(name)))
+                    if array.dtype != wanted:    # the bytes would be read as another type
+                        raise ValueError(f"engine input '{name}' of '{run.profile.id}' takes "
+                                         f"{wanted}, its catalog input spec gives {array.dtype}")
+                    buffers[name] = torch.from_numpy(array).cuda()
+                    if not context.set_input_shape(name, tuple(array.shape)):
+                        raise ValueError(f"engine input '{name}' of '{run.profile.id}' does "
+                                         f"not take shape {list(array.shape)}")
             for i in range(engine.num_io_tensors):
                 name = engine.get_tensor_name(i)
                 if engine.get_tensor_mode(name) == self._trt.TensorIOMode.OUTPUT:
