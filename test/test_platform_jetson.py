@@ -250,12 +250,17 @@ def test_permission_denied_on_write_latches_read_only_once(nx16, tmp_path):
     assert all(is_permission_error(OSError(e, "x")) for e in (errno.EACCES, errno.EROFS))
 
 
-def test_nvpmodel_mode_is_set_at_start_and_verified(nx16, tmp_path):
+def test_nvpmodel_mode_is_set_at_start_verified_and_put_back_on_exit(nx16, tmp_path):
     control = jetson(nx16, orin_nx(mode=0), tmp_path, nvpmodel_mode="25W")
     assert read(tmp_path, "var/lib/nvpmodel/status") == "pmode:0003"
     status = control.status()
     assert "nvpmodel 25W (3)" in status.message and status.level == OK
     assert read(tmp_path, "nvpmodel.log").splitlines() == ["-q", "-m 3", "-q"]
+    control.restore()                                   # as the node does on exit
+    assert read(tmp_path, "var/lib/nvpmodel/status") == "pmode:0000"
+    assert read(tmp_path, "nvpmodel.log").splitlines()[3:] == ["-m 0", "-q"]
+    control.restore()                                   # once only
+    assert len(read(tmp_path, "nvpmodel.log").splitlines()) == 5
 
 
 def test_nvpmodel_mode_needing_a_reboot_is_declined_and_reported(nx16, tmp_path):
@@ -265,6 +270,8 @@ def test_nvpmodel_mode_needing_a_reboot_is_declined_and_reported(nx16, tmp_path)
     status = control.status()
     assert status.level == WARN
     assert "nvpmodel -m 2 did not take effect" in status.message and "MAXN (0)" in status.message
+    control.restore()                           # the mode never changed: nothing to put back
+    assert read(tmp_path, "nvpmodel.log").splitlines() == ["-q", "-m 2", "-q"]
     with pytest.raises(ValueError, match="modes: MAXN, 10W, 15W, 25W"):
         jetson(nx16, orin_nx(), tmp_path / "other", nvpmodel_mode="30W")
 

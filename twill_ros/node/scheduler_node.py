@@ -223,8 +223,8 @@ class TwillSchedulerNode(Node):
             read_only=True)).value
         mode = str(self.declare_parameter("jetson.nvpmodel_mode", "", descriptor(
             "With control jetson: nvpmodel mode (name or id from /etc/nvpmodel.conf) set once "
-            "at start-up; empty = keep the current mode. A mode that needs a reboot is "
-            "declined and reported.", read_only=True,
+            "at start-up, the mode found put back on exit; empty = keep the current mode. A "
+            "mode that needs a reboot is declined and reported.", read_only=True,
             dynamic_typing=True)).value).strip()     # -p jetson.nvpmodel_mode:=0 is an int
         use_jtop = self.declare_parameter("jetson.use_jtop", True, descriptor(
             "With control jetson: read power from the jetson-stats service when it answers "

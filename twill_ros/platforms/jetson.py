@@ -7,7 +7,8 @@ Paths and units (papers.md §4.3-4.4, ros_jetson_conventions.md B-C):
 * CPU: cpufreq policies (kHz), mapped to the platform's cpu units by ``related_cpus``.
 * GPU: devfreq (Hz), JetPack 6 ``bus@0/17000000.gpu`` or JetPack 5 ``17000000.ga10b``.
 * DLA: clocks are nvpmodel/BPMP caps, not set-points: read-only here.
-* nvpmodel: queried at start; set only at start when asked, never forcing a reboot.
+* nvpmodel: queried at start; set only at start when asked, never forcing a reboot, and the
+  mode found put back on exit.
 """
 
 from __future__ import annotations
@@ -125,12 +126,12 @@ class NvpModel:
         ids = [line for line in result.stdout.split() if line.isdigit()]
         return int(ids[-1]) if ids else None
 
-    def set(self, mode_id: int) -> tuple[int | None, str]:
-        """``nvpmodel -m``, answering "no" to its reboot prompt.
+    def set(self, mode_id: int, active: int | None) -> tuple[int | None, str]:
+        """``nvpmodel -m``, answering "no" to its reboot prompt; ``active`` is the mode last
+        queried (``None``: unknown).
 
         Returns the active mode last queried and a problem, or "" when ``mode_id`` is active.
         """
-        active = self.query()
         if active == mode_id:
             return active, ""
         result = self._run("-m", str(mode_id), answer="no\n")
@@ -166,10 +167,13 @@ class JetsonControl(ClockControl):
                  nvpmodel_mode: int | str | None = None, use_jtop: bool = True,
                  jtop_interval_s: float = 0.5, nvpmodel_timeout_s: float = 10.0) -> None:
         nvpmodel = NvpModel(fs, nvpmodel_timeout_s)
+        found = active = nvpmodel.query()
+        problem = ""
         if nvpmodel_mode is not None:  # before recording clocks: the mode moves the caps
-            active, problem = nvpmodel.set(nvpmodel.mode_id(nvpmodel_mode))
-        else:
-            active, problem = nvpmodel.query(), ""
+            active, problem = nvpmodel.set(nvpmodel.mode_id(nvpmodel_mode), found)
+        # the mode found at start goes back on exit, like the clock windows
+        self._nvpmodel = nvpmodel
+        self._modes = (found, active) if found is not None and active != found else None
         domains, notes = cpufreq_domains(fs, platform)
         gpu_dir = next(((bsp, d) for bsp, d in GPU_DEVFREQ if fs.exists(f"{d}/max_freq")), None)
         for unit in platform.units:
@@ -214,6 +218,12 @@ class JetsonControl(ClockControl):
 
     def restore(self) -> None:
         super().restore()
+        if self._modes is not None:
+            (found, active), self._modes = self._modes, None
+            problem = self._nvpmodel.set(found, active)[1]
+            if problem:
+                self.report("nvpmodel", WARN, f"could not put back mode "
+                            f"{self._nvpmodel.describe(found)}: {problem}")
         self._close_jtop()
 
     def _close_jtop(self) -> None:
