@@ -38,6 +38,9 @@ def test_nvpmodel_power_sensor_and_gpu_clock_follow_the_parameters(tmp_path):
     try:
         assert client.client.wait_for_scheduler(30.0), scheduler.tail()
         assert read(root, "var/lib/nvpmodel/status") == "pmode:0003"
+        # no control sets the DLA clocks: the core plans around them at the 25W caps
+        assert "fixed clocks (planned around): dla0 614.4 MHz, dla1 614.4 MHz" in \
+            scheduler.tail(), scheduler.tail()
         assert client.wait_until(lambda: client.newest_status("twill/power") is not None, 5.0)
         platform = client.newest_status("twill/platform")
         assert platform.level == b"\x00", platform.message

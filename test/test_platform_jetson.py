@@ -187,6 +187,7 @@ def test_dla_clocks_are_read_only_and_read_as_the_active_mode_cap(nx16, tmp_path
     assert control.available_hz("dla0") == nx16.unit("dla0").frequencies_hz
     assert control.frequency_hz("dla1") == nx16.unit("dla1").max_frequency_hz
     assert control.set_frequency("dla0", 115_200_000) is None
+    assert [control.has_clock(u) for u in ("gpu", "cpu_a", "dla0")] == [True, True, False]
     assert control.frequency_hz("dla0") == nx16.unit("dla0").max_frequency_hz
     assert "dla0, dla1: clocks are nvpmodel caps, read-only; MAXN" in control.status().message
     ten_w = jetson(nx16, orin_nx(mode=1), tmp_path / "10w")            # 10W caps both DLAs

@@ -96,6 +96,38 @@ def test_controller_keeps_units_without_demand_ready_with_the_headroom_left():
     assert freqs == {"gpu": GHZ // 2, "dla0": GHZ // 2, "cpu_a": GHZ}
 
 
+def test_a_fixed_clock_is_counted_at_that_clock_and_never_planned():
+    # 12 W (limit 11.82) with the DLA fixed at 1 GHz (a Jetson DLA at its nvpmodel cap): it is
+    # reserved fully busy there (2 W), so with the CPU reserved at its lowest (1 W) the busy
+    # GPU cannot reach 1 GHz (2 + 2 + 1 + 8 = 13 W) as it does with a plannable DLA (above)
+    ctrl = pw.DvfsController(PLATFORM, 12.0, fixed_hz={"dla0": GHZ})
+    assert ctrl.plan({"gpu": demand()}) == {"gpu": GHZ // 2, "dla0": GHZ, "cpu_a": GHZ}
+    assert ctrl.boost is not None and ctrl.boost.unit == "gpu"
+    # work on the DLA does not move its clock, however heavy
+    assert ctrl.plan({"dla0": demand(weight=100.0)})["dla0"] == GHZ
+    # static caps (policies without a controller), all units used at 12 W: 2 W idle + the
+    # DLA busy at 1 GHz (2 W) + GPU and CPU at half clock (2 + 1 W) = 7 W; of the 5 W left
+    # the CPU's step (+3 W) fits, the GPU's (+6 W) does not
+    assert pw.static_caps(PLATFORM, 12.0, PLATFORM.unit_names, {"dla0": GHZ}) == {
+        "gpu": GHZ // 2, "dla0": GHZ, "cpu_a": 2 * GHZ}
+
+
+def test_scheduler_never_commands_a_fixed_clock_and_estimates_at_it():
+    s = scheduler(budget_w=12.0, fixed_clocks_hz={"dla0": GHZ // 2 + 1})   # snapped down
+    first = s.handle(Tick(0.0))
+    assert SetFrequency("dla0", GHZ // 2) in first       # once, as the start commands all
+    later = s.handle(JobArrived(0.01, job("d", "dlaonly")))
+    later += s.handle(JobArrived(0.02, job("g", "long")))
+    for k in range(1, 6):
+        later += s.handle(Tick(0.1 * k))
+    assert of(later, Dispatch)[0] == Dispatch("d", "dla0")
+    assert not [a for a in of(later, SetFrequency) if a.unit == "dla0"]
+    dla = s.units["dla0"]
+    assert dla.freq_hz == dla.work_freq_hz == GHZ // 2
+    # dlaonly takes 50 ms at 1 GHz, fully clock-sensitive: 100 ms at the fixed half clock
+    assert s.profiler.estimate_s("dlaonly", "dla0", dla.work_freq_hz) == pytest.approx(0.1)
+
+
 def test_controller_lowers_clocks_with_the_budget():
     d = {"gpu": demand(), "dla0": demand(), "cpu_a": demand()}
     high = pw.DvfsController(PLATFORM, 20.0).plan(d)

@@ -189,8 +189,8 @@ def _uniform_levels(units: list[UnitSpec], used: set[str], base_w: float,
     return levels(lo)
 
 
-def static_caps(platform: PlatformSpec, budget_w: float,
-                used_units: Iterable[str]) -> dict[str, int]:
+def static_caps(platform: PlatformSpec, budget_w: float, used_units: Iterable[str],
+                fixed_hz: Mapping[str, int] | None = None) -> dict[str, int]:
     """nvpmodel-style static clocks for a policy without a power controller.
 
     Rule: the units the policy uses are assumed fully busy (u = 1, the worst case) and the
@@ -200,14 +200,19 @@ def static_caps(platform: PlatformSpec, budget_w: float,
     speed gain per watt (sensitivity 0.8, equal weights). The result: the highest per-unit
     clocks whose worst-case predicted module power is <= ``budget_w``; unused units stay at
     their lowest clock, and if even the lowest clocks exceed the budget, lowest clocks are used.
+    Units in ``fixed_hz`` keep that clock; the others share what it leaves.
     """
     used = set(used_units)
-    units = list(platform.units)
-    utils = {u.name: (1.0 if u.name in used else 0.0) for u in units}
+    fixed = fixed_hz or {}
+    units = [u for u in platform.units if u.name not in fixed]
+    utils = {u.name: (1.0 if u.name in used else 0.0) for u in platform.units}
     weights = {u.name: (1.0 if u.name in used else 0.0) for u in units}
     sens = {u.name: DEFAULT_SENSITIVITY for u in units}
-    start = _uniform_levels(units, used, platform.idle_power_w, budget_w)
-    return _greedy_levels(units, weights, utils, sens, platform.idle_power_w, budget_w, start)[0]
+    base = platform.idle_power_w + sum((unit_power_w(u, fixed[u.name], utils[u.name])
+                                        for u in platform.units if u.name in fixed), 0.0)
+    start = _uniform_levels(units, used, base, budget_w)
+    caps = _greedy_levels(units, weights, utils, sens, base, budget_w, start)[0]
+    return {u.name: fixed.get(u.name) or caps[u.name] for u in platform.units}
 
 
 @dataclass
@@ -250,9 +255,12 @@ class DvfsController:
     """
 
     def __init__(self, platform: PlatformSpec, budget_w: float, margin_frac: float = 0.015,
-                 min_margin_w: float = 0.15, ewma_alpha: float = 0.3) -> None:
+                 min_margin_w: float = 0.15, ewma_alpha: float = 0.3,
+                 fixed_hz: Mapping[str, int] | None = None) -> None:
         self.platform = platform
         self.budget_w = budget_w
+        # units whose clock cannot be set, at the clock they run: counted, never planned
+        self.fixed_hz = dict(fixed_hz or {})
         self.margin_frac = margin_frac
         self.min_margin_w = min_margin_w
         self.alpha = ewma_alpha
@@ -286,12 +294,18 @@ class DvfsController:
         if hit is not None:
             freqs, self.overshoot, self.boost = hit
             return dict(freqs)
-        busy = [u for u in units if u.name in demand]
-        reserve = sum(_table(u).power(0, 1.0) for u in units if u.name not in demand)
-        base = self.platform.idle_power_w + offset + reserve
-        quantised = list(zip(busy, key[2:], strict=True))
+        fixed = self.fixed_hz
+        with_work = [u for u in units if u.name in demand]
+        quantised = list(zip(with_work, key[2:], strict=True))
         weights = {u.name: math.exp(k[1] * _LOG_WEIGHT_STEP) for u, k in quantised}
         utils = {u.name: k[2] * _UTIL_STEP for u, k in quantised}
+        busy = [u for u in with_work if u.name not in fixed]
+        # parked units are reserved fully busy at their lowest clock, fixed ones at theirs
+        reserve = sum((_table(u).power(0, 1.0) for u in units
+                       if u.name not in demand and u.name not in fixed), 0.0)
+        fixed_w = sum((unit_power_w(u, fixed[u.name], utils.get(u.name, 1.0))
+                       for u in units if u.name in fixed), 0.0)
+        base = self.platform.idle_power_w + offset + reserve + fixed_w
         sens = {u.name: demand[u.name].sensitivity for u in busy}
         freqs, self.boost, planned_w = _greedy_levels(busy, weights, utils, sens, base,
                                                       self.limit_w)
@@ -300,8 +314,9 @@ class DvfsController:
         if self.boost is None and not self.overshoot:
             headroom = self.limit_w - planned_w
             for u in units:
-                if u.name not in demand:
+                if u.name not in demand and u.name not in fixed:
                     freqs[u.name] = u.frequencies_hz[_ready_level(_table(u), headroom)]
+        freqs.update(fixed)
         for u in units:
             freqs.setdefault(u.name, u.frequencies_hz[0])
         if len(self._cache) >= _CACHE_SIZE:

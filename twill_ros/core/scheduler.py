@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -180,8 +180,13 @@ class Scheduler:
 
     def __init__(self, platform: PlatformSpec, catalog: Catalog, policy: str | Policy,
                  budget_w: float, seed: int = 0, *, profiler: Profiler | None = None,
-                 max_queue: int = 1000, tick_period_s: float = 0.1) -> None:
+                 max_queue: int = 1000, tick_period_s: float = 0.1,
+                 fixed_clocks_hz: Mapping[str, int] | None = None) -> None:
         self.platform = platform
+        # Units whose clock the driver cannot set (a Jetson's DLAs run at their nvpmodel cap):
+        # estimates and the power budget use that clock, and no policy plans it.
+        self.fixed_clocks_hz = {name: platform.unit(name).snap(int(hz))
+                                for name, hz in (fixed_clocks_hz or {}).items()}
         self.catalog = catalog
         self.policy = make_policy(policy) if isinstance(policy, str) else policy
         self.budget_w = budget_w
@@ -200,12 +205,13 @@ class Scheduler:
         for spec in platform.units:
             victim_of = tuple((i.aggressor, i.factor) for i in platform.interference
                               if i.victim == spec.kind and i.aggressor in kinds)
+            fixed = self.fixed_clocks_hz.get(spec.name)
             self.units[spec.name] = UnitState(
-                spec=spec, freq_hz=spec.min_frequency_hz, victim_of=victim_of,
+                spec=spec, freq_hz=fixed or spec.min_frequency_hz, victim_of=victim_of,
                 shared=self.policy.shares_processor and spec.sharing == "processor_shared",
                 priority_stream=(self.policy.priority_sharing
                                  and spec.sharing == "processor_shared"),
-                work_freq_hz=spec.max_frequency_hz)
+                work_freq_hz=fixed or spec.max_frequency_hz)
         self._kind_busy = dict.fromkeys(kinds, 0)
         self._victims = {k: [u for u in self.units.values() if any(a == k for a, _ in u.victim_of)]
                          for k in kinds}
@@ -224,7 +230,8 @@ class Scheduler:
         self._power_sum = 0.0
         self._power_n = 0
         self._period_start = 0.0
-        self.controller = pw.DvfsController(platform, budget_w) if self.policy.dvfs else None
+        self.controller = (pw.DvfsController(platform, budget_w, fixed_hz=self.fixed_clocks_hz)
+                           if self.policy.dvfs else None)
         self._static = self._static_caps() if not self.policy.dvfs else {}
 
     # ------------------------------------------------------------------ entry point
@@ -974,7 +981,8 @@ class Scheduler:
             elig = self.profiler.eligible_units(profile.id)
             if elig:
                 models.append((_probe_job(profile), profile, elig))
-        return pw.static_caps(self.platform, self.budget_w, self.policy.used_units(models, self))
+        return pw.static_caps(self.platform, self.budget_w, self.policy.used_units(models, self),
+                              self.fixed_clocks_hz)
 
     def _set_clocks(self, freqs: dict[str, int], out: list[Action], force: bool = False,
                     parked: frozenset[str] = frozenset()) -> None:

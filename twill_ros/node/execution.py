@@ -92,6 +92,15 @@ class Execution:
         backends = self._of_unit[unit]
         return backends[0].frequency_hz(unit) if backends else self._freq[unit]
 
+    def fixed_clocks_hz(self) -> dict[str, int]:
+        """Units whose clock no control sets, at the clock they run (a Jetson's DLAs: their
+        nvpmodel cap), for the core to plan around. Without a control (the twin) every clock
+        is set."""
+        if self.control is None:
+            return {}
+        return {u.name: self.frequency_hz(u.name) for u in self.platform.units
+                if not self.control.has_clock(u.name)}
+
     def utilization(self, unit: str) -> float:
         """Busy share since the last call (several backends on one unit add up)."""
         return min(1.0, sum(b.utilization(unit) for b in self._of_unit[unit]))

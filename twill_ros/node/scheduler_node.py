@@ -95,10 +95,6 @@ class TwillSchedulerNode(Node):
         self.limits = Limits(max_new_tokens=p("max_new_tokens"),
                              max_payload_bytes=p("max_payload_bytes"))
         self.policy = p("policy")
-        self.scheduler = Scheduler(self.platform, self.catalog, self.policy, p("power_budget_w"),
-                                   seed=p("seed"), profiler=self.profiler,
-                                   max_queue=p("max_queue"),
-                                   tick_period_s=p("control_period_s"))
         self._lock = threading.RLock()
         self._live: dict[str, LiveJob] = {}
         self._goals_in_flight = 0
@@ -127,6 +123,12 @@ class TwillSchedulerNode(Node):
             self.platform, self.catalog, self.profiler, self._backend_kinds(), p("control"),
             self._post_event, time.monotonic, options={"tensorrt": self._tensorrt_options()},
             control_options=self._control_options())
+        # built after the execution: the core plans around the clocks no control sets
+        self.scheduler = Scheduler(self.platform, self.catalog, self.policy, p("power_budget_w"),
+                                   seed=p("seed"), profiler=self.profiler,
+                                   max_queue=p("max_queue"),
+                                   tick_period_s=p("control_period_s"),
+                                   fixed_clocks_hz=self.execution.fixed_clocks_hz())
         self._power_source = "not read yet"
         self._rails_w: dict[str, float] = {}
 
@@ -153,9 +155,12 @@ class TwillSchedulerNode(Node):
         self.create_timer(1.0 / p("state_rate_hz"), self._publish_state, callback_group=group)
         self.create_timer(1.0, self._publish_diagnostics, callback_group=group)
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        fixed = ", ".join(f"{name} {hz / 1e6:g} MHz"
+                          for name, hz in self.scheduler.fixed_clocks_hz.items())
         self.get_logger().info(
             f"twill_scheduler ready: platform {self.platform.name}, policy {self.policy}, "
-            f"budget {self.scheduler.budget_w:.1f} W, units {', '.join(self.platform.unit_names)}")
+            f"budget {self.scheduler.budget_w:.1f} W, units {', '.join(self.platform.unit_names)}"
+            + (f"; fixed clocks (planned around): {fixed}" if fixed else ""))
 
     # ------------------------------------------------------------ parameters
     def _declare_parameters(self) -> None:

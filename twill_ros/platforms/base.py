@@ -73,6 +73,11 @@ class PlatformControl(ABC):
         """
 
     @abstractmethod
+    def has_clock(self, unit: str) -> bool:
+        """Whether the unit has a clock this control sets at all (permissions aside): a
+        Jetson's DLAs have none, they run at their nvpmodel cap."""
+
+    @abstractmethod
     def status(self) -> ControlStatus:
         """Sensor source and every problem seen so far (permission problems stay latched)."""
 

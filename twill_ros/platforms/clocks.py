@@ -116,6 +116,10 @@ class ClockControl(PlatformControl):
         known = [c for c in clocks if c is not None]
         return min(known) if known else None
 
+    def has_clock(self, unit: str) -> bool:
+        self.platform.unit(unit)
+        return unit in self._domains
+
     def available_hz(self, unit: str) -> tuple[int, ...]:
         if unit not in self._available:
             self.platform.unit(unit)  # raises KeyError naming the platform's units
