@@ -97,12 +97,21 @@ def test_controller_keeps_units_without_demand_ready_with_the_headroom_left():
 
 
 def test_a_fixed_clock_is_counted_at_that_clock_and_never_planned():
-    # 12 W (limit 11.82) with the DLA fixed at 1 GHz (a Jetson DLA at its nvpmodel cap): it is
-    # reserved fully busy there (2 W), so with the CPU reserved at its lowest (1 W) the busy
-    # GPU cannot reach 1 GHz (2 + 2 + 1 + 8 = 13 W) as it does with a plannable DLA (above)
+    # 12 W (limit 11.82), GPU and DLA busy, the CPU reserved at its lowest clock (1 W). A
+    # plannable DLA takes the cheap step (1 GHz: +1.5 W) and the GPU stays at 0.5 GHz ...
+    both = {"gpu": demand(), "dla0": demand()}
+    assert pw.DvfsController(PLATFORM, 12.0).plan(both) == {
+        "gpu": GHZ // 2, "dla0": GHZ, "cpu_a": GHZ}
+    # ... a DLA fixed at 0.5 GHz (a Jetson DLA at its nvpmodel cap) draws 0.5 W there, which
+    # leaves the GPU room for 1 GHz: 2 + 0.5 + 1 + 8 = 11.5 W
+    slow = pw.DvfsController(PLATFORM, 12.0, fixed_hz={"dla0": GHZ // 2})
+    assert slow.plan(both) == {"gpu": GHZ, "dla0": GHZ // 2, "cpu_a": GHZ}
+    # fixed at 1 GHz it draws 2 W: the GPU's step no longer fits (13 W), a boost pays part
     ctrl = pw.DvfsController(PLATFORM, 12.0, fixed_hz={"dla0": GHZ})
-    assert ctrl.plan({"gpu": demand()}) == {"gpu": GHZ // 2, "dla0": GHZ, "cpu_a": GHZ}
+    assert ctrl.plan(both) == {"gpu": GHZ // 2, "dla0": GHZ, "cpu_a": GHZ}
     assert ctrl.boost is not None and ctrl.boost.unit == "gpu"
+    # idle, it draws its static power only (0 W here): no reserve for a clock nothing lowers
+    assert ctrl.plan({"gpu": demand()}) == {"gpu": GHZ, "dla0": GHZ, "cpu_a": GHZ}
     # work on the DLA does not move its clock, however heavy
     assert ctrl.plan({"dla0": demand(weight=100.0)})["dla0"] == GHZ
     # static caps (policies without a controller), all units used at 12 W: 2 W idle + the

@@ -300,10 +300,12 @@ class DvfsController:
         weights = {u.name: math.exp(k[1] * _LOG_WEIGHT_STEP) for u, k in quantised}
         utils = {u.name: k[2] * _UTIL_STEP for u, k in quantised}
         busy = [u for u in with_work if u.name not in fixed]
-        # parked units are reserved fully busy at their lowest clock, fixed ones at theirs
+        # parked units are reserved fully busy at their lowest clock; fixed ones count as what
+        # they run (idle: their static power; work landing on them re-plans at once, and
+        # reserving them busy at a clock nothing can lower would only ever freeze work)
         reserve = sum((_table(u).power(0, 1.0) for u in units
                        if u.name not in demand and u.name not in fixed), 0.0)
-        fixed_w = sum((unit_power_w(u, fixed[u.name], utils.get(u.name, 1.0))
+        fixed_w = sum((unit_power_w(u, fixed[u.name], utils.get(u.name, 0.0))
                        for u in units if u.name in fixed), 0.0)
         base = self.platform.idle_power_w + offset + reserve + fixed_w
         sens = {u.name: demand[u.name].sensitivity for u in busy}
