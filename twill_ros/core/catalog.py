@@ -256,8 +256,8 @@ def _profile(f: Fields) -> ModelProfile:
     sensitivity = _per_kind(f, "freq_sensitivity", kinds)
     utilization = _per_kind(f, "utilization", kinds)
     prefill_sensitivity = _per_kind(f, "prefill_freq_sensitivity", kinds, {}) if llm else {}
-    prompt, new, context = (f.integer(key, minimum=1) if llm else 0 for key in
-                            ("default_prompt_tokens", "default_max_new_tokens", "context_tokens"))
+    prompt, new, context = [f.integer(key, minimum=1) if llm else 0 for key in
+                            ("default_prompt_tokens", "default_max_new_tokens", "context_tokens")]
     if prompt + new > context:
         f.fail("context_tokens", "must hold default_prompt_tokens + default_max_new_tokens")
     return ModelProfile(
