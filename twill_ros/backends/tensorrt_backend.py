@@ -86,7 +86,8 @@ class TensorRtBackend(TorchUnits):
         self._cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         for name in units:           # parameters are checked up front, not at the first job
             EngineConfig.for_unit(platform.unit(name), "", self._params)
-        self._engines: dict[str, Any] = {}
+        self._engines: dict[tuple[str, str], Any] = {}     # (unit, plan path) -> engine
+        self._digests: dict[str, str] = {}   # ONNX path -> content digest, hashed once per run
         self._build_lock = threading.Lock()      # the builder is used by one thread at a time
         self._contexts: dict[tuple[str, str], Any] = {}   # (unit, model) -> its thread's context
         super().__init__(units, platform, catalog, profiler, sink, clock)
@@ -163,7 +164,7 @@ class TensorRtBackend(TorchUnits):
         else:
             plan = engine_path(self._cache_dir, cache_key(
                 profile.id, unit.name, config.precision, self._trt.__version__,
-                model_digest(onnx)))
+                self._digest(onnx)))
         config = replace(config, engine_file_path=str(plan))
         key = (unit.name, config.engine_file_path)
         with self._build_lock:
@@ -182,6 +183,13 @@ class TensorRtBackend(TorchUnits):
                     raise RuntimeError(f"TensorRT could not load engine {plan}")
                 self._engines[key] = engine
             return self._engines[key]
+
+    def _digest(self, onnx: str) -> str:
+        """The ONNX file's digest, hashed once although every unit's plan is keyed by it."""
+        digest = self._digests.get(onnx)
+        if digest is None:
+            digest = self._digests[onnx] = model_digest(onnx)
+        return digest
 
     def _build(self, config: EngineConfig, profile: ModelProfile) -> bytes:
         trt = self._trt
