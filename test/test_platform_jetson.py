@@ -224,10 +224,12 @@ def test_read_only_tree_from_the_start_never_writes(nx16, tmp_path):
 
     def attempt():
         control = make_control("jetson", nx16, str(root))
-        return control.set_frequency("gpu", 918 * MHZ), control.status(), control.read_power()
+        return (control.set_frequency("gpu", 918 * MHZ), control.status(), control.read_power(),
+                [control.has_clock(u.name) for u in nx16.units])
 
-    applied, status, reading = run_unprivileged(attempt)
+    applied, status, reading, has_clock = run_unprivileged(attempt)
     assert applied is None and not status.writable and status.level == WARN
+    assert not any(has_clock)                               # the core plans around every clock
     assert f"no write access to /{POLICY0}/scaling_min_freq" in status.message
     assert reading.source == "ina3221"                     # sensors still read
     assert read(root, f"{JP6_GPU}/max_freq") == "918000000"
@@ -242,10 +244,10 @@ def test_permission_denied_on_write_latches_read_only_once(nx16, tmp_path):
     def attempt():
         results = (control.set_frequency("gpu", 918 * MHZ),
                    control.set_frequency("cpu_a", 1_984_000_000))
-        return results, control.status(), writes
+        return results, control.status(), writes, control.has_clock("gpu")
 
-    results, status, child_writes = run_unprivileged(attempt)
-    assert results == (None, None) and child_writes == []
+    results, status, child_writes, has_clock = run_unprivileged(attempt)
+    assert results == (None, None) and child_writes == [] and not has_clock
     assert not status.writable and status.message.count("Permission denied") == 1
     assert "read-only" in status.message and status.level == WARN
     assert all(is_permission_error(OSError(e, "x")) for e in (errno.EACCES, errno.EROFS))

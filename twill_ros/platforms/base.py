@@ -74,8 +74,8 @@ class PlatformControl(ABC):
 
     @abstractmethod
     def has_clock(self, unit: str) -> bool:
-        """Whether the unit has a clock this control sets at all (permissions aside): a
-        Jetson's DLAs have none, they run at their nvpmodel cap."""
+        """Whether this control sets the unit's clock: not a Jetson's DLAs (they run at their
+        nvpmodel cap), and none once the control is read-only (no write access)."""
 
     @abstractmethod
     def status(self) -> ControlStatus:

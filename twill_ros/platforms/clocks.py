@@ -118,7 +118,7 @@ class ClockControl(PlatformControl):
 
     def has_clock(self, unit: str) -> bool:
         self.platform.unit(unit)
-        return unit in self._domains
+        return unit in self._domains and not self._read_only
 
     def available_hz(self, unit: str) -> tuple[int, ...]:
         if unit not in self._available:
