@@ -104,6 +104,14 @@ def test_user_errors_exit_2_with_a_message(workload, argv, capsys):
     assert "twill: error:" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv", [["sim", "--budget", "4.5"], ["compare", "--budgets", "10,4.5"]])
+def test_a_budget_below_the_idle_power_is_refused(workload, argv, capsys):
+    assert cli.main([argv[0], "--workload", workload, *argv[1:]]) == 2
+    assert capsys.readouterr().err == (
+        "twill: error: power budget 4.5 W is below orin_nx_16gb's idle power (4.6 W with every "
+        "unit idle, platform file): no schedule can keep it\n")
+
+
 @pytest.mark.parametrize("argv, message", [
     (["profile", "--model", "yolov9"], "model 'yolov9' is not in the catalog"),
     (["profile", "--model", "yolov8s", "--platform", "xavier"], "xavier.yaml' not found"),

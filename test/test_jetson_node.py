@@ -54,13 +54,13 @@ def test_nvpmodel_power_sensor_and_gpu_clock_follow_the_parameters(tmp_path):
         job_id = client.client.submit(make_request("resnet50"), via="service")
         assert client.client.wait_result(job_id, 30.0).status == JobResult.COMPLETED
 
-        # A budget below the measured power: the controller must pull the GPU clock down.
-        assert client.client.set_power_budget(4.0) == 4.0
+        # A budget below the measured 6.1 W: the controller must pull the GPU clock down.
+        assert client.client.set_power_budget(5.0) == 5.0
         top = int(window[1])
         assert client.wait_until(lambda: 0 < gpu_max_hz(root) < top, 5.0), \
             "the GPU clock was never lowered below the budget"
-        # The core parks the idle DLAs too, but their clocks are nvpmodel caps: the node
-        # reports the active mode's (25W: 614.4 MHz), not the clock the core asked for.
+        # The DLA clocks are nvpmodel caps the core plans around, not parks: the node reports
+        # the active mode's (25W: 614.4 MHz).
         since = time.monotonic()
         assert client.wait_until(lambda: client.states and client.states[-1][0] > since, 5.0)
         clocks = {u.name: u.frequency_hz for u in client.states[-1][1].units}
@@ -94,12 +94,12 @@ def test_an_unknown_nvpmodel_mode_stops_the_node_with_the_modes_it_has(tmp_path)
 
 def test_a_dla_clock_nobody_can_read_is_reported_as_found_not_as_asked(tmp_path):
     """Without nvpmodel the DLA clock is unknown: the node keeps the clock it assumed at start
-    (the max), although the core parks the idle DLAs at a 4 W budget."""
+    (the max), whatever the budget."""
     root = build(tmp_path, orin_nx("jp6", nvpmodel=False))
     domain = test_domain_id() + 9
     scheduler = SchedulerProcess(domain, {
         "control": "jetson", "platform_root": str(root), "jetson.use_jtop": False,
-        "power_budget_w": 4.0, "state_rate_hz": 10.0})
+        "power_budget_w": 5.0, "state_rate_hz": 10.0})
     client = ClientNode(domain, name="jetson_dla_client")
     try:
         assert client.client.wait_for_scheduler(30.0), scheduler.tail()

@@ -245,6 +245,9 @@ def test_power_budget_service_and_parameter_limits(ros):
     for bad in (-3.0, float("nan"), 1e6):
         with pytest.raises(SchedulerError, match="budget refused: .*power_budget_w"):
             ros.client.set_power_budget(bad)
+    with pytest.raises(SchedulerError, match=r"budget refused: power budget 3 W is below "
+                                             r"orin_nx_16gb's idle power \(4.6 W"):
+        ros.client.set_power_budget(3.0)
     # The old value stays in force.
     assert ros.wait_until(lambda: ros.states[-1][1].power_budget_w == 12.5, 2.0)
     assert ros.client.set_power_budget(15.0) == pytest.approx(15.0)
@@ -314,6 +317,7 @@ def test_queue_limit_refuses_jobs_when_full_and_is_dynamic(ros):
     # ROS parameter types are strict: 10 is an integer; the reason says how to write it
     ("power_budget_w", "10", "(write a double with a decimal point, e.g. 10.0)"),
     ("power_budget_w", "150.0", "out of range"),
+    ("power_budget_w", "4.0", "power budget 4 W is below orin_nx_16gb's idle power (4.6 W"),
     ("max_queue", "0", "out of range"),
     ("control", "foo", "unknown control 'foo'; choose from: model, jetson, host"),
 ])

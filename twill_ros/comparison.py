@@ -87,10 +87,10 @@ def run_comparison(workload: str | Workload, platform: str, budgets: Sequence[fl
                          f"choose from: {', '.join(POLICIES)}")
     if not budgets:
         raise ValueError("no power budget given")
-    for budget in budgets:
-        check_budget_w(budget)
     catalog = load_catalog()
     spec = load_platform(platform)
+    for budget in budgets:
+        check_budget_w(budget, spec)
     if not isinstance(workload, Workload):
         workload = load_workload(workload, catalog)
     jobs = generate_jobs(workload, seed)

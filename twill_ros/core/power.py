@@ -31,11 +31,17 @@ _LOG_WEIGHT_STEP = 0.1    # weights in ~10 % steps
 _CACHE_SIZE = 512
 
 
-def check_budget_w(budget_w: float) -> float:
-    """``budget_w`` if it is within BUDGET_RANGE_W, else a ValueError saying so (NaN too)."""
+def check_budget_w(budget_w: float, platform: PlatformSpec | None = None) -> float:
+    """``budget_w`` if it is within BUDGET_RANGE_W and, given a platform, not below the
+    module's idle power (a budget no schedule can keep: the LLM work would stay frozen);
+    else a ValueError saying so (NaN too)."""
     low, high = BUDGET_RANGE_W
     if not low <= budget_w <= high:
         raise ValueError(f"power budget must be {low:g} to {high:g} W, got {budget_w:g}")
+    if platform is not None and budget_w < platform.floor_power_w:
+        raise ValueError(f"power budget {budget_w:g} W is below {platform.name}'s idle power "
+                         f"({platform.floor_power_w:.3g} W with every unit idle, platform "
+                         f"file): no schedule can keep it")
     return budget_w
 
 

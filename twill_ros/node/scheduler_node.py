@@ -36,7 +36,7 @@ from twill_ros.core.catalog import load_catalog
 from twill_ros.core.jobs import Job, JobRecord, JobStatus
 from twill_ros.core.platform import load_platform
 from twill_ros.core.policies import POLICIES
-from twill_ros.core.power import BUDGET_RANGE_W
+from twill_ros.core.power import BUDGET_RANGE_W, check_budget_w
 from twill_ros.core.profiler import Profiler
 from twill_ros.core.scheduler import Scheduler
 from twill_ros.node.diagnostics import HealthMonitor, Snapshot, UnitSnapshot
@@ -90,6 +90,7 @@ class TwillSchedulerNode(Node):
         self._declare_parameters()
         p = self._param
         self.platform = load_platform(p("platform"))
+        check_budget_w(p("power_budget_w"), self.platform)
         self.catalog = load_catalog(p("catalog_path") or None)
         self.profiler = Profiler(self.catalog, self.platform)
         self.limits = Limits(max_new_tokens=p("max_new_tokens"),
@@ -170,7 +171,8 @@ class TwillSchedulerNode(Node):
         self.declare_parameter("policy", "twill", descriptor(
             "Scheduling policy.", read_only=True, choices=policies))
         self.declare_parameter("power_budget_w", 15.0, descriptor(
-            "Module power budget in watts; applied on the next control tick.",
+            "Module power budget in watts, not below the platform's idle power; applied on "
+            "the next control tick.",
             float_range=BUDGET_RANGE_W))
         self.declare_parameter("control_period_s", 0.1, descriptor(
             "Period of the power/DVFS control tick.", read_only=True,
@@ -254,7 +256,14 @@ class TwillSchedulerNode(Node):
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         """Apply accepted values. rclpy has already refused a value of the wrong type or out
-        of its descriptor's range (with a reason naming the parameter) before calling this."""
+        of its descriptor's range (with a reason naming the parameter) before calling this;
+        a budget below the module's idle power is refused here, before anything applies."""
+        for param in params:
+            if param.name == "power_budget_w":
+                try:
+                    check_budget_w(param.value, self.platform)
+                except ValueError as exc:
+                    return SetParametersResult(successful=False, reason=str(exc))
         for param in params:
             if param.name == "power_budget_w":
                 self._post_event(ev.BudgetChanged(time.monotonic(), float(param.value)))
