@@ -96,9 +96,14 @@ def test_invalid_configurations_are_refused_with_the_reason():
         EngineConfig("m.onnx", dla_core=-2)
 
 
-def test_cache_keys_separate_model_content_unit_precision_and_version(tmp_path):
-    key = cache_key("tiny-cnn", "dla0", "fp16", "10.3.0", "0123456789ab")
-    assert key == "tiny-cnn__dla0__fp16__trt10.3.0__0123456789ab"
+def test_cache_keys_separate_model_content_unit_build_settings_and_version(tmp_path):
+    settings = {EngineConfig("m.onnx", **flags).build_settings for flags in [
+        {}, {"enable_int8": True}, {"enable_int8": True, "enable_fp16": False},
+        {"enable_fp16": False}, {"max_workspace_size": 1 << 30}]}
+    assert settings == {"fp16_ws67108864", "int8+fp16_ws67108864", "int8_ws67108864",
+                        "fp32_ws67108864", "fp16_ws1073741824"}
+    key = cache_key("tiny-cnn", "dla0", "fp16_ws67108864", "10.3.0", "0123456789ab")
+    assert key == "tiny-cnn__dla0__fp16_ws67108864__trt10.3.0__0123456789ab"
     variants = {cache_key(*args) for args in [
         ("tiny-cnn", "dla0", "fp16", "10.3.0", "a"), ("tiny-cnn", "dla1", "fp16", "10.3.0", "a"),
         ("tiny-cnn", "gpu", "fp16", "10.3.0", "a"), ("tiny-cnn", "dla0", "int8", "10.3.0", "a"),

@@ -5,8 +5,8 @@ Parameters follow Isaac ROS's TensorRT node (``model_file_path``, ``engine_file_
 ros_jetson_conventions.md A1) plus ``enable_int8``. The unit decides the DLA core: ``gpu`` ->
 -1, ``dla0`` -> 0, ``dla1`` -> 1. A DLA build sets the default device type DLA, the core, GPU
 fallback and FP16/INT8 (the DLA runs nothing else; ros_jetson_conventions.md D). Engines are
-cached per (model, ONNX content, unit, precision, TensorRT version): a plan is only valid for
-the TensorRT version and the device (GPU or DLA core) it was built for.
+cached per (model, ONNX content, unit, precisions and workspace, TensorRT version): a plan is
+only valid for the TensorRT version and the device (GPU or DLA core) it was built for.
 """
 
 from __future__ import annotations
@@ -61,6 +61,15 @@ class EngineConfig:
     def precision(self) -> str:
         """The lowest precision the build allows: int8 | fp16 | fp32."""
         return "int8" if self.enable_int8 else "fp16" if self.enable_fp16 else "fp32"
+
+    @property
+    def build_settings(self) -> str:
+        """What, besides the device, shapes the plan: the precisions the builder may use
+        (``int8+fp16`` and ``int8`` differ: the latter runs the rest in FP32) and the
+        workspace limit (which bounds the tactics it may choose)."""
+        allowed = [name for name, on in (("int8", self.enable_int8), ("fp16", self.enable_fp16))
+                   if on]
+        return f"{'+'.join(allowed) or 'fp32'}_ws{self.max_workspace_size}"
 
     @classmethod
     def for_unit(cls, unit: UnitSpec, model_file_path: str,
@@ -126,11 +135,12 @@ def builder_flags(config: EngineConfig) -> BuilderSettings:
     )
 
 
-def cache_key(model: str, unit: str, precision: str, trt_version: str,
+def cache_key(model: str, unit: str, build_settings: str, trt_version: str,
               model_digest: str = "") -> str:
     """File-name-safe key of an engine: a plan is valid only for this model (and this content
-    of its ONNX file), device, precision and TensorRT version."""
-    raw = f"{model}__{unit}__{precision}__trt{trt_version}" + (
+    of its ONNX file), device, build settings (``EngineConfig.build_settings``) and TensorRT
+    version."""
+    raw = f"{model}__{unit}__{build_settings}__trt{trt_version}" + (
         f"__{model_digest}" if model_digest else "")
     return re.sub(r"[^A-Za-z0-9._-]", "_", raw)
 
