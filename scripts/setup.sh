@@ -33,8 +33,11 @@ if [[ -z "${TWILL_FORCE_WHEELS:-}" && -n "${ROS_DISTRO:-}" ]]; then
   RCLPY="$(python3 -c 'import os, rclpy; print(os.path.realpath(rclpy.__file__))' 2>/dev/null || true)"
   # Our own wheels (a shell that sourced env.sh) are not a ROS install to defer to.
   if [[ -n "$RCLPY" && "$RCLPY" != "$VENV"/* ]]; then
-    MODE=system
     ROS_PREFIX="${RCLPY%%/lib/python*}"
+    # Nor are another checkout's: its paths would leak into this build.
+    [[ -f "$ROS_PREFIX/pyvenv.cfg" ]] && die "this shell has another environment sourced" \
+      "(rclpy from the virtualenv $ROS_PREFIX, not a ROS install): run setup in a fresh shell"
+    MODE=system
   fi
 fi
 log "ROS 2 source: $MODE${ROS_DISTRO:+ (ROS_DISTRO=$ROS_DISTRO)}"

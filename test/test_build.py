@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -32,3 +34,32 @@ def test_colcon_finds_and_builds_both_packages(tmp_path):
                     "models/tiny/tiny_cnn.pt", "models/tiny/tiny_llm/config.json"):
         assert (ros_share / shipped).is_file(), shipped
     assert (install / "twill_ros" / "lib" / "twill_ros" / "twill_scheduler").is_file()
+
+
+def test_setup_refuses_a_shell_with_another_checkouts_wheels_sourced(tmp_path):
+    """Another checkout's env.sh sets ROS_DISTRO and puts its venv's rclpy on the path: that
+    is no ROS install to build against, and its paths would leak into this one's build."""
+    checkout = tmp_path / "checkout"
+    (checkout / "scripts").mkdir(parents=True)
+    shutil.copy(REPO / "scripts" / "setup.sh", checkout / "scripts")
+    other = tmp_path / "other" / ".venv"
+    site = other / "lib" / "python3.11" / "site-packages"
+    (site / "rclpy").mkdir(parents=True)
+    (site / "rclpy" / "__init__.py").write_text("")
+    (other / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "ROS_DISTRO": "kilted",
+           "PYTHONPATH": str(site)}
+    setup = subprocess.Popen(["bash", str(checkout / "scripts" / "setup.sh")], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    try:
+        _, stderr = setup.communicate(timeout=60)
+    finally:     # a setup that went on installing is stopped with its children
+        if setup.poll() is None:
+            os.killpg(setup.pid, signal.SIGKILL)
+            setup.wait()
+    assert setup.returncode == 1
+    assert stderr == ("[setup] ERROR: this shell has another environment sourced (rclpy from "
+                          f"the virtualenv {other}, not a ROS install): run setup in a fresh "
+                          "shell\n")
+    assert sorted(p.name for p in checkout.iterdir()) == ["scripts"]     # nothing written
