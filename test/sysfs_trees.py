@@ -168,6 +168,8 @@ def orin_nx(bsp: str = "jp6", *, power: bool = True, hwmon: int = 3, nvpmodel: b
         i2c = "sys/devices/platform/c240000.i2c/i2c-1/1-0040"
     if power:
         tree.update(ina3221(i2c, hwmon))
+    if mode in (1, 2):      # 10W and 15W (CPU_ONLINE CORE_4 0): nvpmodel took cpu4-7 offline
+        tree.update({f"sys/devices/system/cpu/cpu{cpu}/online": "0" for cpu in (4, 5, 6, 7)})
     if nvpmodel:
         tree.update({"etc/nvpmodel/nvpmodel_p3767_0000.conf": NVPMODEL_CONF,
                      "etc/nvpmodel.conf": Link("nvpmodel/nvpmodel_p3767_0000.conf"),

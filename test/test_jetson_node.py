@@ -109,3 +109,25 @@ def test_a_dla_clock_nobody_can_read_is_reported_as_found_not_as_asked(tmp_path)
     finally:
         client.close()
         assert scheduler.stop() == 0, scheduler.tail()
+
+
+def test_a_cluster_offline_in_the_nvpmodel_mode_is_not_scheduled(tmp_path):
+    """10W on an Orin NX 16GB: cpu4-7 are offline. Work on cpu_b would run on cpu_a's cores."""
+    root = build(tmp_path, orin_nx("jp6", mode=1))
+    domain = test_domain_id() + 9
+    scheduler = SchedulerProcess(domain, {
+        "control": "jetson", "platform_root": str(root), "jetson.use_jtop": False,
+        "power_budget_w": 10.0, "state_rate_hz": 10.0})
+    client = ClientNode(domain, name="jetson_offline_client")
+    try:
+        assert client.client.wait_for_scheduler(30.0), scheduler.tail()
+        assert "cpu_b: every core offline (the nvpmodel mode's CPU_ONLINE), not scheduled" \
+            in scheduler.tail(), scheduler.tail()
+        assert client.wait_until(lambda: len(client.states) >= 1, 5.0)
+        assert [u.name for u in client.states[-1][1].units] == ["gpu", "dla0", "dla1", "cpu_a"]
+        job_id = client.client.submit(make_request("tinyllama-1.1b", prompt="go", max_new_tokens=2),
+                                      via="service")
+        assert client.client.wait_result(job_id, 30.0).status == JobResult.COMPLETED
+    finally:
+        client.close()
+        assert scheduler.stop() == 0, scheduler.tail()

@@ -197,6 +197,17 @@ def test_dla_clocks_are_read_only_and_read_as_the_active_mode_cap(nx16, tmp_path
     assert "the active mode is not in the platform file" in unknown.status().message
 
 
+def test_a_cluster_the_nvpmodel_mode_took_offline_is_left_out(nx16, tmp_path):
+    writes: list[str] = []
+    ten_w = jetson(nx16, orin_nx(mode=1), tmp_path, on_write=lambda p, v: writes.append(p))
+    assert ten_w.offline_units() == ("cpu_b",)
+    assert "cpu_b: cpus [4, 5, 6, 7] offline (skipped)" in ten_w.status().message
+    assert not ten_w.has_clock("cpu_b") and ten_w.set_frequency("cpu_b", 729_600_000) is None
+    assert writes == []                     # an inactive policy's files are not touched
+    assert ten_w.set_frequency("cpu_a", 729_600_000) == 729_600_000
+    assert jetson(nx16, orin_nx(mode=0), tmp_path / "maxn").offline_units() == ()
+
+
 class CappedSysfs(Sysfs):
     """Emulates the kernel under an nvpmodel GPU cap: devfreq clamps min/max to the cap."""
 

@@ -11,8 +11,8 @@ of everything that is not a schedulable unit (SoC, DRAM refresh, carrier-indepen
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
 from pathlib import Path
 from types import MappingProxyType
@@ -126,6 +126,12 @@ class PlatformSpec:
             raise KeyError(
                 f"platform {self.name!r} has no unit {name!r}; units: {', '.join(self.unit_names)}"
             ) from None
+
+    def without_units(self, names: Collection[str]) -> PlatformSpec:
+        """This platform less ``names``: units this machine cannot use now."""
+        for name in names:
+            self.unit(name)     # a KeyError naming the platform's units
+        return replace(self, units=tuple(u for u in self.units if u.name not in names))
 
     @property
     def unit_names(self) -> tuple[str, ...]:

@@ -15,19 +15,16 @@ from twill_ros.core.catalog import Catalog
 from twill_ros.core.jobs import Job
 from twill_ros.core.platform import PlatformSpec
 from twill_ros.core.profiler import Profiler
-from twill_ros.platforms.base import PowerReading
-
-MODEL_CONTROL = "model"
+from twill_ros.platforms.base import PlatformControl, PowerReading
 
 
 class Execution:
     def __init__(self, platform: PlatformSpec, catalog: Catalog, profiler: Profiler,
-                 kinds_of: Mapping[str, Sequence[str]], control: str, sink: EventSink,
-                 clock: Clock, options: Mapping[str, Mapping] | None = None,
-                 control_options: Mapping[str, object] | None = None) -> None:
-        """``options``: per backend kind, its own settings (see ``make_backend``);
-        ``control_options``: the platform control's (``root`` and its constructor's, see
-        ``make_control``)."""
+                 kinds_of: Mapping[str, Sequence[str]], control: PlatformControl | None,
+                 sink: EventSink, clock: Clock,
+                 options: Mapping[str, Mapping] | None = None) -> None:
+        """``control``: the platform's (``make_control``), ``None`` for the model's;
+        ``options``: per backend kind, its own settings (see ``make_backend``)."""
         self.platform = platform
         self.profiler = profiler
         by_kind: dict[str, list[str]] = {}
@@ -45,11 +42,7 @@ class Execution:
             backend.warm_up()
         self._of_unit = {unit: [b for b in self.backends if unit in b.units]
                          for unit in platform.unit_names}
-        self.control = None
-        if control != MODEL_CONTROL:
-            from twill_ros.platforms import make_control
-
-            self.control = make_control(control, platform, **(control_options or {}))
+        self.control = control
         # Last applied (read-back) clocks: what the power model uses, so a power sample costs
         # no sysfs reads.
         self._freq = {u.name: u.max_frequency_hz for u in platform.units}

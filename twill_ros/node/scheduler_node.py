@@ -40,7 +40,7 @@ from twill_ros.core.power import BUDGET_RANGE_W, check_budget_w
 from twill_ros.core.profiler import Profiler
 from twill_ros.core.scheduler import Scheduler
 from twill_ros.node.diagnostics import HealthMonitor, Snapshot, UnitSnapshot
-from twill_ros.node.execution import MODEL_CONTROL, Execution
+from twill_ros.node.execution import Execution
 from twill_ros.node.lifecycle import node_main, spin_while
 from twill_ros.node.params import descriptor
 from twill_ros.node.requests import Limits, RequestError, to_job
@@ -50,8 +50,10 @@ from twill_ros.node.results import (
     rejected_result,
     result_from_record,
 )
+from twill_ros.platforms import PlatformControl, make_control
 
 LEVEL_BYTES = {level: bytes([level]) for level in range(4)}
+MODEL_CONTROL = "model"        # no control: power and clocks are the model's
 CONTROL_KINDS = (MODEL_CONTROL, "jetson", "host")
 OVERHEAD_SAMPLES = 1000
 
@@ -91,6 +93,13 @@ class TwillSchedulerNode(Node):
         p = self._param
         self.platform = load_platform(p("platform"))
         check_budget_w(p("power_budget_w"), self.platform)
+        control = self._make_control()
+        offline = control.offline_units() if control is not None else ()
+        if offline:     # the core, the backends and the state leave them out
+            self.platform = self.platform.without_units(offline)
+            self.get_logger().warning(
+                f"{', '.join(offline)}: every core offline (the nvpmodel mode's CPU_ONLINE), "
+                f"not scheduled; a mode with them online needs a reboot")
         self.catalog = load_catalog(p("catalog_path") or None)
         self.profiler = Profiler(self.catalog, self.platform)
         self.limits = Limits(max_new_tokens=p("max_new_tokens"),
@@ -121,9 +130,8 @@ class TwillSchedulerNode(Node):
         group = ReentrantCallbackGroup()
         self._wake = self.create_guard_condition(self._drain_events, callback_group=group)
         self.execution = Execution(
-            self.platform, self.catalog, self.profiler, self._backend_kinds(), p("control"),
-            self._post_event, time.monotonic, options={"tensorrt": self._tensorrt_options()},
-            control_options=self._control_options())
+            self.platform, self.catalog, self.profiler, self._backend_kinds(), control,
+            self._post_event, time.monotonic, options={"tensorrt": self._tensorrt_options()})
         # built after the execution: the core plans around the clocks no control sets
         self.scheduler = Scheduler(self.platform, self.catalog, self.policy, p("power_budget_w"),
                                    seed=p("seed"), profiler=self.profiler,
@@ -219,8 +227,9 @@ class TwillSchedulerNode(Node):
         cache_dir = values.pop("engine_cache_dir")
         return {"engine_params": values, "cache_dir": cache_dir or None}
 
-    def _control_options(self) -> dict:
-        """Settings of the ``control`` (``platform_root``, ``jetson.*`` parameters)."""
+    def _make_control(self) -> PlatformControl | None:
+        """The ``control`` with its settings (``platform_root``, ``jetson.*`` parameters);
+        ``None`` for the model's (the twin, or the platform file)."""
         if self._param("control") not in CONTROL_KINDS:
             raise ValueError(f"unknown control {self._param('control')!r}; choose from: "
                              f"{', '.join(CONTROL_KINDS)}")
@@ -236,12 +245,14 @@ class TwillSchedulerNode(Node):
         use_jtop = self.declare_parameter("jetson.use_jtop", True, descriptor(
             "With control jetson: read power from the jetson-stats service when it answers "
             "(else the INA3221 hwmon files).", read_only=True)).value
-        if self._param("control") != "jetson":
-            if mode:
-                raise ValueError(f"jetson.nvpmodel_mode {mode!r} needs control: jetson "
-                                 f"(control is {self._param('control')!r})")
-            return {"root": root}
-        return {"root": root, "nvpmodel_mode": mode or None, "use_jtop": use_jtop}
+        kind = self._param("control")
+        if kind != "jetson" and mode:
+            raise ValueError(f"jetson.nvpmodel_mode {mode!r} needs control: jetson "
+                             f"(control is {kind!r})")
+        if kind == MODEL_CONTROL:
+            return None
+        options = {"nvpmodel_mode": mode or None, "use_jtop": use_jtop} if kind == "jetson" else {}
+        return make_control(kind, self.platform, root, **options)
 
     def _backend_kinds(self) -> dict[str, list[str]]:
         """Per unit, its backends (``backends.<unit>``, comma-separated; default ``backend``)."""

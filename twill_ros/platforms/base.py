@@ -77,6 +77,11 @@ class PlatformControl(ABC):
         """Whether this control sets the unit's clock: not a Jetson's DLAs (they run at their
         nvpmodel cap), and none once the control is read-only (no write access)."""
 
+    def offline_units(self) -> tuple[str, ...]:
+        """Units with no core online, which the node leaves out (none unless a control
+        knows better: a container's missing cores still leave its units some CPUs)."""
+        return ()
+
     @abstractmethod
     def status(self) -> ControlStatus:
         """Sensor source and every problem seen so far (permission problems stay latched)."""

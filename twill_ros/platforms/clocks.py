@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from twill_ros.core.platform import PlatformSpec, snap_down
+from twill_ros.core.platform import PlatformSpec, UnitSpec, snap_down
 from twill_ros.platforms.base import OK, WARN, ControlStatus, PlatformControl
 from twill_ros.platforms.sysfs import Sysfs, is_permission_error
 
@@ -45,12 +45,19 @@ def devfreq_device(directory: str) -> ClockDomain:
     return ClockDomain(directory, "min_freq", "max_freq", "cur_freq", "available_frequencies", 1)
 
 
+def offline_cpus(fs: Sysfs, unit: UnitSpec) -> list[int]:
+    """The unit's cores that are there but offline (``cpuN/online`` 0, as nvpmodel's 10W and
+    15W modes leave an Orin NX's second cluster); cpu0 has no such file: always online."""
+    return [c for c in unit.cores if fs.read_str(f"sys/devices/system/cpu/cpu{c}/online") == "0"]
+
+
 def cpufreq_domains(fs: Sysfs, platform: PlatformSpec
                     ) -> tuple[dict[str, tuple[ClockDomain, ...]], list[str]]:
-    """Map the platform's cpu units to cpufreq policies by their cores (``related_cpus``).
+    """Map the platform's cpu units to cpufreq policies by their online cores (``related_cpus``).
 
-    A unit may span several policies (a laptop's intel_pstate has one per cpu). Returns the
-    mapping and notes on cores that are absent or have no policy (skipped, not guessed).
+    A unit may span several policies (a laptop's intel_pstate has one per cpu). A policy of
+    offline cores only is left out: the kernel refuses its files (EBUSY). Returns the mapping
+    and notes on cores that are absent, offline or have no policy (skipped, not guessed).
     """
     policies = {d: set(fs.read_ints(f"{d}/related_cpus")) for d in fs.glob(CPUFREQ_POLICIES)}
     domains: dict[str, tuple[ClockDomain, ...]] = {}
@@ -58,15 +65,18 @@ def cpufreq_domains(fs: Sysfs, platform: PlatformSpec
     for unit in platform.units:
         if unit.kind != "cpu":
             continue
-        wanted = set(unit.cores)
+        absent = sorted(c for c in unit.cores if not fs.exists(f"sys/devices/system/cpu/cpu{c}"))
+        offline = offline_cpus(fs, unit)
+        wanted = set(unit.cores) - set(absent) - set(offline)
         found = tuple(cpufreq_policy(d) for d, cpus in policies.items() if cpus & wanted)
         covered = set().union(*(policies[d.directory] for d in found)) & wanted
         if found:
             domains[unit.name] = found
-        absent = sorted(c for c in wanted if not fs.exists(f"sys/devices/system/cpu/cpu{c}"))
-        unmanaged = sorted(wanted - covered - set(absent))
+        unmanaged = sorted(wanted - covered)
         if absent:
             notes.append(f"{unit.name}: cpus {absent} not on this machine (skipped)")
+        if offline:
+            notes.append(f"{unit.name}: cpus {offline} offline (skipped)")
         if unmanaged:
             notes.append(f"{unit.name}: cpus {unmanaged} have no cpufreq policy (skipped)")
     return domains, notes

@@ -19,7 +19,12 @@ from typing import Any
 
 from twill_ros.core.platform import PlatformSpec
 from twill_ros.platforms.base import ERROR, OK, WARN, PowerReading
-from twill_ros.platforms.clocks import ClockControl, cpufreq_domains, devfreq_device
+from twill_ros.platforms.clocks import (
+    ClockControl,
+    cpufreq_domains,
+    devfreq_device,
+    offline_cpus,
+)
 from twill_ros.platforms.sysfs import Sysfs
 
 # (BSP, devfreq directory); the devfreq class links are the fallback when the device moved.
@@ -202,6 +207,12 @@ class JetsonControl(ClockControl):
         self._ina = Ina3221.find(fs)
         self._jtop, why = open_jtop(jtop_interval_s) if use_jtop else (None, "")
         self._update_power_source(why)
+
+    def offline_units(self) -> tuple[str, ...]:
+        """CPU clusters the nvpmodel mode took offline (10W and 15W on an Orin NX 16GB: cpu4-7).
+        Scheduling on them would put their work on the other cluster's cores."""
+        return tuple(u.name for u in self.platform.units
+                     if u.kind == "cpu" and len(offline_cpus(self.fs, u)) == len(u.cores))
 
     def frequency_hz(self, unit: str) -> int | None:
         measured = super().frequency_hz(unit)
