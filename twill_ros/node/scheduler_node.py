@@ -243,8 +243,9 @@ class TwillSchedulerNode(Node):
             "mode that needs a reboot is declined and reported.", read_only=True,
             dynamic_typing=True)).value).strip()     # -p jetson.nvpmodel_mode:=0 is an int
         use_jtop = self.declare_parameter("jetson.use_jtop", True, descriptor(
-            "With control jetson: read power from the jetson-stats service when it answers "
-            "(else the INA3221 hwmon files).", read_only=True)).value
+            "With control jetson and no INA3221 hwmon files (e.g. a container that does not "
+            "see the I2C device): read power from the jetson-stats service.",
+            read_only=True)).value
         kind = self._param("control")
         if kind != "jetson" and mode:
             raise ValueError(f"jetson.nvpmodel_mode {mode!r} needs control: jetson "

@@ -2,8 +2,9 @@
 
 Paths and units (papers.md §4.3-4.4, ros_jetson_conventions.md B-C):
 
-* power: the jtop service when it answers, else the on-module INA3221 hwmon
-  (``in{N}_label``; ``in{N}_input`` mV x ``curr{N}_input`` mA); total = the VDD_IN rail.
+* power: the on-module INA3221 hwmon (``in{N}_label``; ``in{N}_input`` mV x ``curr{N}_input``
+  mA; total = the VDD_IN rail), read at every sample; without it (a container that does not
+  see the I2C device) the jtop service, whose readings change once per its interval.
 * CPU: cpufreq policies (kHz), mapped to the platform's cpu units by ``related_cpus``.
 * GPU: devfreq (Hz), JetPack 6 ``bus@0/17000000.gpu`` or JetPack 5 ``17000000.ga10b``.
 * DLA: clocks are nvpmodel/BPMP caps, not set-points: read-only here.
@@ -205,7 +206,11 @@ class JetsonControl(ClockControl):
         else:
             self.report("nvpmodel", OK, f"nvpmodel {nvpmodel.describe(active)}")
         self._ina = Ina3221.find(fs)
-        self._jtop, why = open_jtop(jtop_interval_s) if use_jtop else (None, "")
+        # jtop serves the same sensor, but its readings are up to an interval (0.5 s) old:
+        # the controller and the 100 ms budget windows want the INA3221 read at each sample
+        self._jtop_interval_s = jtop_interval_s
+        self._jtop, why = (open_jtop(jtop_interval_s) if use_jtop and self._ina is None
+                           else (None, ""))
         self._update_power_source(why)
 
     def offline_units(self) -> tuple[str, ...]:
@@ -222,7 +227,7 @@ class JetsonControl(ClockControl):
         if self._jtop is not None:
             try:
                 return jtop_reading(self._jtop)
-            except Exception as exc:  # any jtop failure means: use the INA3221 from now on
+            except Exception as exc:  # any jtop failure means: no sensor from now on
                 self._close_jtop()
                 self._update_power_source(f"jtop stopped answering ({exc})")
         return None if self._ina is None else self._ina.read()
@@ -246,15 +251,14 @@ class JetsonControl(ClockControl):
                 pass
 
     def _update_power_source(self, jtop_problem: str) -> None:
-        if self._jtop is not None:
-            self.power_source = "jtop"
-        elif self._ina is not None:
+        if self._ina is not None:
             self.power_source = f"ina3221 /{self._ina.directory}"
+        elif self._jtop is not None:
+            self.power_source = "jtop"
+            self.report("power", OK, f"no INA3221 under /{INA3221_HWMON}: reading jtop, whose "
+                        f"readings change once per {self._jtop_interval_s:g} s")
         else:
             self.power_source = "none"
             self.report("power", ERROR, f"no power sensor: no INA3221 under /{INA3221_HWMON}"
                         f"{f' and {jtop_problem}' if jtop_problem else ''}; the node uses the "
                         "power model")
-            return
-        if jtop_problem:
-            self.report("power", OK, f"{jtop_problem}; reading {self.power_source}")
