@@ -48,6 +48,7 @@ from twill_ros.core.jobs import Job
 from twill_ros.core.metrics import percentile
 from twill_ros.core.platform import load_platform
 from twill_ros.core.scheduler import Scheduler
+from twill_ros.evaluation import spread_text
 from twill_ros.native import active as native_active
 from twill_ros.sim.simulator import simulate
 from twill_ros.sim.workload import SCENARIOS, generate_jobs, load_workload
@@ -182,10 +183,8 @@ def main() -> int:
     width = max(len(r["name"]) for r in results)
     for r in results:
         verdict = "" if r["passed"] is None else ("PASS" if r["passed"] else "FAIL")
-        spread = (f"  (slowest {r['range'][0]:,.0f}, fastest {r['range'][1]:,.0f})"
-                  if "range" in r else "")
         print(f"{r['name']:<{width}}  {r['value']:>12,.1f} {r['unit']:<7} "
-              f"{r['target_text']:<20} {verdict}{spread}")
+              f"{r['target_text']:<20} {verdict}{spread_text(r)}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps({"machine": machine, "results": results},

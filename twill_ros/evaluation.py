@@ -243,6 +243,14 @@ def losses_markdown(found: Sequence[Loss]) -> str:
     return "\n".join(rows)
 
 
+def spread_text(result: Mapping) -> str:
+    """A repeated bench result's slowest and fastest run, beside its median."""
+    if "range" not in result:
+        return ""
+    slowest, fastest = result["range"]
+    return f" (slowest {slowest:,.0f}, fastest {fastest:,.0f})"
+
+
 def bench_markdown(bench: Mapping | None) -> str:
     if not bench:
         return ("_Benchmark not run: run `twill evaluate` without `--no-bench` from a source "
@@ -251,9 +259,7 @@ def bench_markdown(bench: Mapping | None) -> str:
     for item in bench["results"]:
         target = item.get("target")
         verdict = "" if target is None else ("PASS" if item["passed"] else "**FAIL**")
-        spread = (f" (slowest {item['range'][0]:,.0f}, fastest {item['range'][1]:,.0f})"
-                  if "range" in item else "")
-        rows.append(f"| {item['name']} | {item['value']:,.1f} {item['unit']}{spread} | "
+        rows.append(f"| {item['name']} | {item['value']:,.1f} {item['unit']}{spread_text(item)} | "
                     f"{'' if target is None else item['target_text']} | {verdict} |")
     return "\n".join(rows) + f"\n\nMachine: {bench['machine']}."
 

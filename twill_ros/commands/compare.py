@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from twill_ros.comparison import Comparison, parse_budgets, parse_policies, run_comparison
+from twill_ros.errors import error_text
 from twill_ros.report import text_table, write_report
 
 
@@ -38,8 +39,7 @@ def add_parser(subparsers) -> None:
 
 
 def user_error(exc: Exception | str) -> int:
-    # a KeyError's str() is its repr: quotes around the catalog's message
-    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+    text = exc if isinstance(exc, str) else error_text(exc)
     print(f"twill: error: {text}", file=sys.stderr)
     return 2
 

@@ -19,6 +19,8 @@ from rclpy.executors import Executor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
+from twill_ros.errors import error_text
+
 
 def stop_on_signals() -> threading.Event:
     """An event set by SIGINT or SIGTERM (call from the main thread)."""
@@ -71,7 +73,7 @@ def startup_error_text(error: Exception) -> str:
     """What went wrong, and for a whole number given to a double parameter how to write it:
     ROS parameter types are strict, and ``-p power_budget_w:=10`` (or ``power_budget_w: 10``
     in a parameter file) is an integer."""
-    text = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+    text = error_text(error)
     if isinstance(error, InvalidParameterTypeException) and "'DOUBLE'" in text:
         text += " (write a double with a decimal point, e.g. 10.0)"
     return text
