@@ -129,6 +129,18 @@ def _one_stream(**overrides) -> str:
      "arrival.count"),
     (_one_stream(arrival="{type: trace, times_s: [1, -2]}"), "s1", "arrival.times_s[1]"),
     (_one_stream(arrival="{type: trace, times_s: [1, 11]}"), "s1", "arrival.times_s[1]"),
+    # arrivals are in [0, duration_s): a time at the end would silently generate nothing
+    (_one_stream(arrival="{type: trace, times_s: [1, 10]}"), "s1", "arrival.times_s[1]"),
+    # non-finite numbers hung the twin or were never counted (a NaN deadline is never missed)
+    (_one_stream(arrival="{type: poisson, rate_hz: .inf}"), "s1", "arrival.rate_hz"),
+    (_one_stream(arrival="{type: periodic, period_ms: .nan}"), "s1", "arrival.period_ms"),
+    (_one_stream(arrival="{type: periodic, period_ms: 5, phase_ms: .nan}"), "s1",
+     "arrival.phase_ms"),
+    (_one_stream(deadline_ms=".nan"), "s1", "deadline_ms"),
+    # more jobs than the twin should be asked to hold
+    (_one_stream(arrival="{type: periodic, period_ms: 1.0e-9}"), "s1", "arrival.period_ms"),
+    (_one_stream(arrival="{type: bursts, every_s: 1, count: 1000000000, spacing_ms: 0}"), "s1",
+     "arrival.every_s"),
     (_one_stream(arrival="[1, 2]"), "s1", "arrival"),
     (_one_stream(priority=256), "s1", "priority"),
     (_one_stream(priority=-1), "s1", "priority"),
@@ -155,6 +167,18 @@ def test_invalid_stream_errors_name_file_stream_and_field(tmp_path, text, stream
     assert f"field '{field}'" in message
 
 
+def test_a_key_given_twice_and_a_binary_file_are_errors_naming_the_file(tmp_path):
+    twice = _one_stream().replace("    model: resnet50\n",
+                                  "    model: resnet50\n    model: vgg19\n")
+    with pytest.raises(WorkloadError, match=r"(?s)twice\.yaml: invalid YAML: .*found the key "
+                                            r"'model' twice"):
+        load_workload(write(tmp_path, twice, "twice.yaml"), CATALOG)
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(b"\xff\xfe\x00name")
+    with pytest.raises(WorkloadError, match=r"binary\.yaml: not a UTF-8 text file"):
+        load_workload(binary, CATALOG)
+
+
 def test_duplicate_stream_names_are_rejected(tmp_path):
     text = _one_stream() + "  - {name: s1, model: resnet50, arrival: {type: poisson, rate_hz: 1}}\n"
     with pytest.raises(WorkloadError, match=r"dup\.yaml: stream 's1': field 'name': duplicate"):
@@ -168,6 +192,8 @@ def test_duplicate_stream_names_are_rejected(tmp_path):
     ("duration_s: 5\nstreams: [{name: a, model: m, arrival: {type: poisson, rate_hz: 1}}]\n",
      "name"),
     ("name: x\nduration_s: 5\nspeed: 3\nstreams: []\n", "speed"),
+    ("name: x\nduration_s: .nan\nstreams: []\n", "duration_s"),
+    ("name: x\nduration_s: .inf\nstreams: []\n", "duration_s"),
 ])
 def test_invalid_top_level_errors_name_file_and_field(tmp_path, text, field):
     with pytest.raises(WorkloadError) as err:

@@ -7,6 +7,7 @@ colcon install (``share/twill_ros``) all resolve ``config/...`` and ``models/...
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,10 +54,28 @@ def resolve_named(name_or_path: str | Path, subdir: str) -> Path:
     return find_resource(f"{subdir}/{text}.yaml")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load, but a key given twice in one mapping is an error: YAML's default of the
+    last one winning would silently drop the first (``model: a`` then ``model: b``)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: list[Any] = []
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    f"found the key {key!r} twice", key_node.start_mark)
+            seen.append(key)
+        return super().construct_mapping(node, deep)
+
+
 def load_yaml_mapping(path: Path, error: type[ValueError]) -> Fields:
     """Parse a YAML file whose top level must be a mapping."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from exc
     except yaml.YAMLError as exc:
         raise error(f"{path}: invalid YAML: {exc}") from exc
     fields = Fields(data if data is not None else {}, str(path), TOP, error)
@@ -110,6 +129,8 @@ class Fields:
             return value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.fail(key, f"must be a number, got {value!r}")
+        if not math.isfinite(value):
+            self.fail(key, f"must be a finite number, got {value}")
         if positive and value <= 0:
             self.fail(key, f"must be > 0, got {value}")
         if minimum is not None and value < minimum:

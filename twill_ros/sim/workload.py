@@ -22,6 +22,7 @@ WORKLOAD_DIR = "config/workloads"
 SCENARIOS = ("paper_mix", "robot_nav", "assistant", "overload")   # shipped in WORKLOAD_DIR
 
 _TOP_KEYS = ("name", "description", "duration_s", "streams")
+MAX_STREAM_JOBS = 1_000_000   # ~50 s of twin time per policy; far above any shipped scenario
 _STREAM_KEYS = ("name", "model", "priority", "deadline_ms", "prompt_tokens", "max_new_tokens",
                 "arrival")
 _ARRIVAL_KEYS: Mapping[str, tuple[str, ...]] = {
@@ -140,10 +141,30 @@ def _arrival(stream: Fields, duration_s: float) -> Arrival:
         times = f.sequence("arrival.times_s")
         if not times:
             f.fail("arrival.times_s", "must list at least one time")
-        params = {"times_s": tuple(
-            f.check_number(f"arrival.times_s[{i}]", t, minimum=0.0, maximum=duration_s)
-            for i, t in enumerate(times))}
+        checked = []
+        for i, t in enumerate(times):
+            key = f"arrival.times_s[{i}]"
+            checked.append(f.check_number(key, t, minimum=0.0))
+            if checked[-1] >= duration_s:      # arrivals are in [0, duration_s)
+                f.fail(key, f"must be < duration_s ({duration_s:g}), got {t}")
+        params = {"times_s": tuple(checked)}
+    expected = _expected_jobs(kind, params, duration_s)
+    if expected > MAX_STREAM_JOBS:
+        f.fail(f"arrival.{_ARRIVAL_KEYS[kind][0]}",
+               f"would give about {expected:,.0f} jobs in {duration_s:g} s; a stream may have "
+               f"at most {MAX_STREAM_JOBS:,}")
     return Arrival(type=kind, params=params)
+
+
+def _expected_jobs(kind: str, params: Mapping, duration_s: float) -> float:
+    """About how many jobs the stream generates (a bound on the twin's memory and time)."""
+    if kind == "periodic":
+        return max(0.0, duration_s - params["phase_ms"] / 1000.0) / (params["period_ms"] / 1000.0)
+    if kind == "poisson":
+        return params["rate_hz"] * duration_s
+    if kind == "bursts":
+        return max(0.0, duration_s - params["phase_s"]) / params["every_s"] * params["count"]
+    return len(params["times_s"])
 
 
 def _periodic(params: Mapping, duration_s: float, rng: random.Random) -> list[float]:
