@@ -119,11 +119,43 @@ def test_a_budget_below_the_idle_power_is_refused(workload, argv, capsys):
      "--prompt-tokens must be > 0, got -5"),
     (["profile", "--model", "resnet50", "--freq-mhz", "0"], "--freq-mhz must be > 0"),
     (["profile", "--model", "resnet50", "--unit", "npu"], "has no unit 'npu'"),
+    (["profile", "--model", "tinyllama-1.1b", "--prompt-tokens", "100000"],
+     "exceed the 2048-token context of tinyllama-1.1b"),
 ])
 def test_profile_user_errors_exit_2_with_one_line(argv, message, capsys):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("twill: error: ") and message in err and err.count("\n") == 1
+
+
+def test_profile_predicts_what_the_twin_runs_for_one_job_alone(tmp_path):
+    """The same TTFT and latency as the twin (within its 3 % per-job noise), and the module's
+    power: its idle floor with the unit's power in place of the unit's static share."""
+    assert cli.main(["profile", "--model", "llama-3.2-1b", "--unit", "gpu", "--prompt-tokens",
+                     "128", "--max-new-tokens", "64", "--json", str(tmp_path / "p.json")]) == 0
+    row = json.loads((tmp_path / "p.json").read_text())["units"][0]
+    (tmp_path / "one.yaml").write_text(
+        "name: one\nduration_s: 1\nstreams:\n  - {name: llm, model: llama-3.2-1b, "
+        "prompt_tokens: 128, max_new_tokens: 64, arrival: {type: trace, times_s: [0.1]}}\n")
+    assert cli.main(["sim", "--workload", str(tmp_path / "one.yaml"), "--policy", "gpu_fifo",
+                     "--budget", "60", "--json", str(tmp_path / "s.json")]) == 0
+    run = json.loads((tmp_path / "s.json").read_text())["results"][0]
+    assert run["llm"]["ttft_ms_mean"] == pytest.approx(row["ttft_ms"], rel=0.035)
+    assert run["latency_ms"]["mean"] == pytest.approx(row["latency_ms"], rel=0.035)
+    assert row["module_power_w"] == pytest.approx(4.6 - 0.4 + row["power_w"])   # orin_nx_16gb
+
+
+def test_outputs_go_to_new_directories_and_unusable_ones_are_refused_first(workload, tmp_path,
+                                                                           capsys):
+    nested = tmp_path / "new" / "dir" / "out.json"
+    assert cli.main(["sim", "--workload", workload, "--json", str(nested)]) == 0
+    assert json.loads(nested.read_text())["results"][0]["policy"] == "twill"
+    capsys.readouterr()
+    assert cli.main(["sim", "--workload", workload, "--report", str(nested)]) == 2
+    assert capsys.readouterr() == ("", f"twill: error: --report {nested} is a file, not a "
+                                       "directory\n")          # refused before simulating
+    assert cli.main(["sim", "--workload", workload, "--json", str(tmp_path)]) == 2
+    assert f"--json {tmp_path} is a directory" in capsys.readouterr().err
 
 
 def test_invalid_workload_exits_2(tmp_path, capsys):

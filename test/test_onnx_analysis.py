@@ -185,12 +185,22 @@ def test_analyze_command_says_dynamic_dims_are_counted_at_size_1(tmp_path, capsy
     assert "static shapes: no (dynamic dims shown and counted as 1" in capsys.readouterr().out
 
 
-def test_analyze_and_profile_refuse_a_file_that_is_not_onnx(tmp_path, capsys):
+@pytest.mark.parametrize("text", ["models: []\n", ""])    # an empty file parses as a model
+def test_analyze_and_profile_refuse_a_file_that_is_not_onnx(tmp_path, capsys, text):
     bogus = tmp_path / "catalog.onnx"
-    bogus.write_text("models: []\n")
+    bogus.write_text(text)
     assert main(["analyze", str(bogus)]) == 2
     assert main(["profile", "--model", str(bogus)]) == 2
     assert capsys.readouterr().err.count(f"twill: error: {bogus} is not an ONNX model") == 2
+
+
+def test_profile_refuses_an_onnx_file_named_like_a_catalog_model(cnn_path, tmp_path, capsys):
+    shadow = tmp_path / "resnet50.onnx"
+    shadow.write_bytes(cnn_path.read_bytes())
+    assert main(["profile", "--model", str(shadow)]) == 2
+    assert capsys.readouterr().err == (
+        f"twill: error: {shadow}: model id 'resnet50' is already in the catalog; rename the "
+        "file to profile it as an unknown model\n")
 
 
 def test_profile_command_accepts_an_onnx_model(cnn_path, tmp_path):

@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from twill_ros.comparison import Comparison, parse_budgets, parse_policies, run_comparison
 from twill_ros.errors import error_text
@@ -45,7 +46,11 @@ def user_error(exc: Exception | str) -> int:
 
 
 def execute(args: argparse.Namespace, budgets: Sequence[float], policies: Sequence[str]) -> int:
-    """Run, print, and write the outputs; user errors become exit code 2."""
+    """Run, print, and write the outputs; user errors become exit code 2 (an unusable
+    output path before the simulation, not after it)."""
+    problem = output_problem(args.json, args.report)
+    if problem:
+        return user_error(problem)
     try:
         comparison = run_comparison(args.workload, args.platform, budgets, policies,
                                     args.seed, progress=True)
@@ -67,7 +72,17 @@ def print_tables(comparison: Comparison) -> None:
         print(text_table([r.summary for r in comparison.runs_at(budget)]))
 
 
+def output_problem(json_path: str | None, report_dir: str | None) -> str | None:
+    """Why ``--json`` or ``--report`` cannot be written, or None (missing parents are made)."""
+    if json_path and Path(json_path).is_dir():
+        return f"--json {json_path} is a directory"
+    if report_dir and Path(report_dir).exists() and not Path(report_dir).is_dir():
+        return f"--report {report_dir} is a file, not a directory"
+    return None
+
+
 def write_json(comparison: Comparison, path: str) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as fh:
         json.dump(comparison.to_json(), fh, indent=2)
         fh.write("\n")

@@ -1,7 +1,8 @@
 """``twill profile``: the twin's prediction for ONE job running alone, per eligible unit.
 
 What a user asks before deploying a model: latency (LLMs: time to first token for the prompt
-and decode tokens/s), the unit's power and the job's energy, at max clock or a given one,
+and decode tokens/s), power and energy of the unit and of the whole module (its idle floor
+plus the unit's work), at max clock or a given one,
 under the conditions the catalog states (precision, input). ``--model`` may also be an
 ``.onnx`` file, estimated from its graph like an unknown model at run time.
 """
@@ -13,7 +14,7 @@ import json
 from pathlib import Path
 
 from twill_ros.commands.compare import user_error
-from twill_ros.core.catalog import Catalog, load_catalog
+from twill_ros.core.catalog import Catalog, ModelProfile, load_catalog
 from twill_ros.core.onnx_analysis import analyze_onnx, profile_from_analysis
 from twill_ros.core.platform import MHZ, load_platform
 from twill_ros.core.profiler import Profiler
@@ -55,6 +56,12 @@ def run(args: argparse.Namespace) -> int:
         model_id = _register(args.model, catalog)
     except (ValueError, KeyError, OSError) as exc:
         return user_error(exc)
+    profile = catalog.get(model_id)
+    if profile.is_llm:
+        overflow = profile.context_overflow(*_llm_tokens(profile, args.prompt_tokens,
+                                                         args.max_new_tokens))
+        if overflow:
+            return user_error(overflow)
     profiler = Profiler(catalog, platform)
     units = profiler.eligible_units(model_id)
     if args.unit:
@@ -93,11 +100,11 @@ def predict(
         power = profiler.power_w(model_id, name, freq)
         row = {"unit": name, "kind": unit.kind, "freq_mhz": freq / MHZ, "power_w": power}
         if profile.is_llm:
-            prompt = prompt_tokens if prompt_tokens is not None else profile.default_prompt_tokens
-            new = max_new_tokens if max_new_tokens is not None else profile.default_max_new_tokens
-            ttft = profiler.estimate_s(model_id, name, freq, prompt, "prefill")
+            prompt, new = _llm_tokens(profile, prompt_tokens, max_new_tokens)
+            prefill = profiler.estimate_s(model_id, name, freq, prompt, "prefill")
             step = profiler.estimate_s(model_id, name, freq, 1, "decode")
-            total = ttft + new * step
+            ttft = prefill + step       # the twin emits the first token after a decode step
+            total = prefill + new * step
             row |= {
                 "prompt_tokens": prompt,
                 "max_new_tokens": new,
@@ -109,6 +116,9 @@ def predict(
             total = profiler.estimate_s(model_id, name, freq)
             row["latency_ms"] = total * 1e3
         row["energy_j"] = power * total
+        # the module meanwhile: its idle floor with this unit's power in place of its static
+        row["module_power_w"] = platform.floor_power_w - unit.power.static_w + power
+        row["module_energy_j"] = row["module_power_w"] * total
         rows.append(row)
     best = min(rows, key=lambda r: (r["latency_ms"], r["energy_j"]))
     return {
@@ -127,11 +137,22 @@ def predict(
     }
 
 
+def _llm_tokens(profile: ModelProfile, prompt_tokens: int | None,
+                max_new_tokens: int | None) -> tuple[int, int]:
+    """The prompt and new tokens asked for, else the catalog's defaults."""
+    return (prompt_tokens if prompt_tokens is not None else profile.default_prompt_tokens,
+            max_new_tokens if max_new_tokens is not None else profile.default_max_new_tokens)
+
+
 def _register(model: str, catalog: Catalog) -> str:
     """Catalog id for ``model``; an ``.onnx`` path is analysed and added first."""
     if model.endswith(".onnx"):
         profile = profile_from_analysis(analyze_onnx(model), catalog)
-        catalog.add(profile)
+        try:
+            catalog.add(profile)
+        except ValueError as exc:
+            raise ValueError(f"{model}: {exc}; rename the file to profile it as an unknown "
+                             f"model") from None
         return profile.id
     catalog.get(model)  # KeyError naming the known ids
     return model
@@ -153,7 +174,8 @@ def _report(result: dict) -> str:
         else:
             body = f"latency {row['latency_ms']:9.3f} ms"
         lines.append(
-            f"{head}  {body}  power {row['power_w']:5.2f} W  energy {row['energy_j']:.4f} J"
+            f"{head}  {body}  unit {row['power_w']:5.2f} W {row['energy_j']:.4f} J  "
+            f"module {row['module_power_w']:5.2f} W {row['module_energy_j']:.4f} J"
         )
     lines.append(f"  best unit: {result['best_unit']}")
     return "\n".join(lines)

@@ -137,6 +137,8 @@ def analyze_onnx(path: str | Path) -> OnnxAnalysis:
         model = onnx.load(str(path))
     except DecodeError as exc:
         raise ValueError(f"{path} is not an ONNX model (protobuf: {exc})") from None
+    if not model.graph.node:    # an empty file parses as an empty model
+        raise ValueError(f"{path} is not an ONNX model (no graph nodes)")
     try:
         model = shape_inference.infer_shapes(model)
     except Exception:  # noqa: BLE001 - analysis still works on the shapes the file carries
