@@ -20,6 +20,7 @@ from twill_ros.core.events import (
     SetFrequency,
     Tick,
     Unfreeze,
+    WithdrawFreeze,
 )
 from twill_ros.core.platform import load_platform
 from twill_ros.core.scheduler import Scheduler
@@ -291,10 +292,27 @@ def test_overshoot_dvfs_cannot_absorb_freezes_lowest_priority_work_until_budget_
     out = s.handle(Tick(0.1))                                            # still over: next
     assert of(out, Freeze) == [Freeze("hi")]
     s.handle(JobFrozen(0.11, "hi", "gpu", 5))
+    # nothing runs now, so nothing is over; but released, "hi" would not fit either, and
+    # would only run over the budget until the next period froze it again
+    assert not of(s.handle(Tick(0.2)), Unfreeze)
     out = s.handle(BudgetChanged(0.25, 20.0))          # headroom again: highest priority first
     assert [(a.job_id, a.unit) for a in out if isinstance(a, Unfreeze)] == [("hi", "gpu")]
     out = s.handle(Tick(0.3))
     assert [(a.job_id, a.unit) for a in out if isinstance(a, Unfreeze)] == [("lo", "cpu_a")]
+
+
+def test_a_job_being_frozen_for_more_important_work_is_held_for_power_too():
+    """Its priority freeze is withdrawn when that work ends before the job's step boundary
+    (under a camera stream, every frame); held for power, it freezes at the boundary."""
+    s = scheduler()
+    s.handle(Tick(0.0))
+    s.handle(JobArrived(0.0, job("llm", "llm", 10, prompt=64, new=1000)))
+    out = s.handle(JobArrived(0.01, job("hi", "bert", 200)))
+    assert Freeze("llm") in out and s.jobs["llm"].freeze_pending
+    out = s.handle(BudgetChanged(0.02, 4.0))          # even the lowest clocks do not fit
+    assert not of(out, Freeze) and s.jobs["llm"].power_hold      # the pending freeze stays
+    assert not of(s.handle(JobFinished(0.03, "hi", "gpu")), WithdrawFreeze)
+    assert s.handle(JobFrozen(0.04, "llm", "gpu", 2)) == []       # held, not resumed
 
 
 def test_budget_change_recomputes_static_caps_for_baselines():

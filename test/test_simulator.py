@@ -186,3 +186,28 @@ def test_sporadic_calls_on_the_orin_twin_start_at_speed_under_twill(budget):
         return sum(r.latency_s for r in res.records) / len(res.records)
 
     assert mean_latency("twill") <= 1.01 * mean_latency("gpu_fifo")
+
+
+def test_an_llm_that_cannot_fit_the_budget_stays_held_not_run_in_and_out():
+    """6 W on an Orin NX: the camera stream fits, an LLM even at the lowest clocks does not.
+    Held while frames keep arriving (its priority freezes were withdrawn after each frame,
+    so it ran on: 51 % of windows over) and not released into a budget it cannot fit once
+    they stop (released and frozen every other period: 30 % over); held, it is cancelled
+    when the drain ends, as the budget asks. Only the start-up window and the two windows
+    after each LLM arrival (until the next period holds it at a prefill chunk) are over."""
+    from twill_ros.core.metrics import window_means
+    from twill_ros.sim.workload import Arrival, StreamSpec, Workload, generate_jobs
+
+    camera = StreamSpec(name="cam", model="yolov8s", priority=200, deadline_ms=40.0,
+                        arrival=Arrival("periodic", {"period_ms": 33.3, "jitter_ms": 1.0,
+                                                     "phase_ms": 0.0}))
+    llm = StreamSpec(name="llm", model="llama-3.2-1b", priority=50, prompt_tokens=128,
+                     max_new_tokens=32, arrival=Arrival("trace", {"times_s": (0.2, 1.0)}))
+    jobs = generate_jobs(Workload(name="w", duration_s=3.0, streams=(camera, llm)), 1)
+    result = simulate(jobs, load_platform("orin_nx_16gb"), load_catalog(), "twill", 6.0, 1,
+                      3.0, drain_s=5.0)
+    over = [round(t, 1) for t, watts in window_means(result.power_trace) if watts > 6.0]
+    assert set(over) <= {0.0, 0.2, 0.3, 1.0, 1.1}, over
+    status = {r.job.job_id: r.status for r in result.records}
+    assert [status[f"llm-{n}"] for n in (0, 1)] == [JobStatus.CANCELLED] * 2
+    assert all(s is JobStatus.COMPLETED for j, s in status.items() if j.startswith("cam"))

@@ -283,6 +283,14 @@ class DvfsController:
         """Fold the measured-minus-predicted error of the last period into the offset."""
         self.offset_w += self.alpha * (measured_w - predicted_w - self.offset_w)
 
+    def overshoots(self, demand: Mapping[str, UnitDemand]) -> bool:
+        """Whether even the lowest clocks would not fit ``demand`` (the last plan stands)."""
+        last = self.overshoot, self.boost
+        self.plan(demand)
+        answer = self.overshoot
+        self.overshoot, self.boost = last
+        return answer
+
     def plan(self, demand: Mapping[str, UnitDemand]) -> dict[str, int]:
         """Per-unit clocks for the next period (units absent from ``demand`` are parked).
 

@@ -1104,25 +1104,43 @@ class Scheduler:
         if ctrl.overshoot:
             self._power_freeze(out)
         else:
-            self._power_release(out)
+            self._power_release(out, demand)
 
     def _power_freeze(self, out: list[Action]) -> None:
+        """Hold the lowest-priority running LLM job. One already being frozen for more
+        important work is held too: that freeze is withdrawn when the work ends before the
+        job's next step boundary, which under a stream of camera frames is every time."""
         victims = [r for u in self.units.values() for r in u.running
-                   if r.llm and not r.freeze_pending]
+                   if r.llm and not r.power_hold]
         if victims:
             v = min(victims, key=lambda j: (j.priority, j.job.submit_s))
-            v.freeze_pending = True
             v.power_hold = True
             self._power_held += 1
-            out.append(Freeze(v.job.job_id))
+            if not v.freeze_pending:
+                v.freeze_pending = True
+                out.append(Freeze(v.job.job_id))
 
-    def _power_release(self, out: list[Action]) -> None:
+    def _power_release(self, out: list[Action], demand: dict[str, pw.UnitDemand]) -> None:
+        """Let the most important held job run again if the lowest clocks fit with it
+        running: released into a budget it cannot fit, it would be frozen again a period
+        later, and every period it ran would be over the budget."""
         if not self._power_held:
             return
+        ctrl = self.controller
+        assert ctrl is not None
         for u in self.units.values():
             held = [f for f in u.frozen if f.power_hold]
             if held:
                 best = max(held, key=lambda j: (j.priority, -j.job.submit_s))
+                util, sens = self._model_traits(best.job.model, u.spec.kind)
+                now = demand.get(u.name)
+                with_it = dict(demand)
+                with_it[u.name] = pw.UnitDemand(
+                    best.weight + (now.weight if now else 0.0),
+                    max(util, now.utilization if now else 0.0),
+                    max(sens, now.sensitivity if now else 0.0))
+                if ctrl.overshoots(with_it):
+                    return
                 best.power_hold = False
                 self._power_held -= 1
                 self._fill(u, out)
