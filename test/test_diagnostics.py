@@ -13,11 +13,11 @@ from twill_ros.node.diagnostics import (
 )
 
 
-def snap(power_w=10.0, budget_w=15.0, queued=0, misses=0, units=(), overhead=None):
+def snap(power_w=10.0, budget_w=15.0, queued=0, misses=0, units=(), overhead=None, **more):
     return Snapshot(power_w=power_w, budget_w=budget_w, power_source="model",
                     control="simulated", control_level=OK, queued=queued, queue_limit=100,
                     deadline_misses=misses, completed=5, units=tuple(units),
-                    overhead_s=overhead or {})
+                    overhead_s=overhead or {}, **more)
 
 
 def by_name(statuses):
@@ -37,7 +37,8 @@ def test_power_ok_warn_then_error_when_sustained_and_back():
 
 def test_missing_power_reading_is_an_error():
     status = by_name(HealthMonitor().statuses(snap(power_w=None)))["twill/power"]
-    assert status.level == ERROR and "no power reading" in status.message
+    assert status.level == ERROR and "no power reading from model in the last second" in \
+        status.message
 
 
 def test_queue_warns_on_deadline_misses_and_near_full():
@@ -68,3 +69,25 @@ def test_overhead_percentiles_reported():
     assert float(status.values["submit_to_dispatch_p50_ms"]) == 50.5
     assert float(status.values["submit_to_dispatch_p99_ms"]) >= 99.0
     assert status.values["submit_to_dispatch_samples"] == "100"
+
+
+def test_windows_over_budget_warn_although_the_second_is_within_it():
+    """The budget is judged on 100 ms windows; a 1 s mean hides a 17 W spike under 15 W."""
+    monitor = HealthMonitor()
+    assert by_name(monitor.statuses(snap(windows_over=1, windows=100)))["twill/power"].level == OK
+    status = by_name(monitor.statuses(snap(windows_over=6, windows=100)))["twill/power"]
+    assert status.level == WARN and "6 of the last 100 100 ms windows" in status.message
+    assert status.values["windows_over_budget"] == "6/100"
+
+
+def test_refusals_and_failures_of_the_period_warn_with_the_latest_reason():
+    monitor = HealthMonitor()
+    queue = by_name(monitor.statuses(snap(rejected=27, last_rejection="queue full")))
+    assert queue["twill/queue"].level == WARN
+    assert "27 request(s) refused in the last period (latest: queue full)" in \
+        queue["twill/queue"].message
+    unit = UnitSnapshot(name="cpu_a", frequency_hz=2_400_000_000, max_frequency_hz=2_400_000_000,
+                        utilization=0.1, running=(), failed=3, last_failure="boom")
+    status = by_name(monitor.statuses(snap(units=[unit])))["twill/units/cpu_a"]
+    assert status.level == WARN and "3 job(s) failed in the last period (latest: boom)" in \
+        status.message and status.values["failed"] == "3"

@@ -11,7 +11,7 @@ import time
 
 import pytest
 from ros_harness import ClientNode, SchedulerProcess, test_domain_id
-from sysfs_trees import JP6_GPU, ORIN_RAILS, build, orin_nx, read
+from sysfs_trees import INA_DRIVER, JP6_GPU, ORIN_RAILS, build, orin_nx, read
 from twill_msgs.msg import JobResult
 
 from twill_ros.client import make_request
@@ -128,6 +128,32 @@ def test_a_cluster_offline_in_the_nvpmodel_mode_is_not_scheduled(tmp_path):
         job_id = client.client.submit(make_request("tinyllama-1.1b", prompt="go", max_new_tokens=2),
                                       via="service")
         assert client.client.wait_result(job_id, 30.0).status == JobResult.COMPLETED
+    finally:
+        client.close()
+        assert scheduler.stop() == 0, scheduler.tail()
+
+
+def test_a_power_sensor_that_stops_answering_is_an_error_not_the_model(tmp_path):
+    """The node does not stand the power model in for a sensor it had: the board may draw
+    far more than the model says."""
+    root = build(tmp_path, orin_nx("jp6"))
+    domain = test_domain_id() + 9
+    scheduler = SchedulerProcess(domain, {
+        "control": "jetson", "platform_root": str(root), "jetson.use_jtop": False,
+        "power_budget_w": 15.0})
+    client = ClientNode(domain, name="jetson_sensor_client")
+    try:
+        assert client.client.wait_for_scheduler(30.0), scheduler.tail()
+        assert client.wait_until(lambda: client.newest_status("twill/power") is not None, 5.0)
+        assert client.newest_status("twill/power").level == b"\x00"
+        for name in ("in1_input", "curr1_input"):         # VDD_IN's channel
+            for path in (root / INA_DRIVER).glob(f"hwmon/hwmon*/{name}"):
+                path.unlink()
+        since = time.monotonic()
+        assert client.wait_until(
+            lambda: (s := client.newest_status("twill/power", since)) is not None
+            and s.level == b"\x02", 5.0)
+        assert "no power reading from ina3221" in client.newest_status("twill/power").message
     finally:
         client.close()
         assert scheduler.stop() == 0, scheduler.tail()

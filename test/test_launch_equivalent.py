@@ -96,6 +96,9 @@ def test_a_launch_namespace_holds_a_whole_twill_stack(tmp_path):
         # nothing of it at the root: no /twill/* services, results or state
         assert not outside.client.wait_for_scheduler(1.0)
         assert not outside.results and not outside.states
+        # /diagnostics is the robot's one topic: the stack's statuses carry its namespace
+        assert outside.wait_until(lambda: outside.newest_status("robot1/twill/power"), 5.0)
+        assert outside.newest_status("twill/power") is None
     finally:
         inside.close()
         outside.close()

@@ -290,6 +290,7 @@ def set_parameter(ros, name: str, value: int) -> SetParametersResult:
 
 def test_queue_limit_refuses_jobs_when_full_and_is_dynamic(ros):
     assert set_parameter(ros, "max_queue", 2).successful
+    since = time.monotonic()
     accepted, refusals = [], []
     try:
         for i in range(12):
@@ -305,6 +306,11 @@ def test_queue_limit_refuses_jobs_when_full_and_is_dynamic(ros):
             ros.client.cancel(job_id)
     assert refusals and all("queue full" in r for r in refusals), refusals
     assert len(accepted) < 12
+    # /diagnostics says so in the next period, with the count and the reason
+    assert ros.wait_until(lambda: any(
+        s.level == b"\x01" and "refused in the last period (latest: queue full" in s.message
+        for stamp, array in list(ros.diagnostics) if stamp >= since for s in array.status
+        if s.name == "twill/queue"), 5.0)
     for job_id in accepted:
         assert ros.client.wait_result(job_id, RESULT_TIMEOUT_S).status == JobResult.CANCELLED
     # A non-integer value is refused and the limit stays.

@@ -16,6 +16,9 @@ OK, WARN, ERROR, STALE = 0, 1, 2, 3
 SUSTAINED_OVERSHOOT_S = 5
 # A queue this full (share of its limit) warns before jobs start being rejected.
 QUEUE_NEAR_FULL = 0.9
+# Over budget in more than this share of the recent 100 ms windows (the evaluation's
+# budget-violation target) is a WARN even when the 1 s mean is within the budget.
+WINDOWS_OVER_LIMIT = 0.01
 # A job running this many times its estimate (and at least STUCK_MIN_S) is reported stuck.
 STUCK_FACTOR = 5.0
 STUCK_MIN_S = 2.0
@@ -38,13 +41,16 @@ class UnitSnapshot:
     running: tuple[str, ...]
     # (job id, seconds running, estimated seconds) of each running job
     running_for: tuple[tuple[str, float, float], ...] = ()
+    failed: int = 0              # jobs that failed here since the previous snapshot
+    last_failure: str = ""       # the latest one's reason
 
 
 @dataclass(frozen=True)
 class Snapshot:
     """What the node knows at one diagnostics period."""
 
-    power_w: float | None        # mean module power over the last second; None = no reading
+    power_w: float | None        # mean module power over the last second; None = the
+                                 # sensor stopped answering
     budget_w: float
     power_source: str
     control: str                 # who can set clocks, e.g. "simulated clocks (full control)"
@@ -56,6 +62,10 @@ class Snapshot:
     units: tuple[UnitSnapshot, ...]
     overhead_s: dict[str, tuple[float, ...]] = field(default_factory=dict)
     rails_w: dict[str, float] = field(default_factory=dict)   # the sensor's rails, latest
+    windows_over: int = 0        # recent 100 ms windows whose mean exceeded the budget
+    windows: int = 0             # of this many
+    rejected: int = 0            # requests refused since the previous snapshot
+    last_rejection: str = ""     # the latest refusal's reason
 
 
 class HealthMonitor:
@@ -71,12 +81,14 @@ class HealthMonitor:
     def _power(self, snap: Snapshot) -> Status:
         if snap.power_w is None:
             self._over.clear()
-            return Status("twill/power", ERROR, f"no power reading from {snap.power_source}",
-                          {"budget_w": f"{snap.budget_w:.2f}"})
+            return Status("twill/power", ERROR, f"no power reading from {snap.power_source} "
+                          "in the last second; clocks are planned on the power model with its "
+                          "last measured correction", {"budget_w": f"{snap.budget_w:.2f}"})
         over = snap.power_w > snap.budget_w
         self._over.append(over)
         values = {"power_w": f"{snap.power_w:.2f}", "budget_w": f"{snap.budget_w:.2f}",
                   "seconds_over_budget": str(sum(self._over)),
+                  "windows_over_budget": f"{snap.windows_over}/{snap.windows}",
                   **{f"rail {name} W": f"{w:.2f}" for name, w in snap.rails_w.items()}}
         if over and len(self._over) == self._over.maxlen and all(self._over):
             return Status("twill/power", ERROR, f"over budget for {SUSTAINED_OVERSHOOT_S} s: "
@@ -84,13 +96,20 @@ class HealthMonitor:
         if over:
             return Status("twill/power", WARN,
                           f"over budget: {snap.power_w:.1f} W > {snap.budget_w:.1f} W", values)
+        if snap.windows_over > WINDOWS_OVER_LIMIT * snap.windows:
+            return Status("twill/power", WARN, f"{snap.windows_over} of the last {snap.windows} "
+                          f"100 ms windows over budget", values)
         return Status("twill/power", OK, "within budget", values)
 
     @staticmethod
     def _queue(snap: Snapshot) -> Status:
         values = {"queued": str(snap.queued), "queue_limit": str(snap.queue_limit),
-                  "deadline_misses": str(snap.deadline_misses), "completed": str(snap.completed)}
+                  "deadline_misses": str(snap.deadline_misses), "completed": str(snap.completed),
+                  "rejected": str(snap.rejected)}
         problems = []
+        if snap.rejected:
+            problems.append(f"{snap.rejected} request(s) refused in the last period "
+                            f"(latest: {snap.last_rejection})")
         if snap.deadline_misses:
             problems.append(f"{snap.deadline_misses} deadline miss(es) in the last period")
         if snap.queued >= QUEUE_NEAR_FULL * snap.queue_limit:
@@ -122,12 +141,17 @@ class HealthMonitor:
         values = {"frequency_hz": str(unit.frequency_hz),
                   "max_frequency_hz": str(unit.max_frequency_hz),
                   "utilization": f"{unit.utilization:.2f}",
-                  "running": ",".join(unit.running)}
+                  "running": ",".join(unit.running), "failed": str(unit.failed)}
         stuck = [job for job, running_s, estimate_s in unit.running_for
                  if running_s > max(STUCK_MIN_S, STUCK_FACTOR * estimate_s)]
         name = f"twill/units/{unit.name}"
+        problems = []
+        if unit.failed:
+            problems.append(f"{unit.failed} job(s) failed in the last period "
+                            f"(latest: {unit.last_failure})")
         if stuck:
-            return Status(name, WARN, f"job(s) running far past their estimate: "
-                          f"{', '.join(stuck)}", values)
+            problems.append(f"job(s) running far past their estimate: {', '.join(stuck)}")
+        if problems:
+            return Status(name, WARN, "; ".join(problems), values)
         state = "busy" if unit.running else "idle"
         return Status(name, OK, f"{state} at {unit.frequency_hz / 1e6:.0f} MHz", values)

@@ -43,6 +43,8 @@ class Execution:
         self._of_unit = {unit: [b for b in self.backends if unit in b.units]
                          for unit in platform.unit_names}
         self.control = control
+        # a control that has a sensor and then gets no reading has lost it
+        self._sensed = control is not None and control.status().power_source != "none"
         # Last applied (read-back) clocks: what the power model uses, so a power sample costs
         # no sysfs reads.
         self._freq = {u.name: u.max_frequency_hz for u in platform.units}
@@ -98,13 +100,14 @@ class Execution:
         """Busy share since the last call (several backends on one unit add up)."""
         return min(1.0, sum(b.utilization(unit) for b in self._of_unit[unit]))
 
-    def power(self, utilization: Mapping[str, float]) -> PowerReading:
-        """Module power, always a reading: the platform's sensor, else the backends' model
-        (the twin), else the platform file's power model at the current clocks and
-        ``utilization`` (the models have no rails)."""
+    def power(self, utilization: Mapping[str, float]) -> PowerReading | None:
+        """Module power: the platform's sensor (``None`` when it stopped answering: a model
+        is no stand-in for a board that may draw far more), else, on a machine without one,
+        the backends' model (the twin), else the platform file's power model at the current
+        clocks and ``utilization`` (the models have no rails)."""
         if self.control is not None:
             reading = self.control.read_power()
-            if reading is not None:
+            if reading is not None or self._sensed:
                 return reading
         modelled = [b.power_w() for b in self.backends]
         if modelled and all(w is not None for w in modelled):

@@ -34,6 +34,7 @@ from twill_ros.backends.trt_config import DEFAULT_WORKSPACE_BYTES
 from twill_ros.core import events as ev
 from twill_ros.core.catalog import load_catalog
 from twill_ros.core.jobs import Job, JobRecord, JobStatus
+from twill_ros.core.metrics import WINDOW_S
 from twill_ros.core.platform import load_platform
 from twill_ros.core.policies import POLICIES
 from twill_ros.core.power import BUDGET_RANGE_W, check_budget_w
@@ -115,6 +116,16 @@ class TwillSchedulerNode(Node):
         self._deadline_misses = 0
         self._power_window: deque[float] = deque(
             maxlen=round(1.0 / self.platform.power_sample_period_s))
+        self._power_lost = False      # the sensor stopped answering
+        # the budget is judged on 100 ms windows: the last 10 s of them, over or not
+        self._window_samples: list[float] = []
+        self._samples_per_window = max(1, round(WINDOW_S / self.platform.power_sample_period_s))
+        self._windows_over: deque[bool] = deque(maxlen=100)
+        # since the previous diagnostics: refusals, and failures per unit, with the latest reason
+        self._period_rejected = 0
+        self._last_rejection = ""
+        self._period_failed: Counter[str] = Counter()
+        self._last_failure: dict[str, str] = {}
         # /twill/state reports the mean since the previous state message, so a subscriber
         # at 10 Hz sees the 100 ms windows the budget is judged on.
         self._power_since_state: list[float] = []
@@ -360,6 +371,12 @@ class TwillSchedulerNode(Node):
         self._counters[record.status] += 1
         if record.deadline_missed:
             self._deadline_misses += 1
+        if record.status is JobStatus.FAILED:
+            self._period_failed[record.unit] += 1
+            self._last_failure[record.unit] = record.message
+        elif record.status is JobStatus.REJECTED:
+            self._period_rejected += 1
+            self._last_rejection = record.message
         live.result = result_from_record(record, live.request)
         if live.backend is not None:
             attach_output(live.result, live.backend.take_output(live.job.job_id))
@@ -404,6 +421,8 @@ class TwillSchedulerNode(Node):
         self.get_logger().warn(f"rejected job {refusal.job_id}: {refusal.reason}")
         with self._lock:
             self._counters[JobStatus.REJECTED] += 1
+            self._period_rejected += 1
+            self._last_rejection = refusal.reason
         return rejected_result(request, refusal.job_id, refusal.reason)
 
     def _on_job_topic(self, request: JobRequest) -> None:
@@ -487,10 +506,19 @@ class TwillSchedulerNode(Node):
     # ------------------------------------------------------------ timers
     def _on_power_sample(self) -> None:
         reading = self.execution.power(self._utilization)
+        self._power_lost = reading is None
+        if reading is None:     # no sample: the controller keeps its last correction
+            return
         self._power_source = reading.source
         self._rails_w = reading.rails
         self._power_window.append(reading.total_w)
         self._power_since_state.append(reading.total_w)
+        self._window_samples.append(reading.total_w)
+        if len(self._window_samples) == self._samples_per_window:
+            mean = sum(self._window_samples) / len(self._window_samples)
+            with self._lock:
+                self._windows_over.append(mean > self.scheduler.budget_w)
+            self._window_samples.clear()
         self._feed(ev.PowerSample(time.monotonic(), reading.total_w))
 
     def _on_control_tick(self) -> None:
@@ -561,22 +589,32 @@ class TwillSchedulerNode(Node):
                     running=tuple(j.job.job_id for j in running),
                     running_for=tuple((j.job.job_id, now - j.started_s,
                                        self.profiler.job_s(j.job, spec.name, freq))
-                                      for j in running)))
+                                      for j in running),
+                    failed=self._period_failed[spec.name],
+                    last_failure=self._last_failure.get(spec.name, "")))
             control_level, control = self.execution.control_status()
             snap = Snapshot(
-                power_w=self._mean_power(), budget_w=self.scheduler.budget_w,
+                power_w=None if self._power_lost else self._mean_power(),
+                budget_w=self.scheduler.budget_w,
                 power_source=self._power_source, control=control, control_level=control_level,
                 queued=len(self._live) - counts[JobStatus.RUNNING],
                 queue_limit=self._param("max_queue"), deadline_misses=self._deadline_misses,
                 completed=self._counters[JobStatus.COMPLETED], units=tuple(units),
                 overhead_s={name: tuple(samples) for name, samples in self._overhead.items()},
-                rails_w=dict(self._rails_w))
-            self._deadline_misses = 0
+                rails_w=dict(self._rails_w), windows_over=sum(self._windows_over),
+                windows=len(self._windows_over), rejected=self._period_rejected,
+                last_rejection=self._last_rejection)
+            self._deadline_misses = self._period_rejected = 0
+            self._period_failed.clear()
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
+        # /diagnostics is one topic for the robot: a namespaced stack names its statuses
+        namespace = self.get_namespace().strip("/")
         for status in self._health.statuses(snap):
             array.status.append(DiagnosticStatus(
-                level=LEVEL_BYTES[status.level], name=status.name, message=status.message,
+                level=LEVEL_BYTES[status.level],
+                name=f"{namespace}/{status.name}" if namespace else status.name,
+                message=status.message,
                 hardware_id=self.platform.name,
                 values=[KeyValue(key=k, value=v) for k, v in status.values.items()]))
         self.diag_pub.publish(array)
