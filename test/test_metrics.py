@@ -14,7 +14,9 @@ from twill_ros.core.metrics import (
 
 
 class FixedProfiler:
-    """Isolated latency 10 ms for every job."""
+    """Isolated latency 10 ms for every job of the one model it knows."""
+
+    catalog = ("m",)
 
     def isolated_latency_s(self, job: Job) -> float:
         return 0.010
@@ -112,3 +114,14 @@ def test_result_keys_follow_the_compare_contract():
                          "per_stream"]
     assert set(out["per_stream"]["s"]) == {"jobs", "latency_ms", "slowdown_mean",
                                            "deadline_violation_rate"}
+
+
+def test_a_model_the_catalog_lacks_has_no_slowdown_and_breaks_nothing():
+    """A replayed scheduler may run models of its own catalog."""
+    job = Job(job_id="c-0", model="custom-net", priority=100, submit_s=0.0, stream="c")
+    records = [record("a-0", 0.0, 0.020), JobRecord(job=job, status=JobStatus.COMPLETED,
+                                                     finish_s=0.5)]
+    out = summarize(records, [], policy="p", budget_w=10.0, profiler=FixedProfiler())
+    assert out["completed"] == 2 and out["slowdown_mean"] == pytest.approx(2.0)
+    assert out["per_stream"]["c"]["slowdown_mean"] is None
+    assert out["per_stream"]["c"]["latency_ms"]["mean"] == pytest.approx(500.0)

@@ -19,6 +19,7 @@ from twill_ros.bags import (
     JOB_REQUEST_TYPE,
     JOBS_TOPIC,
     BagError,
+    RecordedRequest,
     _typestore,
     read_requests,
     write_requests,
@@ -27,7 +28,9 @@ from twill_ros.cli import main
 from twill_ros.commands.bag import request_of
 from twill_ros.core.catalog import load_catalog
 from twill_ros.loopback import child_env
+from twill_ros.node.lifecycle import spin_while
 from twill_ros.node.requests import prompt_tokens
+from twill_ros.replay import Replay
 from twill_ros.sim.workload import generate_jobs, load_workload
 
 WORKLOAD = """\
@@ -124,6 +127,41 @@ def test_bad_bags_and_outputs_are_refused_with_the_reason(workload_file, tmp_pat
     assert "no /twill/jobs topic" in capsys.readouterr().err
     assert main(["bag", "--workload", str(workload_file), "--out", str(other)]) == 2
     assert "exists" in capsys.readouterr().err
+
+
+def test_a_message_that_is_not_this_job_request_is_refused_with_its_index(tmp_path, capsys):
+    bag = tmp_path / "old"
+    with Writer(bag, version=9) as writer:
+        conn = writer.add_connection(JOBS_TOPIC, JOB_REQUEST_TYPE, typestore=_typestore())
+        writer.write(conn, 1, serialize_message(JobRequest(job_id="fine", model="resnet50")))
+        writer.write(conn, 2, b"\x00\x01\x00\x00\xff")       # e.g. an older JobRequest
+    with pytest.raises(BagError, match="message 1 on /twill/jobs is not a JobRequest of this "
+                                       "twill_msgs"):
+        read_requests(bag)
+    assert main(["replay", str(bag)]) == 2
+    assert "message 1 on /twill/jobs" in capsys.readouterr().err
+    assert main(["replay", str(bag), "--rate", "nan"]) == 2     # it hung, publishing nothing
+    assert "--rate and --wait must be > 0" in capsys.readouterr().err
+
+
+def test_generated_ids_never_take_one_the_bag_holds():
+    recorded = [RecordedRequest(0.0, JobRequest(job_id=i, model="resnet50"))
+                for i in ("replay-3", "x", "")]
+    assert [r.request.job_id for r in Replay(recorded)._due] == ["replay-3", "x", "replay-3'"]
+
+
+def test_spinning_wakes_when_the_next_request_is_due_not_up_to_50_ms_later():
+    class Executor:
+        def __init__(self):
+            self.waits = []
+
+        def spin_once(self, timeout_sec):
+            self.waits.append(timeout_sec)
+
+    executor = Executor()
+    due = iter([0.004, 0.0, -0.01, 1.0])
+    spin_while(executor, lambda: len(executor.waits) < 4, wake_in=lambda: next(due))
+    assert executor.waits == [0.004, 0.0, 0.0, 0.05]
 
 
 def test_replay_without_a_scheduler_says_so(workload_file, tmp_path):

@@ -95,5 +95,13 @@ def read_requests(path: str | Path, topic: str | None = None) -> list[RecordedRe
     if not raw:
         raise BagError(f"{bag}: {topic} has no messages")
     first = raw[0][0]
-    return [RecordedRequest((stamp - first) / 1e9, deserialize_message(data, JobRequest))
-            for stamp, data in raw]
+    recorded = []
+    for index, (stamp, data) in enumerate(raw):
+        try:
+            request = deserialize_message(data, JobRequest)
+        except Exception as error:  # noqa: BLE001 - rclpy raises its RMWError for bad CDR
+            raise BagError(f"{bag}: message {index} on {topic} is not a JobRequest of this "
+                           f"twill_msgs (recorded with another version of it?): "
+                           f"{str(error).splitlines()[0]}") from None
+        recorded.append(RecordedRequest((stamp - first) / 1e9, request))
+    return recorded

@@ -17,8 +17,10 @@ one, or a job got two.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
+import time
 
 from twill_ros.commands.compare import user_error
 from twill_ros.loopback import LOOPBACK_ENV
@@ -52,8 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from twill_ros.bags import BagError, read_requests
     from twill_ros.core.catalog import load_catalog
 
-    if args.rate <= 0 or args.wait <= 0 or args.drain < 0:
-        return user_error(ValueError("--rate and --wait must be > 0, --drain >= 0"))
+    if not (0 < args.rate < math.inf and 0 < args.wait < math.inf and 0 <= args.drain < math.inf):
+        return user_error(ValueError("--rate and --wait must be > 0, --drain >= 0 (finite)"))
     try:
         recorded = read_requests(args.bag, args.topic)
         catalog = load_catalog(args.catalog)
@@ -113,8 +115,15 @@ def run(args: argparse.Namespace) -> int:
               flush=True)
         clock = monitor.get_clock()
         t0 = clock.now().nanoseconds * 1e-9
-        spin_while(executor, monitor.with_status(
-            lambda s: replay.publish_due(s * args.rate, jobs, clock), args.quiet), stop)
+        publishing = monitor.with_status(
+            lambda s: replay.publish_due(s * args.rate, jobs, clock), args.quiet)
+        started = time.monotonic()
+
+        def next_due_in() -> float:     # wake for the next request, not up to 50 ms late
+            due = replay.next_offset_s()
+            return 0.0 if due is None else due / args.rate - (time.monotonic() - started)
+
+        spin_while(executor, publishing, stop, wake_in=next_due_in)
         spin_while(executor, lambda: replay.sent.pending() > 0, stop, args.drain)
         result = monitor.sim_result(replay.sent.entries(), t0, catalog)
         run_info = LiveRun(name=f"replay of {args.bag}", source=f"twill replay {args.bag}",

@@ -121,9 +121,10 @@ def summarize(records: Sequence[JobRecord], power_trace: Sequence[tuple[float, f
     counts = {status: 0 for status in JobStatus}
     for r in records:
         counts[r.status] += 1
-    # each completed job's isolated latency is computed once, for the run and its stream
-    slowdowns = [r.latency_s / profiler.isolated_latency_s(r.job) if _done(r) else None
-                 for r in records]
+    # each completed job's isolated latency is computed once, for the run and its stream;
+    # none for a model the catalog lacks (a replayed scheduler may run its own models)
+    slowdowns = [r.latency_s / profiler.isolated_latency_s(r.job)
+                 if _done(r) and r.job.model in profiler.catalog else None for r in records]
     stats = _job_stats(records, slowdowns)
     powers = [p for _, p in power_trace]
     completed = counts[JobStatus.COMPLETED]

@@ -30,9 +30,15 @@ def stop_on_signals() -> threading.Event:
     return stop
 
 
+SPIN_S = 0.05    # longest wait for a callback before the condition is asked again
+
+
 def spin_while(executor: Executor, keep_going: Callable[[], bool],
-               stop: threading.Event | None = None, timeout_s: float | None = None) -> None:
-    """Spin until ``keep_going()`` is false, ``stop`` is set or ``timeout_s`` passes.
+               stop: threading.Event | None = None, timeout_s: float | None = None,
+               wake_in: Callable[[], float] | None = None) -> None:
+    """Spin until ``keep_going()`` is false, ``stop`` is set or ``timeout_s`` passes;
+    ``wake_in()`` (seconds) asks the condition again that soon, for a condition that acts
+    at given times (a replay publishing requests at their recorded offsets).
 
     The yield after each callback lets a MultiThreadedExecutor's pool threads start the task
     just handed to them. Without it, an rclpy from before the fixes discussed in
@@ -43,7 +49,8 @@ def spin_while(executor: Executor, keep_going: Callable[[], bool],
     while keep_going() and not (stop is not None and stop.is_set()):
         if deadline is not None and time.monotonic() >= deadline:
             return
-        executor.spin_once(timeout_sec=0.05)
+        wait = SPIN_S if wake_in is None else min(SPIN_S, max(0.0, wake_in()))
+        executor.spin_once(timeout_sec=wait)
         time.sleep(0)   # releases the GIL; os.sched_yield did not before gh-96078
 
 
