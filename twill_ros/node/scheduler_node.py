@@ -290,6 +290,8 @@ class TwillSchedulerNode(Node):
         for param in params:
             if param.name == "power_budget_w":
                 self._post_event(ev.BudgetChanged(time.monotonic(), float(param.value)))
+                with self._lock:    # windows are judged against the budget in force
+                    self._windows_over.clear()
             elif param.name == "max_queue":
                 with self._lock:
                     self.scheduler.max_queue = param.value
