@@ -148,11 +148,10 @@ def _register(model: str, catalog: Catalog) -> str:
     """Catalog id for ``model``; an ``.onnx`` path is analysed and added first."""
     if model.endswith(".onnx"):
         profile = profile_from_analysis(analyze_onnx(model), catalog)
-        try:
-            catalog.add(profile)
-        except ValueError as exc:
-            raise ValueError(f"{model}: {exc}; rename the file to profile it as an unknown "
-                             f"model") from None
+        if profile.id in catalog:       # its figures are sourced: not replaced by an estimate
+            raise ValueError(f"{model}: model id {profile.id!r} is already in the catalog; "
+                             f"rename the file to profile it as an unknown model")
+        catalog.add(profile)
         return profile.id
     catalog.get(model)  # KeyError naming the known ids
     return model

@@ -174,10 +174,6 @@ class Catalog:
         return len(self._profiles)
 
     def add(self, profile: ModelProfile) -> None:
-        """A model more (an analysed ONNX file); never one replacing a catalog entry, whose
-        figures are sourced."""
-        if profile.id in self._profiles:
-            raise ValueError(f"model id {profile.id!r} is already in the catalog")
         self._profiles[profile.id] = profile
 
 
