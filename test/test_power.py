@@ -23,7 +23,7 @@ from twill_ros.core.events import (
     WithdrawFreeze,
 )
 from twill_ros.core.platform import load_platform
-from twill_ros.core.scheduler import Scheduler
+from twill_ros.core.scheduler import POWER_HOLD_MAX_S, Scheduler
 
 GHZ = 1_000_000_000
 ORIN = load_platform("orin_nx_16gb")
@@ -299,6 +299,19 @@ def test_overshoot_dvfs_cannot_absorb_freezes_lowest_priority_work_until_budget_
     assert [(a.job_id, a.unit) for a in out if isinstance(a, Unfreeze)] == [("hi", "gpu")]
     out = s.handle(Tick(0.3))
     assert [(a.job_id, a.unit) for a in out if isinstance(a, Unfreeze)] == [("lo", "cpu_a")]
+
+
+def test_a_held_job_that_never_fits_still_runs_a_period_every_power_hold_max_s():
+    s = scheduler()
+    s.handle(Tick(0.0))
+    s.handle(JobArrived(0.0, job("hi", "llm", 20, prompt=64, new=1000)))
+    assert of(s.handle(BudgetChanged(0.05, 5.0)), Freeze) == [Freeze("hi")]   # never fits
+    s.handle(JobFrozen(0.06, "hi", "gpu", 3))
+    assert not of(s.handle(Tick(0.1)), Unfreeze)
+    assert not of(s.handle(Tick(0.06 + POWER_HOLD_MAX_S - 0.01)), Unfreeze)
+    out = s.handle(Tick(0.06 + POWER_HOLD_MAX_S))           # delayed, never starved
+    assert of(out, Unfreeze) == [Unfreeze("hi", "gpu")]
+    assert of(s.handle(Tick(0.16 + POWER_HOLD_MAX_S)), Freeze) == [Freeze("hi")]   # again
 
 
 def test_a_job_being_frozen_for_more_important_work_is_held_for_power_too():

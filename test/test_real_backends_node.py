@@ -51,7 +51,10 @@ def ros(catalog_path):
     domain = test_domain_id() + 5
     scheduler = SchedulerProcess(domain, {
         "platform": "host", "control": "host", "backend": "torch,llm",
-        "catalog_path": str(catalog_path), "max_new_tokens": 512})
+        "catalog_path": str(catalog_path), "max_new_tokens": 512,
+        # both clusters busy fit (host.yaml: 5 W + 2 x 12.5 W): jobs freeze for priority here,
+        # not for power (this machine has no cpufreq: only freezing could keep 15 W)
+        "power_budget_w": 40.0})
     client = ClientNode(domain, name="real_backend_client")
     try:
         assert client.client.wait_for_scheduler(30.0), scheduler.tail()

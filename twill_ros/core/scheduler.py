@@ -73,6 +73,10 @@ DUTY_FLOOR = 0.1
 DUTY_ALPHA = 0.5
 DEMAND_DECAY = 0.5        # per control period: a unit idle ~0.5 s after its last work parks
 MIN_DEMAND = 0.05
+# A job held for power that cannot fit even alone at the lowest clocks runs one period at
+# least this often: delayed, never starved (DESIGN.md section 3), and over the budget in
+# at most about one 100 ms window per this time (the evaluation allows 1 % of windows).
+POWER_HOLD_MAX_S = 10.0
 
 
 PREFILL_CHUNK_TOKENS = 64  # LLM prefill runs in chunks of this many prompt tokens (chunked
@@ -1123,7 +1127,8 @@ class Scheduler:
     def _power_release(self, out: list[Action], demand: dict[str, pw.UnitDemand]) -> None:
         """Let the most important held job run again if the lowest clocks fit with it
         running: released into a budget it cannot fit, it would be frozen again a period
-        later, and every period it ran would be over the budget."""
+        later, and every period it ran would be over the budget; so such a job runs again
+        only once it has been held for POWER_HOLD_MAX_S."""
         if not self._power_held:
             return
         ctrl = self.controller
@@ -1139,7 +1144,7 @@ class Scheduler:
                     best.weight + (now.weight if now else 0.0),
                     max(util, now.utilization if now else 0.0),
                     max(sens, now.sensitivity if now else 0.0))
-                if ctrl.overshoots(with_it):
+                if self.now - best.queued_s < POWER_HOLD_MAX_S and ctrl.overshoots(with_it):
                     return
                 best.power_hold = False
                 self._power_held -= 1
