@@ -8,6 +8,7 @@ turns the GPU clock down when the budget drops and puts the clock window back on
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 import pytest
 from ros_harness import ClientNode, SchedulerProcess, test_domain_id
@@ -26,17 +27,28 @@ def gpu_max_hz(root) -> int:
     return int(text) if text else 0
 
 
+@contextmanager
+def jetson_node(root, name: str, params: dict):
+    """The scheduler process on the fake tree at ``root`` (INA3221 power, no jtop) and a
+    client that has seen it; the scheduler must exit cleanly."""
+    domain = test_domain_id() + 9
+    scheduler = SchedulerProcess(domain, {"control": "jetson", "platform_root": str(root),
+                                          "jetson.use_jtop": False, **params})
+    client = ClientNode(domain, name=name)
+    try:
+        assert client.client.wait_for_scheduler(30.0), scheduler.tail()
+        yield scheduler, client
+    finally:
+        client.close()
+        assert scheduler.stop() == 0, scheduler.tail()
+
+
 def test_nvpmodel_power_sensor_and_gpu_clock_follow_the_parameters(tmp_path):
     root = build(tmp_path, orin_nx("jp6", mode=0))
     window = (read(root, f"{JP6_GPU}/min_freq"), read(root, f"{JP6_GPU}/max_freq"))
-    domain = test_domain_id() + 9
-    scheduler = SchedulerProcess(domain, {
-        # the mode by id, as typed on a command line (-p jetson.nvpmodel_mode:=3 is an integer)
-        "control": "jetson", "platform_root": str(root), "jetson.nvpmodel_mode": 3,
-        "jetson.use_jtop": False, "power_budget_w": 15.0})
-    client = ClientNode(domain, name="jetson_node_client")
-    try:
-        assert client.client.wait_for_scheduler(30.0), scheduler.tail()
+    # the mode by id, as typed on a command line (-p jetson.nvpmodel_mode:=3 is an integer)
+    with jetson_node(root, "jetson_node_client", {"jetson.nvpmodel_mode": 3,
+                                                   "power_budget_w": 15.0}) as (scheduler, client):
         assert read(root, "var/lib/nvpmodel/status") == "pmode:0003"
         # no control sets the DLA clocks: the core plans around them at the 25W caps
         assert "fixed clocks (planned around): dla0 614.4 MHz, dla1 614.4 MHz" in \
@@ -65,9 +77,6 @@ def test_nvpmodel_power_sensor_and_gpu_clock_follow_the_parameters(tmp_path):
         assert client.wait_until(lambda: client.states and client.states[-1][0] > since, 5.0)
         clocks = {u.name: u.frequency_hz for u in client.states[-1][1].units}
         assert clocks["dla0"] == clocks["dla1"] == 614_400_000, clocks
-    finally:
-        client.close()
-        assert scheduler.stop() == 0, scheduler.tail()
     assert (read(root, f"{JP6_GPU}/min_freq"), read(root, f"{JP6_GPU}/max_freq")) == window
 
 
@@ -96,31 +105,18 @@ def test_a_dla_clock_nobody_can_read_is_reported_as_found_not_as_asked(tmp_path)
     """Without nvpmodel the DLA clock is unknown: the node keeps the clock it assumed at start
     (the max), whatever the budget."""
     root = build(tmp_path, orin_nx("jp6", nvpmodel=False))
-    domain = test_domain_id() + 9
-    scheduler = SchedulerProcess(domain, {
-        "control": "jetson", "platform_root": str(root), "jetson.use_jtop": False,
-        "power_budget_w": 5.0, "state_rate_hz": 10.0})
-    client = ClientNode(domain, name="jetson_dla_client")
-    try:
-        assert client.client.wait_for_scheduler(30.0), scheduler.tail()
+    with jetson_node(root, "jetson_dla_client",
+                     {"power_budget_w": 5.0, "state_rate_hz": 10.0}) as (scheduler, client):
         assert client.wait_until(lambda: len(client.states) >= 3, 5.0)
         clocks = {u.name: u.frequency_hz for u in client.states[-1][1].units}
         assert clocks["dla0"] == clocks["dla1"] == 614_400_000, clocks
-    finally:
-        client.close()
-        assert scheduler.stop() == 0, scheduler.tail()
 
 
 def test_a_cluster_offline_in_the_nvpmodel_mode_is_not_scheduled(tmp_path):
     """10W on an Orin NX 16GB: cpu4-7 are offline. Work on cpu_b would run on cpu_a's cores."""
     root = build(tmp_path, orin_nx("jp6", mode=1))
-    domain = test_domain_id() + 9
-    scheduler = SchedulerProcess(domain, {
-        "control": "jetson", "platform_root": str(root), "jetson.use_jtop": False,
-        "power_budget_w": 10.0, "state_rate_hz": 10.0})
-    client = ClientNode(domain, name="jetson_offline_client")
-    try:
-        assert client.client.wait_for_scheduler(30.0), scheduler.tail()
+    with jetson_node(root, "jetson_offline_client",
+                     {"power_budget_w": 10.0, "state_rate_hz": 10.0}) as (scheduler, client):
         assert "cpu_b: every core offline (the nvpmodel mode's CPU_ONLINE), not scheduled" \
             in scheduler.tail(), scheduler.tail()
         assert client.wait_until(lambda: len(client.states) >= 1, 5.0)
@@ -128,22 +124,13 @@ def test_a_cluster_offline_in_the_nvpmodel_mode_is_not_scheduled(tmp_path):
         job_id = client.client.submit(make_request("tinyllama-1.1b", prompt="go", max_new_tokens=2),
                                       via="service")
         assert client.client.wait_result(job_id, 30.0).status == JobResult.COMPLETED
-    finally:
-        client.close()
-        assert scheduler.stop() == 0, scheduler.tail()
 
 
 def test_a_power_sensor_that_stops_answering_is_an_error_not_the_model(tmp_path):
     """The node does not stand the power model in for a sensor it had: the board may draw
     far more than the model says."""
     root = build(tmp_path, orin_nx("jp6"))
-    domain = test_domain_id() + 9
-    scheduler = SchedulerProcess(domain, {
-        "control": "jetson", "platform_root": str(root), "jetson.use_jtop": False,
-        "power_budget_w": 15.0})
-    client = ClientNode(domain, name="jetson_sensor_client")
-    try:
-        assert client.client.wait_for_scheduler(30.0), scheduler.tail()
+    with jetson_node(root, "jetson_sensor_client", {"power_budget_w": 15.0}) as (scheduler, client):
         assert client.wait_until(lambda: client.newest_status("twill/power") is not None, 5.0)
         assert client.newest_status("twill/power").level == b"\x00"
         for name in ("in1_input", "curr1_input"):         # VDD_IN's channel
@@ -154,6 +141,3 @@ def test_a_power_sensor_that_stops_answering_is_an_error_not_the_model(tmp_path)
             lambda: (s := client.newest_status("twill/power", since)) is not None
             and s.level == b"\x02", 5.0)
         assert "no power reading from ina3221" in client.newest_status("twill/power").message
-    finally:
-        client.close()
-        assert scheduler.stop() == 0, scheduler.tail()
