@@ -1138,12 +1138,12 @@ class Scheduler:
             if held:
                 best = max(held, key=lambda j: (j.priority, -j.job.submit_s))
                 util, sens = self._model_traits(best.job.model, u.spec.kind)
-                now = demand.get(u.name)
+                here = demand.get(u.name)
                 with_it = dict(demand)
                 with_it[u.name] = pw.UnitDemand(
-                    best.weight + (now.weight if now else 0.0),
-                    max(util, now.utilization if now else 0.0),
-                    max(sens, now.sensitivity if now else 0.0))
+                    best.weight + (here.weight if here else 0.0),
+                    max(util, here.utilization if here else 0.0),
+                    max(sens, here.sensitivity if here else 0.0))
                 if self.now - best.queued_s < POWER_HOLD_MAX_S and ctrl.overshoots(with_it):
                     return
                 best.power_hold = False
