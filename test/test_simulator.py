@@ -211,3 +211,13 @@ def test_an_llm_that_cannot_fit_the_budget_stays_held_not_run_in_and_out():
     status = {r.job.job_id: r.status for r in result.records}
     assert [status[f"llm-{n}"] for n in (0, 1)] == [JobStatus.CANCELLED] * 2
     assert all(s is JobStatus.COMPLETED for j, s in status.items() if j.startswith("cam"))
+
+
+def test_a_fixed_clock_is_where_the_twin_runs_the_unit_whatever_the_budget():
+    """As on a machine whose control cannot set that clock (bench/baseline_variants.py)."""
+    top = PLATFORM.unit("gpu").max_frequency_hz
+    # 6 W would cap the GPU at 500 MHz (test_half_clock_doubles_...): it stays at 1 GHz
+    result = run([job("a", "long")], policy="twill", budget=6.0, fixed_clocks_hz={"gpu": top})
+    (rec,) = result.records
+    assert 0.1 / NOISE <= rec.latency_s <= 0.1 * NOISE
+    assert [(u, f) for _, u, f in result.freq_trace if u == "gpu"] == [("gpu", top)]

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from twill_ros.core.catalog import Catalog, ModelProfile
@@ -137,6 +137,8 @@ class _Twin:
             victim_of = tuple((i.aggressor, i.factor) for i in platform.interference
                               if i.victim == spec.kind and i.aggressor in kinds)
             self.units[spec.name] = _Unit(spec, victim_of)
+            if spec.name in scheduler.fixed_clocks_hz:      # never set: it runs there
+                self.units[spec.name].freq = scheduler.fixed_clocks_hz[spec.name]
         self.kind_busy = dict.fromkeys(kinds, 0)
         self.victims = {k: [u for u in self.units.values() if any(a == k for a, _ in u.victim_of)]
                         for k in kinds}
@@ -455,13 +457,15 @@ _PLACEHOLDER = ModelProfile(id="", kind="dnn", precision="", input="", inputs=()
 def simulate(jobs: Sequence[Job], platform: PlatformSpec, catalog: Catalog,
              policy: str | Policy, budget_w: float, seed: int, duration_s: float | None = None,
              *, drain_s: float | None = None,
-             budget_changes: Sequence[tuple[float, float]] = ()) -> SimResult:
+             budget_changes: Sequence[tuple[float, float]] = (),
+             fixed_clocks_hz: Mapping[str, int] | None = None) -> SimResult:
     """Run ``jobs`` through ``policy`` on the twin of ``platform`` under ``budget_w``.
 
     ``duration_s`` defaults to the last submission; the run then drains until every job is
     terminal, at most ``drain_s`` (default ``max(60 s, duration_s)``) longer, after which
     live jobs are cancelled. ``budget_changes`` are ``(t, budget_w)`` BudgetChanged events.
-    Deterministic for a seed.
+    ``fixed_clocks_hz``: units held at a clock no one changes (``Scheduler``), as on a
+    machine whose control cannot set them. Deterministic for a seed.
     """
     jobs = sorted(jobs, key=lambda j: j.submit_s)
     ids = [j.job_id for j in jobs]
@@ -469,7 +473,8 @@ def simulate(jobs: Sequence[Job], platform: PlatformSpec, catalog: Catalog,
         raise ValueError("simulate: job ids must be unique")
     end = duration_s if duration_s is not None else (jobs[-1].submit_s if jobs else 0.0)
     drain = drain_s if drain_s is not None else max(60.0, end)
-    sched = Scheduler(platform, catalog, policy, budget_w, seed)
+    sched = Scheduler(platform, catalog, policy, budget_w, seed,
+                      fixed_clocks_hz=fixed_clocks_hz)
     twin = _Twin(jobs, platform, catalog, sched, seed, end, drain)
     for t, b in budget_changes:
         twin._push(t, _BUDGET, b)
