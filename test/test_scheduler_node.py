@@ -145,6 +145,25 @@ def test_action_cancel(ros):
     assert result.status == JobResult.CANCELLED
 
 
+def test_a_run_cancelled_before_its_goal_is_accepted_is_cancelled(ros):
+    run = ros.client.run(make_request("llama-3.2-1b", prompt="a long answer",
+                                      max_new_tokens=MAX_NEW_TOKENS))
+    run.cancel()                 # before the goal response: sent once it is accepted
+    result = run.result(RESULT_TIMEOUT_S)
+    assert result.status == JobResult.CANCELLED and result.job_id == run.job_id
+    # its result went to the JobRun; the client keeps no copy nobody would claim
+    assert ros.client.wait_result(run.job_id, 0.5) is None
+
+
+def test_a_request_submitted_twice_is_two_jobs_and_stays_as_it_was(ros):
+    template = make_request("tiny-cnn", deadline_ms=50)       # an int: Humble checks types
+    assert isinstance(template.deadline_ms, float)
+    first, second = (ros.client.submit(template, via="topic") for _ in range(2))
+    assert first != second and template.job_id == "" and template.client_id == ""
+    for job_id in (first, second):
+        assert ros.client.wait_result(job_id, RESULT_TIMEOUT_S).status == JobResult.COMPLETED
+
+
 BAD_REQUESTS = {
     "unknown model": (make_request("resnet9000"), "unknown model 'resnet9000'"),
     "empty model": (make_request(""), "model is empty"),
@@ -180,7 +199,6 @@ def test_bad_request_by_topic_is_rejected_with_reason(ros, case):
 @pytest.mark.parametrize("case", sorted(BAD_REQUESTS))
 def test_bad_request_by_service_is_refused_with_reason(ros, case):
     request, reason = BAD_REQUESTS[case]
-    request.job_id = ""
     with pytest.raises(SchedulerError, match="job refused") as refused:
         ros.client.submit(request, via="service")
     assert reason in str(refused.value)

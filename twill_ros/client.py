@@ -11,6 +11,7 @@ calls here wait on futures and events, never spin themselves.
 
 from __future__ import annotations
 
+import copy
 import threading
 import uuid
 from collections import OrderedDict
@@ -37,8 +38,10 @@ class SchedulerError(RuntimeError):
 def make_request(model: str, *, priority: int = JobRequest.NORMAL, deadline_ms: float = 0.0,
                  prompt: str = "", max_new_tokens: int = 0, job_id: str = "",
                  inputs=()) -> JobRequest:
-    return JobRequest(job_id=job_id, model=model, priority=priority, deadline_ms=deadline_ms,
-                      prompt=prompt, max_new_tokens=max_new_tokens, inputs=list(inputs))
+    # Humble's messages check field types: deadline_ms=50 (an int) would raise there
+    return JobRequest(job_id=job_id, model=model, priority=int(priority),
+                      deadline_ms=float(deadline_ms), prompt=prompt,
+                      max_new_tokens=int(max_new_tokens), inputs=list(inputs))
 
 
 class TwillClient:
@@ -67,6 +70,7 @@ class TwillClient:
         self._waiting: dict[str, threading.Event] = {}
         self._results: OrderedDict[str, JobResult] = OrderedDict()
         self._chosen_ids: set[str] = set()   # ids the caller chose, until their job ended
+        self._run_ids: set[str] = set()      # jobs of run(): their JobRun gets the result
         node.create_subscription(JobResult, ifc.name(ifc.RESULTS, namespace), self._on_result,
                                  ifc.JOB_QOS,
                                  callback_group=group)
@@ -90,6 +94,9 @@ class TwillClient:
             self._on_result_cb(result)
             return
         with self._lock:
+            if result.job_id in self._run_ids:     # not kept: nobody would claim it
+                self._run_ids.discard(result.job_id)
+                return
             self._results[result.job_id] = result
             while len(self._results) > MAX_UNCLAIMED_RESULTS:
                 dropped, _ = self._results.popitem(last=False)
@@ -100,14 +107,16 @@ class TwillClient:
         return self._waiting.setdefault(job_id, threading.Event())
 
     def wait_result(self, job_id: str, timeout_s: float = 10.0) -> JobResult | None:
-        """The JobResult of a job this client submitted, or None on timeout."""
+        """The JobResult of a job this client submitted, or None on timeout (one waiter per
+        job: a second one gets None)."""
+        if self._on_result_cb is not None:
+            raise ValueError("this client hands every result to its on_result callback")
         with self._lock:
             arrived = self._arrived(job_id)
-        if not arrived.wait(timeout_s):
-            return None
+        got = arrived.wait(timeout_s)
         with self._lock:
             self._waiting.pop(job_id, None)
-            return self._results.pop(job_id)
+            return self._results.pop(job_id, None) if got else None
 
     # ------------------------------------------------------------ submission
     def submit(self, request: JobRequest, via: str = "topic", timeout_s: float = 5.0) -> str:
@@ -119,6 +128,7 @@ class TwillClient:
         """
         if via not in ("topic", "service"):
             raise ValueError(f"via must be 'topic' or 'service', got {via!r}")
+        request = copy.deepcopy(request)    # the caller's may be a template sent again
         request.client_id = request.client_id or self.client_id
         if via == "topic" and self._jobs_pub.get_subscription_count() == 0:
             # A message to nobody is dropped silently by DDS; refuse it instead.
@@ -143,10 +153,15 @@ class TwillClient:
         """Run a job as an action; ``JobRun.result()`` is the goal's JobResult.
 
         ``feedback`` receives state (queued/running/frozen), unit and tokens as they change.
+        A request without an id gets one here (``JobRun.job_id``).
         """
+        request = copy.deepcopy(request)
         request.client_id = request.client_id or self.client_id
         chosen = self._reserve(request.job_id)
-        run = JobRun()
+        request.job_id = request.job_id or f"{self.node.get_name()}-{uuid.uuid4().hex[:12]}"
+        with self._lock:
+            self._run_ids.add(request.job_id)
+        run = JobRun(request.job_id)
         run._future.add_done_callback(lambda _f: self._release(chosen))
 
         def on_goal(goal_future) -> None:
@@ -154,7 +169,7 @@ class TwillClient:
             if not handle.accepted:
                 run._future.set_exception(SchedulerError("goal refused by the scheduler"))
                 return
-            run._goal_handle = handle
+            run._accepted(handle)
             handle.get_result_async().add_done_callback(
                 lambda f: run._future.set_result(f.result().result.result))
 
@@ -186,7 +201,7 @@ class TwillClient:
 
     def set_power_budget(self, budget_w: float, timeout_s: float = 5.0) -> float:
         """Set the module power budget; returns the budget in force, raises if refused."""
-        response = self._call(self._budget, SetPowerBudget.Request(budget_w=budget_w),
+        response = self._call(self._budget, SetPowerBudget.Request(budget_w=float(budget_w)),
                               timeout_s)
         if not response.success:
             raise SchedulerError(f"budget refused: {response.message}")
@@ -207,9 +222,12 @@ class TwillClient:
 class JobRun:
     """An action goal in flight: wait for its JobResult or cancel it."""
 
-    def __init__(self) -> None:
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
         self._future: Future = Future()
+        self._lock = threading.Lock()
         self._goal_handle = None
+        self._cancel_asked = False
 
     def done(self) -> bool:
         return self._future.done()
@@ -226,6 +244,16 @@ class JobRun:
         self._future.add_done_callback(forward)
 
     def cancel(self) -> None:
-        """Ask the scheduler to cancel the goal (no effect before it was accepted)."""
-        if self._goal_handle is not None:
-            self._goal_handle.cancel_goal_async()
+        """Ask the scheduler to cancel the goal; before it was accepted, as soon as it is."""
+        with self._lock:
+            self._cancel_asked = True
+            handle = self._goal_handle
+        if handle is not None:
+            handle.cancel_goal_async()
+
+    def _accepted(self, handle) -> None:
+        with self._lock:
+            self._goal_handle = handle
+            cancel = self._cancel_asked
+        if cancel:
+            handle.cancel_goal_async()

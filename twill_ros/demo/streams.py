@@ -17,6 +17,7 @@ from twill_ros.client import SchedulerError, TwillClient, make_request
 from twill_ros.monitor import SentLedger
 from twill_ros.node.lifecycle import spin_while
 from twill_ros.node.params import descriptor
+from twill_ros.node.results import STATUS_NAMES
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,8 @@ def declare_stream(node: Node, default: StreamConfig) -> StreamConfig:
                                       descriptor(description, read_only=True, **ranges)).value
 
     model = declare("model", default.model, f"Catalog model id of the {name} stream.")
-    rate_hz = declare("rate_hz", 1.0 / default.period_s, f"Submissions per second of {name}.",
+    rate_hz = declare("rate_hz", 1.0 / default.period_s,
+                      f"Periods per second of {name} (each submits burst jobs).",
                       float_range=(0.01, 1000.0))
     priority = declare("priority", default.priority, f"Priority of {name} jobs (0..255).",
                        int_range=(0, 255))
@@ -54,8 +56,9 @@ def declare_stream(node: Node, default: StreamConfig) -> StreamConfig:
     if default.max_new_tokens:
         llm = {"prompt": declare("prompt", default.prompt, f"Prompt of {name} LLM jobs."),
                "max_new_tokens": declare("max_new_tokens", default.max_new_tokens,
-                                         f"Tokens to generate per {name} job.",
-                                         int_range=(1, 4096))}
+                                         f"Tokens to generate per {name} job (at most the "
+                                         "scheduler's max_new_tokens, 1024 by default).",
+                                         int_range=(1, 1024))}
     return StreamConfig(name=name, model=model, period_s=1.0 / rate_hz, priority=priority,
                         deadline_ms=deadline_ms, burst=burst, via=default.via, **llm)
 
@@ -76,8 +79,8 @@ class StreamSubmitter:
             for _ in range(self.config.burst):
                 self.submit()
         except SchedulerError as error:
-            self.node.get_logger().warn(f"{self.config.name}: not submitted: {error}",
-                                        throttle_duration_sec=5.0)
+            self.node.get_logger().warning(f"{self.config.name}: not submitted: {error}",
+                                           throttle_duration_sec=5.0)
 
     def submit(self, prompt: str = "") -> str:
         """Submit one job; SchedulerError (nothing recorded) while no scheduler listens."""
@@ -124,6 +127,10 @@ class StreamClientNode(Node):
     def on_result(self, result: JobResult) -> None:
         for stream in self.streams:
             stream.record(result)
+        if result.status in (JobResult.REJECTED, JobResult.FAILED):
+            self.get_logger().warning(
+                f"{result.job_id}: {STATUS_NAMES[result.status]}: {result.message}",
+                throttle_duration_sec=5.0)
 
     def stop(self) -> None:
         for stream in self.streams:
