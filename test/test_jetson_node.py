@@ -51,8 +51,8 @@ def test_nvpmodel_power_sensor_and_gpu_clock_follow_the_parameters(tmp_path):
                                                    "power_budget_w": 15.0}) as (scheduler, client):
         assert read(root, "var/lib/nvpmodel/status") == "pmode:0003"
         # no control sets the DLA clocks: the core plans around them at the 25W caps
-        assert "fixed clocks (planned around): dla0 614.4 MHz, dla1 614.4 MHz" in \
-            scheduler.tail(), scheduler.tail()
+        assert client.wait_until(lambda: "fixed clocks (planned around): dla0 614.4 MHz, "
+                                 "dla1 614.4 MHz" in scheduler.tail(), 5.0), scheduler.tail()
         assert client.wait_until(lambda: client.newest_status("twill/power") is not None, 5.0)
         platform = client.newest_status("twill/platform")
         assert platform.level == b"\x00", platform.message
@@ -117,8 +117,9 @@ def test_a_cluster_offline_in_the_nvpmodel_mode_is_not_scheduled(tmp_path):
     root = build(tmp_path, orin_nx("jp6", mode=1))
     with jetson_node(root, "jetson_offline_client",
                      {"power_budget_w": 10.0, "state_rate_hz": 10.0}) as (scheduler, client):
-        assert "cpu_b: every core offline (the nvpmodel mode's CPU_ONLINE), not scheduled" \
-            in scheduler.tail(), scheduler.tail()
+        assert client.wait_until(lambda: "cpu_b: every core offline (the nvpmodel mode's "
+                                 "CPU_ONLINE), not scheduled" in scheduler.tail(), 5.0), \
+            scheduler.tail()
         assert client.wait_until(lambda: len(client.states) >= 1, 5.0)
         assert [u.name for u in client.states[-1][1].units] == ["gpu", "dla0", "dla1", "cpu_a"]
         job_id = client.client.submit(make_request("tinyllama-1.1b", prompt="go", max_new_tokens=2),
