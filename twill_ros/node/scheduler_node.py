@@ -40,7 +40,7 @@ from twill_ros.core.policies import POLICIES
 from twill_ros.core.power import BUDGET_RANGE_W, check_budget_w
 from twill_ros.core.profiler import Profiler
 from twill_ros.core.scheduler import Scheduler
-from twill_ros.node.diagnostics import HealthMonitor, Snapshot, UnitSnapshot
+from twill_ros.node.diagnostics import WINDOWS_SPAN, HealthMonitor, Snapshot, UnitSnapshot
 from twill_ros.node.execution import Execution
 from twill_ros.node.lifecycle import node_main, spin_while
 from twill_ros.node.params import descriptor
@@ -120,7 +120,10 @@ class TwillSchedulerNode(Node):
         # the budget is judged on 100 ms windows: the last 10 s of them, over or not
         self._window_samples: list[float] = []
         self._samples_per_window = max(1, round(WINDOW_S / self.platform.power_sample_period_s))
-        self._windows_over: deque[bool] = deque(maxlen=100)
+        self._windows_over: deque[bool] = deque(maxlen=WINDOWS_SPAN)
+        # the budget they are judged against: the one set, at once (the core takes it up
+        # when its BudgetChanged event is drained, a few samples later)
+        self._windows_budget_w = p("power_budget_w")
         # since the previous diagnostics: refusals, and failures per unit, with the latest reason
         self._period_rejected = 0
         self._last_rejection = ""
@@ -292,6 +295,7 @@ class TwillSchedulerNode(Node):
                 self._post_event(ev.BudgetChanged(time.monotonic(), float(param.value)))
                 with self._lock:    # windows are judged against the budget in force
                     self._windows_over.clear()
+                    self._windows_budget_w = float(param.value)
             elif param.name == "max_queue":
                 with self._lock:
                     self.scheduler.max_queue = param.value
@@ -519,7 +523,7 @@ class TwillSchedulerNode(Node):
         if len(self._window_samples) == self._samples_per_window:
             mean = sum(self._window_samples) / len(self._window_samples)
             with self._lock:
-                self._windows_over.append(mean > self.scheduler.budget_w)
+                self._windows_over.append(mean > self._windows_budget_w)
             self._window_samples.clear()
         self._feed(ev.PowerSample(time.monotonic(), reading.total_w))
 
