@@ -101,6 +101,16 @@ def test_an_unknown_nvpmodel_mode_stops_the_node_with_the_modes_it_has(tmp_path)
     assert "cannot start: nvpmodel mode '30W' not in" in log and "MAXN, 10W, 15W, 25W" in log
 
 
+def test_a_start_that_fails_after_setting_the_nvpmodel_mode_puts_the_mode_back(tmp_path):
+    root = build(tmp_path, orin_nx("jp6", mode=0))
+    code, log = SchedulerProcess(test_domain_id() + 9, {
+        "control": "jetson", "platform_root": str(root), "jetson.use_jtop": False,
+        "jetson.nvpmodel_mode": "25W", "backends.gpu": "tensorrt"}).exited()
+    assert code == 1 and "TensorRT is not installed" in log, log[-2000:]
+    assert read(root, "nvpmodel.log").splitlines()[-2:] == ["-m 0", "-q"]    # set, then back
+    assert read(root, "var/lib/nvpmodel/status") == "pmode:0000"
+
+
 def test_a_dla_clock_nobody_can_read_is_reported_as_found_not_as_asked(tmp_path):
     """Without nvpmodel the DLA clock is unknown: the node keeps the clock it assumed at start
     (the max), whatever the budget."""

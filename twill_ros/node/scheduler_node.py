@@ -93,14 +93,24 @@ class TwillSchedulerNode(Node):
         self._declare_parameters()
         p = self._param
         self.platform = load_platform(p("platform"))
-        check_budget_w(p("power_budget_w"), self.platform)
         control = self._make_control()
+        try:
+            self._set_up(control)
+        except BaseException:
+            if control is not None:     # e.g. an nvpmodel mode set at start goes back
+                control.restore()
+            raise
+
+    def _set_up(self, control: PlatformControl | None) -> None:
+        """Everything after the control exists (it may have changed the machine already)."""
+        p = self._param
         offline = control.offline_units() if control is not None else ()
         if offline:     # the core, the backends and the state leave them out
             self.platform = self.platform.without_units(offline)
             self.get_logger().warning(
                 f"{', '.join(offline)}: every core offline (the nvpmodel mode's CPU_ONLINE), "
                 f"not scheduled; a mode with them online needs a reboot")
+        check_budget_w(p("power_budget_w"), self.platform)   # as at run time: the units here
         self.catalog = load_catalog(p("catalog_path") or None)
         self.profiler = Profiler(self.catalog, self.platform)
         self.limits = Limits(max_new_tokens=p("max_new_tokens"),
