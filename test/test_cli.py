@@ -31,7 +31,8 @@ streams:
 
 RESULT_KEYS = ["policy", "budget_w", "jobs", "completed", "failed", "rejected", "cancelled",
                "latency_ms", "slowdown_mean", "deadline_violation_rate", "power_w",
-               "budget_violation_fraction", "energy_j_per_job", "llm", "per_stream"]
+               "budget_violation_fraction", "energy_j_per_job", "llm", "per_stream",
+               "static_caps"]
 
 
 @pytest.fixture
@@ -66,6 +67,24 @@ def test_compare_writes_the_json_contract(workload, tmp_path, capsys):
             assert set(s) == {"jobs", "latency_ms", "slowdown_mean", "deadline_violation_rate"}
         assert r["jobs"] == r["completed"] + r["failed"] + r["rejected"] + r["cancelled"]
     assert "gpu_fifo" in capsys.readouterr().out      # the table went to stdout
+
+
+def test_a_policy_without_dvfs_is_reported_on_its_best_static_caps(workload, tmp_path):
+    def results(*extra: str) -> list[dict]:
+        out = tmp_path / "out.json"
+        assert cli.main(["compare", "--workload", workload, "--budgets", "10,15", "--policies",
+                         "twill,min_finish", "--json", str(out), *extra]) == 0
+        return json.loads(out.read_text())["results"]
+
+    best = results()
+    assert [r["static_caps"] for r in best if r["policy"] == "twill"] == [None, None]
+    each = {p: results("--caps-profile", p) for p in ("all-used", "accelerators", "gpu")}
+    for i in (1, 3):                    # min_finish at 10 W, then at 15 W
+        tried = [(-runs[i]["completed"], runs[i]["latency_ms"]["mean"], p)
+                 for p, runs in each.items()]
+        assert best[i]["static_caps"] == min(tried)[2]
+        assert best[i] == each[min(tried)[2]][i]
+    assert len({r[1]["latency_ms"]["mean"] for r in each.values()}) > 1   # the choice matters
 
 
 def test_same_seed_gives_identical_json(workload, tmp_path):

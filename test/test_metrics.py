@@ -111,7 +111,7 @@ def test_result_keys_follow_the_compare_contract():
     assert list(out) == ["policy", "budget_w", "jobs", "completed", "failed", "rejected",
                          "cancelled", "latency_ms", "slowdown_mean", "deadline_violation_rate",
                          "power_w", "budget_violation_fraction", "energy_j_per_job", "llm",
-                         "per_stream"]
+                         "per_stream", "static_caps"]
     assert set(out["per_stream"]["s"]) == {"jobs", "latency_ms", "slowdown_mean",
                                            "deadline_violation_rate"}
 

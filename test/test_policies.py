@@ -286,6 +286,15 @@ def test_gpu_fifo_uses_static_caps_for_the_gpu_only():
     assert s.controller is None
 
 
+def test_fcfs_affinity_shares_the_gpu_between_streams():
+    s = sched("fcfs_affinity")
+    out = s.handle(JobArrived(0.0, job("a1", "bert", stream="A")))
+    out += s.handle(JobArrived(0.0, job("b1", "bert", stream="B")))
+    out += s.handle(JobArrived(0.0, job("a2", "bert", stream="A")))
+    assert dispatches(out) == [("a1", "gpu"), ("b1", "gpu")]
+    assert dispatches(s.handle(JobFinished(0.02, "a1", "gpu"))) == [("a2", "gpu")]
+
+
 def test_fcfs_affinity_sends_dla_compatible_models_to_the_dla_even_if_gpu_idle():
     s = sched("fcfs_affinity")
     out = s.handle(JobArrived(0.0, job("c", "cnn")))
@@ -298,12 +307,39 @@ def test_fcfs_affinity_sends_dla_compatible_models_to_the_dla_even_if_gpu_idle()
 
 def test_edf_serves_the_earliest_deadline_first():
     s = sched("edf")
-    s.handle(JobArrived(0.0, job("l", "long")))
-    s.handle(JobArrived(0.001, job("late", "bert")))                     # no deadline
-    s.handle(JobArrived(0.002, job("urgent", "bert", deadline_s=0.2)))
-    assert s.jobs["late"].unit == s.jobs["urgent"].unit == "gpu"
-    out = s.handle(JobFinished(0.1, "l", "gpu"))
-    assert dispatches(out) == [("urgent", "gpu")]
+    s.handle(JobArrived(0.0, job("l", "long", deadline_s=1.0)))
+    s.handle(JobArrived(0.001, job("none", "bert")))                     # no deadline
+    s.handle(JobArrived(0.002, job("late", "bert", deadline_s=0.5)))     # due at 0.502
+    out = s.handle(JobArrived(0.003, job("urgent", "bert", deadline_s=0.2)))   # due at 0.203
+    assert dispatches(out) == []        # a DNN with a deadline runs to the end, alone
+    assert s.jobs["none"].unit == s.jobs["late"].unit == s.jobs["urgent"].unit == "gpu"
+    assert dispatches(s.handle(JobFinished(0.1, "l", "gpu"))) == [("urgent", "gpu")]
+    assert dispatches(s.handle(JobFinished(0.11, "urgent", "gpu"))) == [("late", "gpu")]
+    assert dispatches(s.handle(JobFinished(0.12, "late", "gpu"))) == [("none", "gpu")]
+
+
+def test_edf_preempts_work_without_a_deadline_for_work_with_one():
+    s = sched("edf")
+    s.handle(JobArrived(0.0, job("llm", "llm", 200, prompt=64, new=10)))   # priority is no key
+    out = s.handle(JobArrived(0.01, job("lo", "bert", 10)))                 # no deadline: waits
+    assert not of(out, Freeze) and dispatches(out) == []
+    out = s.handle(JobArrived(0.02, job("due", "bert", 10, deadline_s=0.05)))
+    # the LLM stops at its next step boundary; on the GPU the job starts beside it at once
+    assert of(out, Freeze) == [Freeze("llm")]
+    assert dispatches(out) == [("due", "gpu")]
+    s2 = sched("edf")
+    s2.handle(JobArrived(0.0, job("l", "long")))                # a DNN without a deadline
+    out = s2.handle(JobArrived(0.01, job("due", "bert", deadline_s=0.05)))
+    assert dispatches(out) == [("due", "gpu")]                  # beside it, on a priority stream
+    assert s2.jobs["due"].share > s2.jobs["l"].share
+
+
+def test_only_twill_lets_a_short_job_bypass_one_as_important():
+    for policy, started in (("twill", [("short", "gpu")]), ("edf", [])):
+        s = sched(policy)
+        s.handle(JobArrived(0.0, job("l", "long", deadline_s=1.0)))
+        out = s.handle(JobArrived(0.01, job("short", "bert", deadline_s=1.0)))
+        assert dispatches(out) == started, policy
 
 
 def test_min_finish_is_fifo_and_picks_the_earliest_expected_finish():

@@ -61,6 +61,21 @@ def test_static_caps_fit_the_budget_worst_case_and_fall_with_the_budget(used):
         prev = caps
 
 
+def test_a_caps_profile_holds_its_kinds_low_and_gives_the_rest_their_budget():
+    shared = pw.static_caps(ORIN, 15.0, ORIN.unit_names)
+    for profile, held in (("accelerators", {"cpu"}), ("gpu", {"cpu", "dla"})):
+        caps = pw.static_caps(ORIN, 15.0, ORIN.unit_names, profile=profile)
+        assert all(caps[u.name] == u.min_frequency_hz for u in ORIN.units if u.kind in held)
+        # still counted fully busy, so the worst case fits; what they leave goes elsewhere
+        assert pw.module_power_w(ORIN, caps, dict.fromkeys(ORIN.unit_names, 1.0)) <= 15.0
+        rest = [u.name for u in ORIN.units if u.kind not in held]
+        assert all(caps[n] >= shared[n] for n in rest)
+        assert any(caps[n] > shared[n] for n in rest)
+    assert pw.static_caps(ORIN, 15.0, ORIN.unit_names, profile="all-used") == shared
+    with pytest.raises(ValueError, match="unknown static-cap profile 'cpu'; known: all-used"):
+        pw.static_caps(ORIN, 15.0, ["gpu"], profile="cpu")
+
+
 def test_static_caps_use_lowest_clocks_when_nothing_fits():
     caps = pw.static_caps(PLATFORM, 1.0, PLATFORM.unit_names)
     assert caps == {u.name: u.min_frequency_hz for u in PLATFORM.units}

@@ -214,7 +214,7 @@ def test_an_llm_that_cannot_fit_the_budget_stays_held_not_run_in_and_out():
 
 
 def test_a_fixed_clock_is_where_the_twin_runs_the_unit_whatever_the_budget():
-    """As on a machine whose control cannot set that clock (bench/baseline_variants.py)."""
+    """As on a machine whose control cannot set that clock."""
     top = PLATFORM.unit("gpu").max_frequency_hz
     # 6 W would cap the GPU at 500 MHz (test_half_clock_doubles_...): it stays at 1 GHz
     result = run([job("a", "long")], policy="twill", budget=6.0, fixed_clocks_hz={"gpu": top})

@@ -47,6 +47,7 @@ COLUMNS: tuple[tuple[str, Callable[[dict], str]], ...] = (
     ("tok/s", lambda r: fmt(r["llm"]["tps_mean"], 1)),
     ("done/jobs", lambda r: f"{r['completed']}/{r['jobs']}"),
     ("rej+fail+canc", lambda r: str(r["rejected"] + r["failed"] + r["cancelled"])),
+    ("clocks", lambda r: r["static_caps"] or "DVFS"),
 )
 
 

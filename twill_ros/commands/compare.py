@@ -12,7 +12,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from twill_ros.comparison import Comparison, parse_budgets, parse_policies, run_comparison
+from twill_ros.comparison import (
+    BEST_CAPS,
+    Comparison,
+    parse_budgets,
+    parse_policies,
+    run_comparison,
+)
+from twill_ros.core.power import CAP_PROFILES
 from twill_ros.errors import error_text
 from twill_ros.report import text_table, write_report
 
@@ -26,6 +33,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--json", metavar="OUT", help="write the results JSON here")
     parser.add_argument("--report", metavar="DIR", help="write REPORT.md and PNG plots here")
+    parser.add_argument("--caps-profile", choices=(BEST_CAPS, *CAP_PROFILES), default=BEST_CAPS,
+                        help="static caps of policies without DVFS: which units the budget "
+                             "goes to (default: best, i.e. each profile tried and the best "
+                             "run kept)")
 
 
 def add_parser(subparsers) -> None:
@@ -53,7 +64,7 @@ def execute(args: argparse.Namespace, budgets: Sequence[float], policies: Sequen
         return user_error(problem)
     try:
         comparison = run_comparison(args.workload, args.platform, budgets, policies,
-                                    args.seed, progress=True)
+                                    args.seed, progress=True, caps_profile=args.caps_profile)
     except (ValueError, FileNotFoundError) as exc:
         return user_error(exc)
     print_tables(comparison)

@@ -112,12 +112,13 @@ def _job_stats(records: Sequence[JobRecord],
 
 def summarize(records: Sequence[JobRecord], power_trace: Sequence[tuple[float, float]], *,
               policy: str, budget_w: float, profiler, duration_s: float | None = None,
-              streams: Sequence[str] = ()) -> dict[str, object]:
+              streams: Sequence[str] = (), static_caps: str | None = None) -> dict[str, object]:
     """One object of the ``compare`` JSON ``results`` list.
 
     ``streams`` lists stream names to report even when they produced no job (their order is
     kept; streams seen only in the records follow, sorted). ``duration_s`` is the end of
-    the run for the energy integral."""
+    the run for the energy integral. ``static_caps``: the static-cap profile the policy ran
+    on (``power.CAP_PROFILES``), None for a policy with its own DVFS."""
     counts = {status: 0 for status in JobStatus}
     for r in records:
         counts[r.status] += 1
@@ -153,4 +154,5 @@ def summarize(records: Sequence[JobRecord], power_trace: Sequence[tuple[float, f
             "tps_mean": mean(r.tokens / r.decode_s for r in llm if r.decode_s > 0),
         },
         "per_stream": per_stream,
+        "static_caps": static_caps,
     }

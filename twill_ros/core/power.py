@@ -195,8 +195,31 @@ def _uniform_levels(units: list[UnitSpec], used: set[str], base_w: float,
     return levels(lo)
 
 
+# Static-cap profiles: the unit kinds held at their lowest clock (still counted fully busy
+# where the policy uses them), which leaves the budget to the other units, as nvpmodel modes
+# trade CPU cores and clocks against the GPU's. Which profile serves a policy best depends on
+# the workload (a workload whose LLM spills onto the CPUs needs them fast, one that runs on the
+# accelerators does not), so ``twill compare`` runs each policy without a power controller
+# under every profile and reports the best (``comparison.run_comparison``).
+DEFAULT_CAPS_PROFILE = "all-used"
+CAP_PROFILES: dict[str, tuple[str, ...]] = {
+    "all-used": (),              # the budget shared by every unit the policy uses
+    "accelerators": ("cpu",),    # the CPU clusters at their lowest clock
+    "gpu": ("cpu", "dla"),       # the CPU clusters and the DLAs at their lowest clock
+}
+
+
+def check_caps_profile(profile: str) -> str:
+    """``profile`` if it names a CAP_PROFILES entry; ValueError naming them otherwise."""
+    if profile not in CAP_PROFILES:
+        raise ValueError(f"unknown static-cap profile {profile!r}; "
+                         f"known: {', '.join(CAP_PROFILES)}")
+    return profile
+
+
 def static_caps(platform: PlatformSpec, budget_w: float, used_units: Iterable[str],
-                fixed_hz: Mapping[str, int] | None = None) -> dict[str, int]:
+                fixed_hz: Mapping[str, int] | None = None,
+                profile: str = DEFAULT_CAPS_PROFILE) -> dict[str, int]:
     """nvpmodel-style static clocks for a policy without a power controller.
 
     Rule: the units the policy uses are assumed fully busy (u = 1, the worst case) and the
@@ -206,10 +229,13 @@ def static_caps(platform: PlatformSpec, budget_w: float, used_units: Iterable[st
     speed gain per watt (sensitivity 0.8, equal weights). The result: the highest per-unit
     clocks whose worst-case predicted module power is <= ``budget_w``; unused units stay at
     their lowest clock, and if even the lowest clocks exceed the budget, lowest clocks are used.
-    Units in ``fixed_hz`` keep that clock; the others share what it leaves.
+    Units in ``fixed_hz`` keep that clock, units of the kinds ``profile`` holds low
+    (CAP_PROFILES) their lowest clock; the others share what those leave.
     """
     used = set(used_units)
-    fixed = fixed_hz or {}
+    held = CAP_PROFILES[check_caps_profile(profile)]
+    fixed = {u.name: u.min_frequency_hz for u in platform.units if u.kind in held}
+    fixed.update(fixed_hz or {})
     units = [u for u in platform.units if u.name not in fixed]
     utils = {u.name: (1.0 if u.name in used else 0.0) for u in platform.units}
     weights = {u.name: (1.0 if u.name in used else 0.0) for u in units}

@@ -185,7 +185,8 @@ class Scheduler:
     def __init__(self, platform: PlatformSpec, catalog: Catalog, policy: str | Policy,
                  budget_w: float, seed: int = 0, *, profiler: Profiler | None = None,
                  max_queue: int = 1000, tick_period_s: float = 0.1,
-                 fixed_clocks_hz: Mapping[str, int] | None = None) -> None:
+                 fixed_clocks_hz: Mapping[str, int] | None = None,
+                 caps_profile: str = pw.DEFAULT_CAPS_PROFILE) -> None:
         self.platform = platform
         # Units whose clock the driver cannot set (a Jetson's DLAs run at their nvpmodel cap):
         # estimates and the power budget use that clock, and no policy plans it.
@@ -193,6 +194,7 @@ class Scheduler:
                                 for name, hz in (fixed_clocks_hz or {}).items()}
         self.catalog = catalog
         self.policy = make_policy(policy) if isinstance(policy, str) else policy
+        self.caps_profile = pw.check_caps_profile(caps_profile)   # static caps (no dvfs)
         self.budget_w = budget_w
         self.seed = seed        # decisions are deterministic and draw no random numbers
         self.profiler = profiler or Profiler(catalog, platform)
@@ -732,14 +734,15 @@ class Scheduler:
 
     def _short_enough(self, js: JobState, r: JobState, u: UnitState) -> bool:
         """Bypass rule against running ``r``: a more important job whenever sharing beats
-        waiting for ``r``; an equally important one when it is at most half of ``r``'s
-        remaining time (SRPT with a clear gain); a less important one additionally only if
-        it costs ``r`` at most BYPASS_FRACTION of its estimate."""
+        waiting for ``r``; with ``short_job_bypass``, an equally important one when it is at
+        most half of ``r``'s remaining time (SRPT with a clear gain) and a less important one
+        additionally only if it costs ``r`` at most BYPASS_FRACTION of its estimate."""
         est = self.estimate_s(js, u.name)
         left = self._remaining_s(r)
         if js.level > r.level:
             return est < left * PRIORITY_SHARE
-        return est <= 0.5 * left and (js.level == r.level or est <= BYPASS_FRACTION * r.est_s)
+        return (self.policy.short_job_bypass and est <= 0.5 * left
+                and (js.level == r.level or est <= BYPASS_FRACTION * r.est_s))
 
     def _fill_shared(self, u: UnitState, out: list[Action]) -> None:
         """Processor sharing, one job per stream at a time (each client node runs its own
@@ -986,7 +989,7 @@ class Scheduler:
             if elig:
                 models.append((_probe_job(profile), profile, elig))
         return pw.static_caps(self.platform, self.budget_w, self.policy.used_units(models, self),
-                              self.fixed_clocks_hz)
+                              self.fixed_clocks_hz, self.caps_profile)
 
     def _set_clocks(self, freqs: dict[str, int], out: list[Action], force: bool = False,
                     parked: frozenset[str] = frozenset()) -> None:

@@ -50,6 +50,7 @@ from twill_ros.core.events import (
 from twill_ros.core.jobs import Job, JobRecord
 from twill_ros.core.platform import PlatformSpec, UnitSpec
 from twill_ros.core.policies.base import Policy
+from twill_ros.core.power import DEFAULT_CAPS_PROFILE
 from twill_ros.core.profiler import Profiler, llm_tokens
 from twill_ros.core.scheduler import PREFILL_CHUNK_TOKENS, Scheduler
 
@@ -458,14 +459,16 @@ def simulate(jobs: Sequence[Job], platform: PlatformSpec, catalog: Catalog,
              policy: str | Policy, budget_w: float, seed: int, duration_s: float | None = None,
              *, drain_s: float | None = None,
              budget_changes: Sequence[tuple[float, float]] = (),
-             fixed_clocks_hz: Mapping[str, int] | None = None) -> SimResult:
+             fixed_clocks_hz: Mapping[str, int] | None = None,
+             caps_profile: str = DEFAULT_CAPS_PROFILE) -> SimResult:
     """Run ``jobs`` through ``policy`` on the twin of ``platform`` under ``budget_w``.
 
     ``duration_s`` defaults to the last submission; the run then drains until every job is
     terminal, at most ``drain_s`` (default ``max(60 s, duration_s)``) longer, after which
     live jobs are cancelled. ``budget_changes`` are ``(t, budget_w)`` BudgetChanged events.
     ``fixed_clocks_hz``: units held at a clock no one changes (``Scheduler``), as on a
-    machine whose control cannot set them. Deterministic for a seed.
+    machine whose control cannot set them; ``caps_profile``: the static-cap profile of a
+    policy without DVFS (``power.CAP_PROFILES``). Deterministic for a seed.
     """
     jobs = sorted(jobs, key=lambda j: j.submit_s)
     ids = [j.job_id for j in jobs]
@@ -474,7 +477,7 @@ def simulate(jobs: Sequence[Job], platform: PlatformSpec, catalog: Catalog,
     end = duration_s if duration_s is not None else (jobs[-1].submit_s if jobs else 0.0)
     drain = drain_s if drain_s is not None else max(60.0, end)
     sched = Scheduler(platform, catalog, policy, budget_w, seed,
-                      fixed_clocks_hz=fixed_clocks_hz)
+                      fixed_clocks_hz=fixed_clocks_hz, caps_profile=caps_profile)
     twin = _Twin(jobs, platform, catalog, sched, seed, end, drain)
     for t, b in budget_changes:
         twin._push(t, _BUDGET, b)

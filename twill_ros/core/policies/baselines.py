@@ -1,7 +1,9 @@
 """Baseline policies. Each states its decision rule; none has a power controller, so each
 runs with ``power.static_caps`` for the units it uses (highest clocks whose worst-case
-power with those units fully busy fits the budget). Estimates come from the same online
-profiler Twill uses, so every baseline sees the same (refined) latencies."""
+power with those units fully busy fits the budget; ``power.CAP_PROFILES`` says which units
+the budget goes to, and ``twill compare`` gives each baseline the profile that serves it
+best). Estimates come from the same online profiler Twill uses, so every baseline sees the
+same (refined) latencies."""
 
 from __future__ import annotations
 
@@ -36,9 +38,11 @@ class FcfsAffinity(Policy):
     papers.md §5): DLA-compatible models go to the DLAs, every other model to its fastest
     unit kind alone at max clock (energy breaks ties); among the units of that kind (e.g.
     dla0/dla1) the one with the earliest expected finish; each unit runs its jobs in arrival
-    order."""
+    order, and the GPU time-slices between client streams as under ``gpu_fifo`` (each model
+    served by its own process, as such a deployment runs)."""
 
     name = "fcfs_affinity"
+    shares_processor = True
 
     def filter(self, job: Job, profile: ModelProfile, units: tuple[str, ...],
                view: SchedulerView) -> tuple[str, ...]:
@@ -50,12 +54,21 @@ class FcfsAffinity(Policy):
 
 
 class Edf(Policy):
-    """Earliest deadline first: each unit serves its queue by absolute deadline (jobs without
-    one after all that have one, then by arrival); a job goes to the best available unit,
-    i.e. the eligible one where it is expected to finish first (running remainder + queued
-    work + its estimate there)."""
+    """Preemptive earliest deadline first: each unit serves its queue by absolute deadline
+    (jobs without one after all that have one, then by arrival); a job goes to the best
+    available unit, i.e. the eligible one where it is expected to finish first (running
+    remainder + queued work + its estimate there). Preemption goes as far as the platform
+    allows, for a job with a deadline over running work without one: such a job freezes a
+    running LLM job at its next step boundary, and on the GPU starts at once beside the
+    running work on a higher-priority stream (~90 % of the GPU); a DNN inference is never
+    stopped. Between jobs that both have a deadline there is no preemption."""
 
     name = "edf"
+    freezing = True
+    priority_sharing = True
+
+    def level(self, job: Job) -> int:
+        return 0 if job.absolute_deadline_s is None else 1
 
     def subkey(self, job: Job) -> tuple:
         dl = job.absolute_deadline_s

@@ -50,6 +50,8 @@ class TwillPolicy(Policy):
       lowest-priority preemptible job is frozen until the budget allows it again.
     """
 
+    short_job_bypass = True
+
     def __init__(self, name: str = "twill", *, freezing: bool = True, migration: bool = True,
                  dvfs: bool = True, aging_per_s: float = 2.0) -> None:
         self.name = name
