@@ -97,6 +97,18 @@ def test_twill_lets_a_short_job_bypass_a_long_one_on_a_priority_stream():
     assert (d.job_id, d.unit, d.share) == ("c", "gpu", 9.0)
 
 
+def test_twill_starts_a_more_important_job_beside_one_unless_that_is_about_to_finish():
+    # weights 1 + priority / 64: hi 4.125, lo 2.5625; hi runs 10 ms alone, 11.1 ms at 90 % of
+    # the GPU, and lo waits ~10 ms meanwhile. Saved = lo's 9 ms left + 10 - 11.1 = 7.9 ms:
+    # 4.125 x 7.9 > 2.5625 x 10, beside it; with 5 ms left, 4.125 x 3.9 < 25.6: waits.
+    for t, started in ((0.001, [("hi", "gpu")]), (0.005, [])):
+        s = sched("twill")
+        s.handle(JobArrived(0.0, job("lo", "bert", 100)))
+        out = s.handle(JobArrived(t, job("hi", "bert", 200)))
+        assert dispatches(out) == started
+    assert dispatches(s.handle(JobFinished(0.01, "lo", "gpu"))) == [("hi", "gpu")]
+
+
 def test_twill_freezes_low_priority_llm_for_high_priority_job_and_unfreezes_after():
     s = sched("twill")
     s.handle(JobArrived(0.0, job("llm", "llm", 10, prompt=64, new=10)))

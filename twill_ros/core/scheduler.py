@@ -733,16 +733,22 @@ class Scheduler:
         return len(active) == 1 and self._short_enough(js, active[0], u)
 
     def _short_enough(self, js: JobState, r: JobState, u: UnitState) -> bool:
-        """Bypass rule against running ``r``: a more important job whenever sharing beats
-        waiting for ``r``; with ``short_job_bypass``, an equally important one when it is at
-        most half of ``r``'s remaining time (SRPT with a clear gain) and a less important one
-        additionally only if it costs ``r`` at most BYPASS_FRACTION of its estimate."""
+        """Bypass rule against running ``r``. Without ``costed_sharing``: a more important
+        job whenever sharing beats waiting for ``r``, no other. With it (Smith's rule): a
+        more important job when the priority-weighted time it saves exceeds the weighted
+        time it costs ``r`` (which gets ~1/PRIORITY_SHARE of the unit meanwhile, i.e. waits
+        about as long as ``js`` runs), so it waits only for a job about to finish; an
+        equally important one when it is at most half of ``r``'s remaining time (SRPT with
+        a clear gain); a less important one additionally only if it costs ``r`` at most
+        BYPASS_FRACTION of its estimate."""
         est = self.estimate_s(js, u.name)
         left = self._remaining_s(r)
+        if not self.policy.costed_sharing:
+            return js.level > r.level and est < left * PRIORITY_SHARE
         if js.level > r.level:
-            return est < left * PRIORITY_SHARE
-        return (self.policy.short_job_bypass and est <= 0.5 * left
-                and (js.level == r.level or est <= BYPASS_FRACTION * r.est_s))
+            saved = left + est - est * (PRIORITY_SHARE + 1) / PRIORITY_SHARE
+            return js.weight * saved > r.weight * est
+        return est <= 0.5 * left and (js.level == r.level or est <= BYPASS_FRACTION * r.est_s)
 
     def _fill_shared(self, u: UnitState, out: list[Action]) -> None:
         """Processor sharing, one job per stream at a time (each client node runs its own

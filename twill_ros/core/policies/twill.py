@@ -33,6 +33,9 @@ class TwillPolicy(Policy):
       boundary; on the (processor-shared) GPU the new job starts at once beside it on a
       high-priority stream (~90 % of the GPU) until the boundary. A short job may likewise
       start beside a long running DNN (SRPT-style bypass, bounded for less important jobs).
+      Either way a job starts beside a running DNN only when the priority-weighted time it
+      saves exceeds what it costs that DNN, so a more important job still waits for one
+      about to finish.
       The frozen job resumes (by aged priority) when the unit frees, or moves to an idle
       unit that finishes it sooner.
     * A job waiting on a unit is expected to wait at least as long again as it already has
@@ -50,7 +53,7 @@ class TwillPolicy(Policy):
       lowest-priority preemptible job is frozen until the budget allows it again.
     """
 
-    short_job_bypass = True
+    costed_sharing = True
 
     def __init__(self, name: str = "twill", *, freezing: bool = True, migration: bool = True,
                  dvfs: bool = True, aging_per_s: float = 2.0) -> None:
