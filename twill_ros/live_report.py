@@ -36,12 +36,12 @@ def summarize_live(run: LiveRun, result: SimResult, profiler, streams: list[str]
     summary = summarize(result.records, result.power_trace, policy=run.policy,
                         budget_w=run.budget_w, profiler=profiler,
                         duration_s=result.duration_s, streams=streams,
-                        static_caps=_node_caps(run.policy))
+                        static_caps=node_caps_profile(run.policy))
     summary["lost"] = lost
     return summary
 
 
-def _node_caps(policy: str) -> str | None:
+def node_caps_profile(policy: str) -> str | None:
     """The static-cap profile the scheduler node runs ``policy`` on: the default one for a
     policy without DVFS (the node has no profile parameter); None for one with DVFS or a
     policy this version does not know."""

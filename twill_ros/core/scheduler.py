@@ -267,6 +267,11 @@ class Scheduler:
     def live_jobs(self) -> int:
         return len(self.jobs)
 
+    @property
+    def static_clocks_hz(self) -> dict[str, int]:
+        """The static caps a policy without DVFS runs on (empty for one with DVFS)."""
+        return dict(self._static)
+
     # ------------------------------------------------------------------ estimates (view)
 
     def _phase_s(self, model: str, unit: UnitState, tokens: int, phase: str) -> float:
