@@ -9,11 +9,7 @@ import pytest
 
 from twill_ros import cli
 from twill_ros.comparison import Run, best_caps_run
-from twill_ros.core.catalog import load_catalog
-from twill_ros.core.platform import load_platform
 from twill_ros.core.power import CAP_PROFILES
-from twill_ros.core.scheduler import Scheduler
-from twill_ros.live_report import node_caps_profile
 
 SHORT = """\
 name: short
@@ -110,14 +106,6 @@ def test_best_caps_run_weighs_a_few_unfinished_jobs_against_the_mean():
     # a tie keeps the first profile
     assert best_caps_run([run("all-used", 1000, 300.0), run("gpu", 1000, 300.0)]
                          ).summary["static_caps"] == "all-used"
-
-
-def test_a_live_run_reports_the_static_caps_the_node_runs_its_policy_on():
-    # the node builds its Scheduler without a profile: the default one
-    assert Scheduler(load_platform("orin_nx_16gb"), load_catalog(), "edf", 15.0).caps_profile \
-        == node_caps_profile("edf") == "all-used"
-    assert node_caps_profile("twill") is None                 # its own DVFS
-    assert node_caps_profile("a_newer_nodes_policy") is None  # not ours to say
 
 
 def test_same_seed_gives_identical_json(workload, tmp_path):

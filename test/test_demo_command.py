@@ -45,6 +45,7 @@ def test_twin_demo_writes_the_compare_summary_and_plots(tmp_path):
     summary, out = run_demo(tmp_path, test_domain_id() + 10, "--duration", "6",
                             "--policy", "gpu_fifo", "--budget", "12")
     result = check_summary(summary, "gpu_fifo", 12.0, "orin_nx_16gb")
+    assert result["static_caps"] == "all-used"      # the node's default profile
     # the 30 Hz camera holds its rate on the MultiThreadedExecutor (it fell to ~20 Hz when
     # rclpy's pool threads were starved; see node.lifecycle.spin_while)
     assert result["per_stream"]["detector"]["jobs"] >= 30 * 6 * 0.9
@@ -58,6 +59,7 @@ def test_real_demo_runs_the_tiny_models_on_the_cpu_units(tmp_path):
     summary, out = run_demo(tmp_path, test_domain_id() + 11, "--real", "--duration", "6",
                             "--executor", "single")
     result = check_summary(summary, "twill", 30.0, "host")
+    assert result["static_caps"] is None            # its own DVFS
     assert result["llm"]["tps_mean"] > 0                      # the tiny LLM really decoded
     assert "planner-1: completed on cpu_" in out
 

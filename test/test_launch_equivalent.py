@@ -50,7 +50,8 @@ def test_launch_file_declares_documented_arguments():
 def test_launch_scenario_as_processes():
     domain = test_domain_id() + 1
     scheduler = SchedulerProcess(domain, {"platform": "orin_nx_16gb", "policy": "gpu_fifo",
-                                          "power_budget_w": 12.0}, params_file=PARAMS_FILE)
+                                          "power_budget_w": 12.0, "static_caps_profile": "gpu"},
+                                 params_file=PARAMS_FILE)
     client = ClientNode(domain, name="launch_equivalent_client")
     try:
         assert client.client.wait_for_scheduler(30.0), scheduler.tail()
@@ -59,7 +60,7 @@ def test_launch_scenario_as_processes():
         assert result.status == JobResult.COMPLETED and result.unit == "gpu"
         assert client.wait_until(lambda: bool(client.states), 5.0)
         state = client.states[-1][1]
-        assert (state.policy, state.power_budget_w) == ("gpu_fifo", 12.0)
+        assert (state.policy, state.static_caps, state.power_budget_w) == ("gpu_fifo", "gpu", 12.0)
         assert any("policy gpu_fifo, budget 12.0 W" in line for line in scheduler.log)
     finally:
         client.close()

@@ -186,7 +186,8 @@ def test_replay_gives_every_request_of_a_bag_exactly_one_result(workload_file, t
     write_requests(bag, requests)
 
     domain = test_domain_id() + 13
-    scheduler = SchedulerProcess(domain)
+    # a baseline, so that the summary has a static-cap profile to report (from /twill/state)
+    scheduler = SchedulerProcess(domain, {"policy": "edf", "static_caps_profile": "accelerators"})
     observer = ClientNode(domain, name="replay_observer")
     try:
         assert observer.client.wait_for_scheduler(30.0), scheduler.tail()
@@ -196,6 +197,7 @@ def test_replay_gives_every_request_of_a_bag_exactly_one_result(workload_file, t
         (result,) = summary["results"]
         assert list(result) == [*RESULT_KEYS, "lost", "duplicates"]
         assert (result["jobs"], result["lost"], result["duplicates"]) == (len(requests), 0, 0)
+        assert (result["policy"], result["static_caps"]) == ("edf", "accelerators")
         assert (result["completed"], result["rejected"]) == (len(requests) - 1, 1)
         assert set(result["per_stream"]) == {"camera", "planner", "alarms", "resnet50",
                                              "no-such-model"}

@@ -275,6 +275,7 @@ def test_state_and_diagnostics_are_published(ros):
     assert ros.wait_until(lambda: len(ros.diagnostics) >= 2 and len(ros.states) >= 5, 5.0)
     _, state = ros.states[-1]
     assert state.policy == "twill" and state.platform == "orin_nx_16gb"
+    assert state.static_caps == ""          # twill runs its own DVFS
     assert {u.name for u in state.units} == UNITS
     assert all(0 < u.frequency_hz <= u.max_frequency_hz for u in state.units)
     assert state.power_w > 0
@@ -344,6 +345,7 @@ def test_queue_limit_refuses_jobs_when_full_and_is_dynamic(ros):
     ("power_budget_w", "4.0", "power budget 4 W is below orin_nx_16gb's idle power (4.6 W"),
     ("max_queue", "0", "out of range"),
     ("control", "foo", "unknown control 'foo'; choose from: model, jetson, host"),
+    ("static_caps_profile", "fast", "unknown static-cap profile 'fast'; known: all-used"),
 ])
 def test_bad_startup_parameters_stop_the_node_with_the_reason(param, value, reason):
     code, log = SchedulerProcess(test_domain_id() + 8, {param: value}).exited()

@@ -10,8 +10,6 @@ from pathlib import Path
 from twill_ros.commands.compare import write_json
 from twill_ros.comparison import Comparison, Run
 from twill_ros.core.metrics import summarize
-from twill_ros.core.policies import POLICIES, make_policy
-from twill_ros.core.power import DEFAULT_CAPS_PROFILE
 from twill_ros.report import per_stream_markdown, text_table, write_report
 from twill_ros.sim.simulator import SimResult
 from twill_ros.sim.workload import Arrival, StreamSpec, Workload
@@ -27,6 +25,7 @@ class LiveRun:
     policy: str
     budget_w: float
     duration_s: float
+    static_caps: str | None     # the policy's static-cap profile; None with its own DVFS
 
 
 def summarize_live(run: LiveRun, result: SimResult, profiler, streams: list[str],
@@ -36,18 +35,9 @@ def summarize_live(run: LiveRun, result: SimResult, profiler, streams: list[str]
     summary = summarize(result.records, result.power_trace, policy=run.policy,
                         budget_w=run.budget_w, profiler=profiler,
                         duration_s=result.duration_s, streams=streams,
-                        static_caps=node_caps_profile(run.policy))
+                        static_caps=run.static_caps)
     summary["lost"] = lost
     return summary
-
-
-def node_caps_profile(policy: str) -> str | None:
-    """The static-cap profile the scheduler node runs ``policy`` on: the default one for a
-    policy without DVFS (the node has no profile parameter); None for one with DVFS or a
-    policy this version does not know."""
-    if policy not in POLICIES or make_policy(policy).dvfs:
-        return None
-    return DEFAULT_CAPS_PROFILE
 
 
 def present(run: LiveRun, summary: dict, result: SimResult, report_dir: str | None) -> None:

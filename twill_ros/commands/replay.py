@@ -129,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
         run_info = LiveRun(name=f"replay of {args.bag}", source=f"twill replay {args.bag}",
                            platform=state.platform, policy=state.policy,
                            budget_w=float(state.power_budget_w),
+                           static_caps=state.static_caps or None,
                            duration_s=clock.now().nanoseconds * 1e-9 - t0)
         summary = summarize_live(run_info, result, profiler, replay.sent.streams(),
                                  replay.sent.pending())

@@ -37,7 +37,12 @@ from twill_ros.core.jobs import Job, JobRecord, JobStatus
 from twill_ros.core.metrics import WINDOW_S
 from twill_ros.core.platform import load_platform
 from twill_ros.core.policies import POLICIES
-from twill_ros.core.power import BUDGET_RANGE_W, check_budget_w
+from twill_ros.core.power import (
+    BUDGET_RANGE_W,
+    CAP_PROFILES,
+    DEFAULT_CAPS_PROFILE,
+    check_budget_w,
+)
 from twill_ros.core.profiler import Profiler
 from twill_ros.core.scheduler import Scheduler
 from twill_ros.node.diagnostics import WINDOWS_SPAN, HealthMonitor, Snapshot, UnitSnapshot
@@ -161,7 +166,8 @@ class TwillSchedulerNode(Node):
                                    seed=p("seed"), profiler=self.profiler,
                                    max_queue=p("max_queue"),
                                    tick_period_s=p("control_period_s"),
-                                   fixed_clocks_hz=self.execution.fixed_clocks_hz())
+                                   fixed_clocks_hz=self.execution.fixed_clocks_hz(),
+                                   caps_profile=p("static_caps_profile"))
         self._power_source = "not read yet"
         self._rails_w: dict[str, float] = {}
 
@@ -202,6 +208,10 @@ class TwillSchedulerNode(Node):
             "Platform file name under config/platforms/ or a path.", read_only=True))
         self.declare_parameter("policy", "twill", descriptor(
             "Scheduling policy.", read_only=True, choices=policies))
+        self.declare_parameter("static_caps_profile", DEFAULT_CAPS_PROFILE, descriptor(
+            "Which units a policy without DVFS gives its static power budget to "
+            "(twill compare picks each baseline's best); unused with DVFS.", read_only=True,
+            choices=tuple(CAP_PROFILES)))
         self.declare_parameter("power_budget_w", 15.0, descriptor(
             "Module power budget in watts, not below the platform's idle power; applied on "
             "the next control tick.",
@@ -569,6 +579,7 @@ class TwillSchedulerNode(Node):
             running_on, counts = self._live_summary()
             msg = SchedulerState(
                 stamp=self.get_clock().now().to_msg(), policy=self.policy,
+                static_caps=self.static_caps or "",
                 platform=self.platform.name, power_w=self._state_power(),
                 power_budget_w=self.scheduler.budget_w, units=self._unit_states(running_on),
                 queued=counts[JobStatus.QUEUED],
@@ -579,6 +590,11 @@ class TwillSchedulerNode(Node):
                 rejected=self._counters[JobStatus.REJECTED],
                 cancelled=self._counters[JobStatus.CANCELLED])
         self.state_pub.publish(msg)
+
+    @property
+    def static_caps(self) -> str | None:
+        """The static-cap profile the policy runs on; None for a policy with its own DVFS."""
+        return None if self.scheduler.controller is not None else self.scheduler.caps_profile
 
     def _state_power(self) -> float:
         samples, self._power_since_state = self._power_since_state, []
