@@ -29,6 +29,7 @@ from twill_ros.sim.simulator import SimResult, simulate
 from twill_ros.sim.workload import Workload, generate_jobs, load_workload
 
 INF = float("inf")
+BEST_CAPS = "best"              # run_comparison: every static-cap profile, the best run kept
 COMPLETION_TOLERANCE = 0.01     # best_caps_run: completed counts this close (share of jobs) tie
 
 
@@ -86,9 +87,6 @@ def parse_budgets(spec: str) -> tuple[float, ...]:
                          ) from None
 
 
-BEST_CAPS = "best"
-
-
 def run_comparison(workload: str | Workload, platform: str, budgets: Sequence[float],
                    policies: Sequence[str], seed: int, progress: bool = False,
                    caps_profile: str = BEST_CAPS) -> Comparison:
@@ -97,9 +95,9 @@ def run_comparison(workload: str | Workload, platform: str, budgets: Sequence[fl
 
     A policy without a power controller runs on static caps under ``caps_profile``, by
     default under each of ``power.CAP_PROFILES`` with the best run kept (``best_caps_run``;
-    its summary names the profile): an operator
-    picks the nvpmodel-style mode that serves the deployment, so the baselines are compared
-    at their best, not at a mode chosen for another workload."""
+    its summary names the profile): an operator picks the nvpmodel-style mode that serves
+    the deployment, so the baselines are compared at their best, not at a mode chosen for
+    another workload."""
     if caps_profile != BEST_CAPS:
         check_caps_profile(caps_profile)
     unknown = [name for name in policies if name not in POLICIES]

@@ -119,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
         run_info = LiveRun(name="live demo", source="twill demo (live ROS 2 run)",
                            platform=args.platform, policy=args.policy,
                            budget_w=float(args.budget), duration_s=args.duration,
-                           static_caps=scheduler.static_caps)
+                           static_caps=scheduler.scheduler.static_caps)
         summary = summarize_live(run_info, result, scheduler.profiler,
                                  [s.config.name for s in streams], lost)
         for node in nodes:

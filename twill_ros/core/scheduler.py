@@ -272,6 +272,11 @@ class Scheduler:
         """The static caps a policy without DVFS runs on (empty for one with DVFS)."""
         return dict(self._static)
 
+    @property
+    def static_caps(self) -> str | None:
+        """The static-cap profile the policy runs on; None for a policy with its own DVFS."""
+        return None if self.controller is not None else self.caps_profile
+
     # ------------------------------------------------------------------ estimates (view)
 
     def _phase_s(self, model: str, unit: UnitState, tokens: int, phase: str) -> float:

@@ -579,7 +579,7 @@ class TwillSchedulerNode(Node):
             running_on, counts = self._live_summary()
             msg = SchedulerState(
                 stamp=self.get_clock().now().to_msg(), policy=self.policy,
-                static_caps=self.static_caps or "",
+                static_caps=self.scheduler.static_caps or "",
                 platform=self.platform.name, power_w=self._state_power(),
                 power_budget_w=self.scheduler.budget_w, units=self._unit_states(running_on),
                 queued=counts[JobStatus.QUEUED],
@@ -590,11 +590,6 @@ class TwillSchedulerNode(Node):
                 rejected=self._counters[JobStatus.REJECTED],
                 cancelled=self._counters[JobStatus.CANCELLED])
         self.state_pub.publish(msg)
-
-    @property
-    def static_caps(self) -> str | None:
-        """The static-cap profile the policy runs on; None for a policy with its own DVFS."""
-        return None if self.scheduler.controller is not None else self.scheduler.caps_profile
 
     def _state_power(self) -> float:
         samples, self._power_since_state = self._power_since_state, []

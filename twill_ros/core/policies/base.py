@@ -55,7 +55,7 @@ class Policy:
     shares_processor = False     # run one job per stream concurrently on processor_shared units
     freezing = False             # freeze lower-priority preemptible jobs for higher ones
     priority_sharing = False     # start a job beside a running one on a shared unit (see scheduler)
-    costed_sharing = False       # ... only if it gains more than it costs (see scheduler)
+    costed_sharing = False       # ... weighing gain against cost, also SRPT-style (scheduler)
     migration = False            # move queued/frozen jobs when another unit finishes sooner
     dvfs = False                 # own power controller; otherwise static caps (power.static_caps)
     aging_per_s = 0.0            # priority levels a waiting/frozen job gains per second

@@ -33,9 +33,8 @@ class TwillPolicy(Policy):
       boundary; on the (processor-shared) GPU the new job starts at once beside it on a
       high-priority stream (~90 % of the GPU) until the boundary. A short job may likewise
       start beside a long running DNN (SRPT-style bypass, bounded for less important jobs).
-      Either way a job starts beside a running DNN only when the priority-weighted time it
-      saves exceeds what it costs that DNN, so a more important job still waits for one
-      about to finish.
+      A more important job starts beside a running DNN only when the priority-weighted time
+      it saves exceeds what it costs that DNN, so it still waits for one about to finish.
       The frozen job resumes (by aged priority) when the unit frees, or moves to an idle
       unit that finishes it sooner.
     * A job waiting on a unit is expected to wait at least as long again as it already has
