@@ -210,6 +210,13 @@ def test_replay_gives_every_request_of_a_bag_exactly_one_result(workload_file, t
         assert all(len(observer.results_for(i)) == 1 for i in ids)
         rejected = observer.results_for("odd-1")[0]
         assert rejected.status == JobResult.REJECTED and "no-such-model" in rejected.message
+        # a replay in which nothing completes fails, and says why
+        refused = tmp_path / "refused"
+        write_requests(refused, [(t_ns + i, JobRequest(job_id=f"odd-{i + 2}", model="nope"))
+                                 for i in range(2)])
+        proc = replay(refused, domain)
+        assert proc.returncode == 1, proc.stdout[-3000:]
+        assert "no request completed (0 failed, 2 refused, 0 cancelled)" in proc.stdout
     finally:
         observer.close()
         assert scheduler.stop() == 0, scheduler.tail()

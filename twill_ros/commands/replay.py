@@ -146,4 +146,10 @@ def run(args: argparse.Namespace) -> int:
               f"without a result, {summary['duplicates']} duplicate result(s)",
               file=sys.stderr)
         return 1
+    if summary["jobs"] and not summary["completed"]:
+        print(f"twill replay: no request completed ({summary['failed']} failed, "
+              f"{summary['rejected']} refused, {summary['cancelled']} cancelled): see the "
+              "results' messages, e.g. with ros2 topic echo of the results topic",
+              file=sys.stderr)
+        return 1
     return 0
