@@ -1,14 +1,18 @@
-"""SIGINT/SIGTERM: every live job gets a CANCELLED result with a reason, then a clean exit."""
+"""SIGINT/SIGTERM: every live job gets a CANCELLED result with a reason, then a clean exit;
+Ctrl-C during start-up: a message and exit code 130, no traceback."""
 
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 
 import pytest
-from ros_harness import ClientNode, SchedulerProcess, test_domain_id
+from ros_harness import REPO, ClientNode, SchedulerProcess, test_domain_id
 from twill_msgs.msg import JobResult
 
 from twill_ros.client import make_request
+from twill_ros.loopback import child_env
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -36,3 +40,29 @@ def test_shutdown_cancels_live_jobs_with_a_reason(sig):
     finally:
         ros.close()
         scheduler.stop()
+
+
+SLOW_START = """\
+import time
+from twill_ros.node.lifecycle import node_main
+
+def slow_node():
+    print("starting", flush=True)
+    time.sleep(60)      # as a TensorRT engine build may take
+
+node_main(slow_node)()
+"""
+
+
+def test_ctrl_c_during_start_up_exits_with_a_message_not_a_traceback():
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_START], cwd=REPO,
+                            env=child_env(test_domain_id() + 15), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "starting"
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, out
+    assert "slow_node: start-up interrupted" in out and "Traceback" not in out, out

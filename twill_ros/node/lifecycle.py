@@ -93,12 +93,15 @@ def node_main(factory: Callable[[], Node]) -> Callable[[list[str] | None], None]
     action goals wait as coroutines."""
     def main(args: list[str] | None = None) -> None:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+        name = getattr(factory, "__name__", "node")
         try:
             try:
                 node = factory()
             except STARTUP_ERRORS as error:
-                sys.exit(f"{getattr(factory, '__name__', 'node')}: cannot start: "
-                         f"{startup_error_text(error)}")
+                sys.exit(f"{name}: cannot start: {startup_error_text(error)}")
+            except KeyboardInterrupt:   # Ctrl-C while it starts (an engine build can be long)
+                print(f"{name}: start-up interrupted", file=sys.stderr)
+                sys.exit(128 + signal.SIGINT)
             spin_until_stopped([node], SingleThreadedExecutor(), before_exit=node.on_exit)
         finally:
             rclpy.try_shutdown()
