@@ -55,6 +55,23 @@ def test_rapl_power_is_energy_delta_over_time_across_a_counter_wrap(nx16, tmp_pa
     assert control.status().power_source == "rapl"
 
 
+def test_a_rapl_counter_that_stops_reading_gives_no_reading_rather_than_0_w(nx16, tmp_path):
+    clock = FakeClock()
+    control = make_control("host", nx16, str(build(tmp_path, laptop(zones=ZONES))), clock=clock)
+    clock.t += 0.5
+    write(tmp_path, PACKAGE, 6_000_000)
+    assert control.read_power().total_w == pytest.approx(10.0)
+    (tmp_path / PACKAGE).write_text("")                    # e.g. while the driver reloads
+    clock.t += 0.5
+    assert control.read_power() is None
+    write(tmp_path, PACKAGE, 9_000_000)
+    clock.t += 0.5
+    assert control.read_power() is None                    # no previous sample to diff yet
+    write(tmp_path, PACKAGE, 11_000_000)
+    clock.t += 0.5
+    assert control.read_power().total_w == pytest.approx(4.0)
+
+
 def test_psys_is_the_total_when_the_platform_has_it(nx16, tmp_path):
     zones = {**ZONES, "intel-rapl:1": ("psys", 0)}
     clock = FakeClock()

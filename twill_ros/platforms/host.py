@@ -66,8 +66,11 @@ class Rapl:
             if e0 is not None and e1 is not None:
                 delta = e1 - e0 if e1 >= e0 else e1 + zone.max_range_uj - e0
                 rails[zone.label] = delta / 1e6 / (t1 - t0)
-        total = rails.get("psys", sum(rails.get(z.label, 0.0) for z in self.zones
-                                      if z.top_level))
+        summed = ([z for z in self.zones if z.label == "psys"]
+                  or [z for z in self.zones if z.top_level])
+        if any(z.label not in rails for z in summed):
+            return None     # a counter the total needs did not read: no reading, not a low one
+        total = sum(rails[z.label] for z in summed)
         self._reading = PowerReading(total_w=total, rails=rails, source="rapl")
         return self._reading
 
