@@ -64,6 +64,7 @@ def test_a_rapl_counter_that_stops_reading_gives_no_reading_rather_than_0_w(nx16
     (tmp_path / PACKAGE).write_text("")                    # e.g. while the driver reloads
     clock.t += 0.5
     assert control.read_power() is None
+    assert control.read_power() is None                    # not the reading before the loss
     write(tmp_path, PACKAGE, 9_000_000)
     clock.t += 0.5
     assert control.read_power() is None                    # no previous sample to diff yet

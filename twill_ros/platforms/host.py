@@ -69,7 +69,10 @@ class Rapl:
         summed = ([z for z in self.zones if z.label == "psys"]
                   or [z for z in self.zones if z.top_level])
         if any(z.label not in rails for z in summed):
-            return None     # a counter the total needs did not read: no reading, not a low one
+            # a counter the total needs did not read: no reading, not a low one (and none
+            # kept for a read within the same instant)
+            self._reading = None
+            return None
         total = sum(rails[z.label] for z in summed)
         self._reading = PowerReading(total_w=total, rails=rails, source="rapl")
         return self._reading
