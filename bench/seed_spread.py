@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from twill_ros.comparison import parse_budgets, run_comparison  # noqa: E402
 from twill_ros.core.policies import POLICIES  # noqa: E402
-from twill_ros.evaluation import is_baseline  # noqa: E402
+from twill_ros.evaluation import best_baseline, is_baseline  # noqa: E402
 
 POLICY_SET = ("twill", *(name for name in POLICIES if is_baseline(name)))
 
@@ -29,9 +29,9 @@ def ratios(workload: str, platform: str, budgets: tuple[float, ...], seed: int
     comparison = run_comparison(workload, platform, budgets, POLICY_SET, seed)
     out = {}
     for budget in budgets:
-        means = {run.policy: run.summary["latency_ms"]["mean"]
-                 for run in comparison.runs_at(budget)}
-        best = min((p for p in means if p != "twill"), key=lambda p: means[p])
+        results = {run.policy: run.summary for run in comparison.runs_at(budget)}
+        means = {policy: r["latency_ms"]["mean"] for policy, r in results.items()}
+        best = best_baseline(results)
         out[budget] = (means["twill"] / means[best], means["twill"] / means["gpu_fifo"], best)
     return out
 
