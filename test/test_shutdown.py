@@ -1,5 +1,6 @@
 """SIGINT/SIGTERM: every live job gets a CANCELLED result with a reason, then a clean exit;
-Ctrl-C during start-up: a message and exit code 130, no traceback."""
+Ctrl-C during start-up: a message and exit code 130, no traceback; a crash: the client fails
+the jobs it had pending there."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import pytest
 from ros_harness import REPO, ClientNode, SchedulerProcess, test_domain_id
 from twill_msgs.msg import JobResult
 
-from twill_ros.client import make_request
+from twill_ros.client import SchedulerError, make_request
 from twill_ros.loopback import child_env
+
+LOSS_TIMEOUT_S = 40.0
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -66,3 +69,46 @@ def test_ctrl_c_during_start_up_exits_with_a_message_not_a_traceback():
         proc.kill()
     assert proc.returncode == 130, out
     assert "slow_node: start-up interrupted" in out and "Traceback" not in out, out
+
+
+def test_a_crashed_scheduler_fails_its_pending_jobs_and_its_restart_takes_new_ones():
+    domain = test_domain_id() + 16
+    scheduler = SchedulerProcess(domain)
+    ros = ClientNode(domain, name="crash_client")
+    try:
+        assert ros.client.wait_for_scheduler(30.0), scheduler.tail()
+        long = dict(prompt="a long story", max_new_tokens=512)
+        by_service = ros.client.submit(make_request("llama-3.2-1b", **long), via="service")
+        by_topic = ros.client.submit(make_request("llama-3.2-1b", **long), via="topic")
+        run = ros.client.run(make_request("llama-3.2-1b", **long))
+        errors = []
+        run.add_done_callback(errors.append, on_error=errors.append)
+
+        def live(state):
+            return state.queued + state.running + state.frozen
+        assert ros.wait_until(lambda: ros.states and live(ros.states[-1][1]) == 3, 10.0)
+        scheduler.stop(signal.SIGKILL)       # a crash: nobody sends these jobs a result
+        scheduler = SchedulerProcess(domain)     # and a respawn, as launch files do
+        # DDS notices a participant that vanished without saying so within its lease (20 s)
+        with pytest.raises(SchedulerError, match=f"{run.job_id}: the scheduler went away"):
+            run.result(LOSS_TIMEOUT_S)
+        assert len(errors) == 1 and isinstance(errors[0], SchedulerError)
+        for job_id in (by_service, by_topic):
+            with pytest.raises(SchedulerError, match=f"{job_id}: the scheduler went away"):
+                ros.client.wait_result(job_id, 5.0)
+        assert not ros.results_for(by_service) and not ros.results_for(run.job_id)
+        assert ros.client.wait_for_scheduler(30.0), scheduler.tail()
+        result = ros.client.run(make_request("tiny-cnn")).result(20.0)
+        assert result.status == JobResult.COMPLETED, result.message
+    finally:
+        ros.close()
+        scheduler.stop()
+
+
+def test_a_goal_for_no_scheduler_is_refused_at_once():
+    ros = ClientNode(test_domain_id() + 17, name="lonely_client")
+    try:
+        with pytest.raises(SchedulerError, match="twill/run action server is not available"):
+            ros.client.run(make_request("tiny-cnn"))
+    finally:
+        ros.close()

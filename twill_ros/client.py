@@ -11,12 +11,13 @@ calls here wait on futures and events, never spin themselves.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 
 from rclpy.action import ActionClient
 from rclpy.callback_groups import ReentrantCallbackGroup
@@ -29,10 +30,12 @@ from twill_ros import interfaces as ifc
 
 # Results nobody waits for are dropped oldest-first beyond this many.
 MAX_UNCLAIMED_RESULTS = 10_000
+# How often the client looks on the ROS graph for the scheduler its pending jobs went to.
+SCHEDULER_CHECK_S = 1.0
 
 
 class SchedulerError(RuntimeError):
-    """The scheduler refused a call or did not answer in time."""
+    """The scheduler refused a call, did not answer in time, or went away with the job."""
 
 
 def make_request(model: str, *, priority: int = JobRequest.NORMAL, deadline_ms: float = 0.0,
@@ -64,16 +67,22 @@ class TwillClient:
                                callback_group=group)
             for srv_type, leaf in ((SubmitJob, ifc.SUBMIT), (CancelJob, ifc.CANCEL),
                                    (SetPowerBudget, ifc.SET_POWER_BUDGET)))
-        self._run = ActionClient(node, RunJob, ifc.name(ifc.RUN, namespace),
-                                 callback_group=group, **ifc.ACTION_QOS)
+        self._run_name = ifc.name(ifc.RUN, namespace)
+        self._run = ActionClient(node, RunJob, self._run_name, callback_group=group,
+                                 **ifc.ACTION_QOS)
         self._lock = threading.Lock()
         self._waiting: dict[str, threading.Event] = {}
-        self._results: OrderedDict[str, JobResult] = OrderedDict()
+        # a result, or the error that stands for one that will never come
+        self._results: OrderedDict[str, JobResult | SchedulerError] = OrderedDict()
         self._chosen_ids: set[str] = set()   # ids the caller chose, until their job ended
-        self._run_ids: set[str] = set()      # jobs of run(): their JobRun gets the result
-        node.create_subscription(JobResult, ifc.name(ifc.RESULTS, namespace), self._on_result,
-                                 ifc.JOB_QOS,
-                                 callback_group=group)
+        self._runs: dict[str, JobRun] = {}   # jobs of run(): their JobRun gets the result
+        # job id -> the scheduler instances (result publishers) that could have taken it
+        self._pending: dict[str, frozenset[bytes]] = {}
+        self._ended: OrderedDict[str, None] = OrderedDict()   # ids whose result came
+        self._results_sub = node.create_subscription(
+            JobResult, ifc.name(ifc.RESULTS, namespace), self._on_result, ifc.JOB_QOS,
+            callback_group=group)
+        node.create_timer(SCHEDULER_CHECK_S, self._check_scheduler, callback_group=group)
 
     def wait_for_scheduler(self, timeout_s: float = 10.0) -> bool:
         """True once the submit service and the action server are reachable."""
@@ -90,25 +99,81 @@ class TwillClient:
         if result.client_id != self.client_id:
             return
         self._release(result.job_id)
+        with self._lock:
+            self._pending.pop(result.job_id, None)
+            self._ended[result.job_id] = None
+            while len(self._ended) > MAX_UNCLAIMED_RESULTS:
+                self._ended.popitem(last=False)
+            run = self._runs.pop(result.job_id, None)
+        if run is not None:     # the same result as the goal's, whichever comes first
+            run._succeed(result)
         if self._on_result_cb is not None:
             self._on_result_cb(result)
-            return
+        elif run is None:       # a run's is not kept: nobody would claim it
+            self._keep(result.job_id, result)
+
+    def _keep(self, job_id: str, outcome: JobResult | SchedulerError) -> None:
         with self._lock:
-            if result.job_id in self._run_ids:     # not kept: nobody would claim it
-                self._run_ids.discard(result.job_id)
-                return
-            self._results[result.job_id] = result
+            self._results[job_id] = outcome
             while len(self._results) > MAX_UNCLAIMED_RESULTS:
                 dropped, _ = self._results.popitem(last=False)
                 self._waiting.pop(dropped, None)
-            self._arrived(result.job_id).set()
+            self._arrived(job_id).set()
+
+    # ------------------------------------------------------------ scheduler loss
+    def _schedulers(self) -> frozenset[bytes]:
+        """The scheduler instances on the graph now: the publishers of our results topic."""
+        return frozenset(bytes(info.endpoint_gid) for info in
+                         self.node.get_publishers_info_by_topic(self._results_sub.topic_name))
+
+    def _track(self, job_id: str, unless_ended: bool = False) -> None:
+        """Watch ``job_id`` until its result; ``unless_ended``: not if it came already (a
+        result may beat the reply to the submit service)."""
+        schedulers = self._schedulers()
+        with self._lock:
+            if not (unless_ended and job_id in self._ended):
+                self._pending[job_id] = schedulers
+
+    def _untrack(self, job_id: str) -> None:
+        with self._lock:
+            self._pending.pop(job_id, None)
+
+    def _check_scheduler(self) -> None:
+        """A job whose scheduler instances have all left the graph (a crash: a clean
+        shutdown sends every live job a CANCELLED result) will never get a result: its
+        JobRun fails, its ``wait_result`` raises, and the node logs it."""
+        with self._lock:
+            if not self._pending:
+                return
+        now = self._schedulers()
+        lost = []
+        with self._lock:
+            for job_id, seen in list(self._pending.items()):
+                if not seen:                       # submitted before its scheduler was seen
+                    self._pending[job_id] = now
+                elif not seen & now:
+                    del self._pending[job_id]
+                    lost.append((job_id, self._runs.pop(job_id, None)))
+        if not lost:
+            return
+        self.node.get_logger().error(
+            f"the scheduler at {self._results_sub.topic_name} went away: no result will come "
+            f"for {len(lost)} job(s): {', '.join(job_id for job_id, _ in lost[:10])}")
+        for job_id, run in lost:
+            error = SchedulerError(f"job {job_id}: the scheduler went away before its result")
+            self._release(job_id)
+            if run is not None:
+                run._fail(error)
+            elif self._on_result_cb is None:
+                self._keep(job_id, error)
 
     def _arrived(self, job_id: str) -> threading.Event:
         return self._waiting.setdefault(job_id, threading.Event())
 
     def wait_result(self, job_id: str, timeout_s: float = 10.0) -> JobResult | None:
         """The JobResult of a job this client submitted, or None on timeout (one waiter per
-        job: a second one gets None)."""
+        job: a second one gets None); SchedulerError once the scheduler that had the job
+        has gone (see ``_check_scheduler``)."""
         if self._on_result_cb is not None:
             raise ValueError("this client hands every result to its on_result callback")
         with self._lock:
@@ -116,7 +181,10 @@ class TwillClient:
         got = arrived.wait(timeout_s)
         with self._lock:
             self._waiting.pop(job_id, None)
-            return self._results.pop(job_id, None) if got else None
+            outcome = self._results.pop(job_id, None) if got else None
+        if isinstance(outcome, SchedulerError):
+            raise outcome
+        return outcome
 
     # ------------------------------------------------------------ submission
     def submit(self, request: JobRequest, via: str = "topic", timeout_s: float = 5.0) -> str:
@@ -136,6 +204,7 @@ class TwillClient:
         chosen = self._reserve(request.job_id)
         if via == "topic":
             request.job_id = request.job_id or f"{self.node.get_name()}-{uuid.uuid4().hex[:12]}"
+            self._track(request.job_id)
             self._jobs_pub.publish(request)
             return request.job_id
         try:
@@ -146,6 +215,7 @@ class TwillClient:
         if not response.accepted:
             self._release(chosen)
             raise SchedulerError(f"job refused: {response.message}")
+        self._track(response.job_id, unless_ended=True)
         return response.job_id
 
     def run(self, request: JobRequest,
@@ -153,25 +223,33 @@ class TwillClient:
         """Run a job as an action; ``JobRun.result()`` is the goal's JobResult.
 
         ``feedback`` receives state (queued/running/frozen), unit and tokens as they change.
-        A request without an id gets one here (``JobRun.job_id``).
+        A request without an id gets one here (``JobRun.job_id``). Raises SchedulerError
+        while no scheduler's action server is discovered (a goal sent to nobody would never
+        be answered).
         """
+        if not self._run.server_is_ready():
+            raise SchedulerError(f"the {self._run_name} action server is not available")
         request = copy.deepcopy(request)
         request.client_id = request.client_id or self.client_id
         chosen = self._reserve(request.job_id)
         request.job_id = request.job_id or f"{self.node.get_name()}-{uuid.uuid4().hex[:12]}"
-        with self._lock:
-            self._run_ids.add(request.job_id)
         run = JobRun(request.job_id)
+        with self._lock:
+            self._runs[request.job_id] = run
+        self._track(request.job_id)
         run._future.add_done_callback(lambda _f: self._release(chosen))
 
         def on_goal(goal_future) -> None:
             handle = goal_future.result()
             if not handle.accepted:
-                run._future.set_exception(SchedulerError("goal refused by the scheduler"))
+                with self._lock:
+                    self._runs.pop(run.job_id, None)
+                self._untrack(run.job_id)
+                run._fail(SchedulerError("goal refused by the scheduler"))
                 return
             run._accepted(handle)
             handle.get_result_async().add_done_callback(
-                lambda f: run._future.set_result(f.result().result.result))
+                lambda f: run._succeed(f.result().result.result))
 
         self._run.send_goal_async(
             RunJob.Goal(request=request),
@@ -189,6 +267,7 @@ class TwillClient:
                                  "that has no result yet")
             if job_id:
                 self._chosen_ids.add(job_id)
+                self._ended.pop(job_id, None)      # an id used again is a new job
         return job_id
 
     def _release(self, job_id: str) -> None:
@@ -233,15 +312,29 @@ class JobRun:
         return self._future.done()
 
     def result(self, timeout_s: float | None = None) -> JobResult:
-        """The goal's JobResult; TimeoutError if it has not finished in time."""
+        """The goal's JobResult; TimeoutError if it has not finished in time, SchedulerError
+        if the goal was refused or the scheduler went away with it."""
         return self._future.result(timeout_s)
 
-    def add_done_callback(self, callback: Callable[[JobResult], None]) -> None:
-        """Call ``callback(result)`` once the goal has its JobResult (not if refused)."""
+    def add_done_callback(self, callback: Callable[[JobResult], None],
+                          on_error: Callable[[SchedulerError], None] | None = None) -> None:
+        """Call ``callback(result)`` once the goal has its JobResult, or ``on_error(error)``
+        if it never will (refused, or the scheduler went away with it)."""
         def forward(future: Future) -> None:
-            if future.exception() is None:
+            error = future.exception()
+            if error is None:
                 callback(future.result())
+            elif on_error is not None:
+                on_error(error)
         self._future.add_done_callback(forward)
+
+    def _succeed(self, result: JobResult) -> None:
+        with contextlib.suppress(InvalidStateError):  # it came by the other way already
+            self._future.set_result(result)
+
+    def _fail(self, error: SchedulerError) -> None:
+        with contextlib.suppress(InvalidStateError):  # it has its result already
+            self._future.set_exception(error)
 
     def cancel(self) -> None:
         """Ask the scheduler to cancel the goal; before it was accepted, as soon as it is."""

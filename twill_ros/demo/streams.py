@@ -86,8 +86,6 @@ class StreamSubmitter:
         """Submit one job; SchedulerError (nothing recorded) while no scheduler listens."""
         c = self.config
         with self._lock:  # one submission at a time keeps ids gap-free: <stream>-1, -2, ...
-            if c.via == "action" and not self.client.scheduler_ready():
-                raise SchedulerError("the /twill/run action server is not available")
             job_id = f"{c.name}-{len(self.sent) + 1}"
             request = make_request(c.model, priority=c.priority, deadline_ms=c.deadline_ms,
                                    prompt=prompt or c.prompt, max_new_tokens=c.max_new_tokens,
