@@ -58,9 +58,12 @@ node_main(slow_node)()
 
 
 def test_ctrl_c_during_start_up_exits_with_a_message_not_a_traceback():
+    # started as a background job of a script would be: with SIGINT ignored, which the child
+    # inherits and under which Python installs no KeyboardInterrupt handler
     proc = subprocess.Popen([sys.executable, "-c", SLOW_START], cwd=REPO,
                             env=child_env(test_domain_id() + 15), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         assert proc.stdout.readline().strip() == "starting"
         proc.send_signal(signal.SIGINT)

@@ -92,6 +92,9 @@ def node_main(factory: Callable[[], Node]) -> Callable[[list[str] | None], None]
     One thread is enough (and cheapest per callback): the nodes' callbacks never block,
     action goals wait as coroutines."""
     def main(args: list[str] | None = None) -> None:
+        # Ctrl-C during start-up even when started with SIGINT ignored (a background job of
+        # a script), where Python installs no KeyboardInterrupt handler of its own
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         name = getattr(factory, "__name__", "node")
         try:
