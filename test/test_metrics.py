@@ -92,13 +92,15 @@ def test_summary_counts_latency_slowdown_and_deadlines():
 
 def test_llm_ttft_and_tokens_per_second():
     records = [
-        record("l-0", 1.0, 4.0, first_token_s=1.2, tokens=50, decode_s=2.5),    # 200 ms, 20/s
-        record("l-1", 2.0, 6.0, first_token_s=2.6, tokens=30, decode_s=1.0),    # 600 ms, 30/s
+        # the prefill gives the first token: 49 and 29 decode passes after it
+        record("l-0", 1.0, 4.0, first_token_s=1.2, tokens=50, decode_s=2.45),   # 200 ms, 20/s
+        record("l-1", 2.0, 6.0, first_token_s=2.6, tokens=30, decode_s=29 / 30), # 600 ms, 30/s
+        record("l-3", 2.0, 2.5, first_token_s=2.5, tokens=1),     # 500 ms, no decode rate
         record("d-0", 0.0, 0.01),                                               # not an LLM
         record("l-2", 3.0, None, status=JobStatus.CANCELLED, first_token_s=3.1, tokens=2),
     ]
     out = summarize(records, [], policy="p", budget_w=10.0, profiler=FixedProfiler())
-    assert out["llm"]["ttft_ms_mean"] == pytest.approx(400.0)
+    assert out["llm"]["ttft_ms_mean"] == pytest.approx(1300.0 / 3)
     assert out["llm"]["tps_mean"] == pytest.approx(25.0)
     assert out["power_w"] == {"mean": None, "peak": None}
     assert out["budget_violation_fraction"] is None

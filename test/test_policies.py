@@ -176,12 +176,14 @@ def test_twill_moves_a_starved_llm_to_an_idle_cpu_once_it_waited_as_long_as_the_
     s = sched("twill")
     s.handle(JobArrived(0.0, job("hold", "long", 200)))       # never finishes: GPU held
     s.handle(JobArrived(0.001, job("llm", "llm", 10, prompt=64, new=50)))
-    assert s.jobs["llm"].unit == "gpu"      # 0.164 s there vs 0.64 + 50 x 0.1 = 5.64 s on cpu_a
-    # expected finish on the GPU = max(snapshot wait, time waited) + 0.164 s; the CPU's 5.64 s
-    # beats it by the 15 % margin once (waited + 0.164) x 0.85 > 5.642, i.e. after ~6.47 s
-    out = s.handle(Tick(6.0))
+    # the prefill gives the first token, 49 decode passes follow:
+    # 0.064 + 49 x 0.01 = 0.554 s there vs 0.64 + 49 x 0.1 = 5.54 s on cpu_a
+    assert s.jobs["llm"].unit == "gpu"
+    # expected finish on the GPU = max(snapshot wait, time waited) + 0.554 s; the CPU's 5.54 s
+    # beats it by the margins once (waited + 0.554) x 0.85 - 0.002 > 5.54, i.e. after ~5.97 s
+    out = s.handle(Tick(5.9))
     assert not of(out, Migrate)
-    out = s.handle(Tick(6.5))
+    out = s.handle(Tick(6.1))
     assert Migrate("llm", "gpu", "cpu_a") in out and ("llm", "cpu_a") in dispatches(out)
 
 

@@ -77,9 +77,10 @@ def test_llm_prefill_scales_with_tokens_and_decode_is_per_token(profiler, catalo
 def test_llm_job_phase_uses_the_default_token_budget(profiler, catalog):
     llm = catalog.get("tinyllama-1.1b")
     whole = profiler.estimate_s("tinyllama-1.1b", "gpu", F_MAX)
+    # the prefill gives the first token, each further one is a decode pass
     assert whole == pytest.approx(
         llm.default_prompt_tokens / llm.prefill_tokens_per_s["gpu"]
-        + llm.default_max_new_tokens / llm.decode_tokens_per_s["gpu"]
+        + (llm.default_max_new_tokens - 1) / llm.decode_tokens_per_s["gpu"]
     )
 
 
@@ -91,7 +92,7 @@ def test_isolated_latency_picks_the_best_unit(profiler, catalog):
     llm = catalog.get("qwen2.5-1.5b")
     chat = Job("j2", "qwen2.5-1.5b", 50, 0.0, prompt_tokens=256, max_new_tokens=32)
     assert profiler.isolated_latency_s(chat) == pytest.approx(
-        256 / llm.prefill_tokens_per_s["gpu"] + 32 / llm.decode_tokens_per_s["gpu"]
+        256 / llm.prefill_tokens_per_s["gpu"] + 31 / llm.decode_tokens_per_s["gpu"]
     )
 
 

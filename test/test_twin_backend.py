@@ -71,8 +71,8 @@ def cnn(job_id: str) -> Job:
     return Job(job_id, "cnn", priority=100, submit_s=0.0)
 
 
-def llm(job_id: str, new_tokens: int = 8) -> Job:
-    return Job(job_id, "llm", priority=100, submit_s=0.0, prompt_tokens=40,
+def llm(job_id: str, new_tokens: int = 8, prompt_tokens: int = 40) -> Job:
+    return Job(job_id, "llm", priority=100, submit_s=0.0, prompt_tokens=prompt_tokens,
                max_new_tokens=new_tokens)
 
 
@@ -188,8 +188,9 @@ def test_llm_reports_prefill_every_token_and_its_end(twin, profiler):
     assert tokens_of(events) == list(range(9))          # 0 = prefill end, then 1..8
     assert events[-1] is done and done.ok and len(events) == 10
     assert_after(events[0].t, window, prefill)
-    gaps = [b.t - a.t for a, b in zip(events[:-2], events[1:-1], strict=True)]
-    assert gaps == pytest.approx([decode] * 8, abs=1e-6)
+    assert events[1].t == events[0].t                   # the prefill gives the first token
+    gaps = [b.t - a.t for a, b in zip(events[1:-2], events[2:-1], strict=True)]
+    assert gaps == pytest.approx([decode] * 7, abs=1e-6)
     assert done.t == events[-2].t                       # the last token ends the job
 
 
@@ -220,17 +221,18 @@ def test_freeze_mid_decode_then_resume_elsewhere_generates_only_the_rest(twin, p
 
 def test_freeze_during_prefill_keeps_the_prompt_for_the_resume(twin, profiler):
     backend, rec = twin()
-    backend.start(llm("q", new_tokens=3), "gpu")
-    backend.freeze("q")
+    backend.start(llm("q", new_tokens=3, prompt_tokens=100), "gpu")
+    backend.freeze("q")        # takes effect after the first chunk of 64 prompt tokens
     frozen = rec.wait_for(lambda e: isinstance(e, JobFrozen))
-    assert tokens_of(rec.of("q")) == [0] and frozen.tokens_done == 0
-    window = timed(backend.start, llm("q", new_tokens=3), "gpu")
+    assert tokens_of(rec.of("q")) == [] and frozen.tokens_done == 0
+    window = timed(backend.start, llm("q", new_tokens=3, prompt_tokens=100), "gpu")
     done = rec.finished("q")
-    resumed = rec.of("q")[2:]
-    assert tokens_of(resumed) == [0, 1, 2, 3]           # prefill reported done at once
-    assert_after(resumed[0].t, window, 0.0)
+    resumed = rec.of("q")[1:]
+    assert tokens_of(resumed) == [0, 1, 2, 3]
+    rest = profiler.estimate_s("llm", "gpu", f_max("gpu"), 100 - 64, "prefill")
+    assert_after(resumed[0].t, window, rest)            # only the rest of the prompt
     decode = profiler.estimate_s("llm", "gpu", f_max("gpu"), 1, "decode")
-    assert_after(done.t, window, 3 * decode)
+    assert_after(done.t, window, rest + 2 * decode)
 
 
 def test_a_withdrawn_freeze_never_takes_effect(profiler):
@@ -286,7 +288,7 @@ def test_cancel_of_a_frozen_llm_drops_its_kv_cache(twin, profiler):
     backend.cancel("q")
     window = timed(backend.start, llm("q", new_tokens=2), "gpu")   # starts from the prompt
     rec.finished("q")
-    restarted = rec.of("q")[2:]
+    restarted = rec.of("q")[3:]        # after 0 and 1 at the prefill's end, and the freeze
     assert tokens_of(restarted) == [0, 1, 2]
     prefill = profiler.estimate_s("llm", "gpu", f_max("gpu"), 40, "prefill")
     assert_after(restarted[0].t, window, prefill)

@@ -7,7 +7,8 @@ the work in flight. All units of one twin live in one object with one worker thr
 they interact.
 
 Progress model: each running job has a current step (a DNN job's one phase of work, an LLM's
-prefill chunk of PREFILL_CHUNK_TOKENS prompt tokens, or one decode token) whose remaining
+prefill chunk of PREFILL_CHUNK_TOKENS prompt tokens, or one decode token after the first,
+which the prefill gives) whose remaining
 work is kept in *seconds at the unit's maximum clock*. Between two changes of state every
 job advances at a constant rate::
 
@@ -77,8 +78,9 @@ class TwinBackend(UnitBackend):
     ``platform.dvfs_transition_s`` after ``set_frequency``, like the hardware. ``power_w`` is
     the whole module as modelled (``platform.idle_power_w`` plus every unit of this twin).
     A frozen LLM's KV cache stays in the twin: a resume (on any unit; a migration moves it
-    at no cost) skips the prefill even at ``tokens_done=0`` and then reports
-    ``StepFinished(tokens=0)`` at once, so the core sees prefill done. ``fail_models``: jobs
+    at no cost) continues from its last prefill chunk or token. The prefill's end gives the
+    first token (``StepFinished`` with 0, then 1 token), each further token one decode step,
+    as the LLM backend generates. ``fail_models``: jobs
     of these models end with ``JobFinished(ok=False)`` after their first step of work
     (failure injection for tests and demos).
     """
@@ -312,14 +314,13 @@ class TwinBackend(UnitBackend):
             return
         if run.phase == "prefill":
             run.prefill_done += run.chunk
-            if run.prefilled:
+            if run.prefilled:       # its logits give the first token
+                run.tokens = 1
                 self._outbox.append((run, StepFinished(t, job_id, unit, tokens=0)))
+                self._outbox.append((run, StepFinished(t, job_id, unit, tokens=1)))
         elif run.phase == "decode":
             run.tokens += 1
             self._outbox.append((run, StepFinished(t, job_id, unit, tokens=run.tokens)))
-        elif run.phase == "start" and run.profile.is_llm and run.prefilled and run.tokens == 0:
-            # resumed from a freeze right after prefill: the kept KV cache makes prefill done now
-            self._outbox.append((run, StepFinished(t, job_id, unit, tokens=0)))
         if run.profile.is_llm:
             phase = ("prefill" if not run.prefilled
                      else "decode" if run.tokens < run.new_tokens else None)

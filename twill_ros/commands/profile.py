@@ -103,12 +103,11 @@ def predict(
             prompt, new = _llm_tokens(profile, prompt_tokens, max_new_tokens)
             prefill = profiler.estimate_s(model_id, name, freq, prompt, "prefill")
             step = profiler.estimate_s(model_id, name, freq, 1, "decode")
-            ttft = prefill + step       # the twin emits the first token after a decode step
-            total = prefill + new * step
+            total = profiler.llm_s(model_id, name, freq, prompt, new)
             row |= {
                 "prompt_tokens": prompt,
                 "max_new_tokens": new,
-                "ttft_ms": ttft * 1e3,
+                "ttft_ms": prefill * 1e3,       # the prefill gives the first token
                 "decode_tokens_per_s": 1.0 / step,
                 "latency_ms": total * 1e3,
             }

@@ -15,8 +15,9 @@ live ROS run. Conventions, stated once:
   samples are not counted).
 * energy per job = module energy over the run (each sample held until the next one) /
   completed jobs.
-* LLM: TTFT = first token - submit, TPS = tokens / decode time, averaged over completed LLM
-  jobs (jobs with ``first_token_s``).
+* LLM: TTFT = first token - submit, TPS = decode rate = (tokens - 1) / decode time (the
+  prefill gives the first token, each further one a decode step), averaged over completed
+  LLM jobs (jobs with ``first_token_s``; TPS over those with more than one token).
 Statistics over an empty set are ``None`` (JSON null).
 """
 
@@ -151,7 +152,8 @@ def summarize(records: Sequence[JobRecord], power_trace: Sequence[tuple[float, f
         "energy_j_per_job": energy_j(power_trace, duration_s) / completed if completed else None,
         "llm": {
             "ttft_ms_mean": mean((r.first_token_s - r.job.submit_s) * 1000.0 for r in llm),
-            "tps_mean": mean(r.tokens / r.decode_s for r in llm if r.decode_s > 0),
+            "tps_mean": mean((r.tokens - 1) / r.decode_s for r in llm
+                             if r.tokens > 1 and r.decode_s > 0),
         },
         "per_stream": per_stream,
         "static_caps": static_caps,

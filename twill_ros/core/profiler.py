@@ -71,15 +71,14 @@ class Profiler:
         """Expected run time alone on ``unit`` at ``freq_hz``.
 
         dnn/transformer: the whole job (``phase`` "job"). llm: "prefill" for ``tokens`` prompt
-        tokens (0 -> the model's default prompt), "decode" for ``max(tokens, 1)`` generated tokens
+        tokens (0 -> the model's default prompt), "decode" for ``max(tokens, 1)`` decode passes
         (so ``tokens=0/1`` is the per-token step time), "job" for default prompt + default
-        max_new_tokens.
+        max_new_tokens (``llm_s``).
         """
         profile = self.catalog.get(model_id)
         if profile.is_llm and phase == "job":
-            return self.estimate_s(
-                model_id, unit, freq_hz, profile.default_prompt_tokens, "prefill"
-            ) + self.estimate_s(model_id, unit, freq_hz, profile.default_max_new_tokens, "decode")
+            return self.llm_s(model_id, unit, freq_hz, profile.default_prompt_tokens,
+                              profile.default_max_new_tokens)
         by_freq = self._cache.get((model_id, unit, phase))
         if by_freq is None:
             by_freq = self._cache[(model_id, unit, phase)] = {}
@@ -123,9 +122,13 @@ class Profiler:
         profile = self.catalog.get(job.model)
         if not profile.is_llm:
             return self.estimate_s(job.model, unit, freq_hz)
-        prompt, new = llm_tokens(job, profile)
-        return (self.estimate_s(job.model, unit, freq_hz, prompt, "prefill")
-                + self.estimate_s(job.model, unit, freq_hz, new, "decode"))
+        return self.llm_s(job.model, unit, freq_hz, *llm_tokens(job, profile))
+
+    def llm_s(self, model_id: str, unit: str, freq_hz: int, prompt: int, new: int) -> float:
+        """A whole generation: the prefill (which picks the first token), then a decode pass
+        for each further token."""
+        return (self.estimate_s(model_id, unit, freq_hz, prompt, "prefill")
+                + decode_passes(new) * self.estimate_s(model_id, unit, freq_hz, 1, "decode"))
 
     def isolated_latency_s(self, job: Job) -> float:
         """Best eligible unit at its max frequency, alone (the denominator of slowdown).
@@ -204,6 +207,12 @@ def llm_tokens(job: Job, profile: ModelProfile) -> tuple[int, int]:
     """(prompt, new) tokens of an LLM job; 0 in the job means the model's default."""
     return (job.prompt_tokens or profile.default_prompt_tokens,
             max(1, job.max_new_tokens or profile.default_max_new_tokens))
+
+
+def decode_passes(new_tokens: int) -> int:
+    """Decode passes that generate ``new_tokens``: the prefill's logits give the first token
+    (as in the LLM backend and TensorRT-LLM), each further token takes one pass."""
+    return max(new_tokens - 1, 0)
 
 
 def _count(profile: ModelProfile, phase: str, tokens: int) -> int:

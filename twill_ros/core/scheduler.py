@@ -56,7 +56,7 @@ from twill_ros.core.jobs import Job, JobRecord, JobStatus
 from twill_ros.core.platform import PlatformSpec, UnitSpec
 from twill_ros.core.policies import make_policy
 from twill_ros.core.policies.base import Policy
-from twill_ros.core.profiler import Profiler, llm_tokens
+from twill_ros.core.profiler import Profiler, decode_passes, llm_tokens
 from twill_ros.native import mypyc_attr
 
 INF = float("inf")
@@ -308,7 +308,9 @@ class Scheduler:
         if not js.llm:
             t = self._phase_s(js.job.model, u, 0, "job")
         else:
-            t = (js.new_tokens - js.tokens) * self._phase_s(js.job.model, u, 1, "decode")
+            # the prefill gives token 1; a job at k tokens has new - k decode passes left
+            t = ((js.new_tokens - max(js.tokens, 1))
+                 * self._phase_s(js.job.model, u, 1, "decode"))
             if not js.prefill_done:
                 t += js.prefill_left * self._phase_s(js.job.model, u, js.prompt, "prefill")
         if u.parked and not u.running:
@@ -873,8 +875,8 @@ class Scheduler:
         """A finished job's run (a DNN) or decode phase (an LLM) for the profiler."""
         if not js.llm:
             self._observe(js, js.run_since, 0, "job")
-        elif js.prefill_done:
-            self._observe(js, js.prefill_end_abs, js.new_tokens, "decode")
+        elif js.prefill_done and js.tokens > 1:     # the passes after the prefill's token
+            self._observe(js, js.prefill_end_abs, decode_passes(js.tokens), "decode")
 
     def _observe(self, js: JobState, since: float, tokens: int, phase: str) -> None:
         """Feed the profiler a clean run (alone, one clock) of ``phase`` from ``since`` to now,

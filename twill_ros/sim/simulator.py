@@ -8,8 +8,9 @@ It models what the scheduler cannot see directly, from the platform file and the
 * execution: a job's work is its catalog latency on the unit (the profiler's prior, i.e.
   alone at max clock) x a seeded +-3 % per-job noise; it progresses at
   ``speed(f) / interference / sharers`` where speed follows the frequency-sensitivity law;
-* LLMs: prefill in chunks of ``PREFILL_CHUNK_TOKENS`` prompt tokens, then
-  ``max_new_tokens`` decode steps; steps are not events — the next boundary is computed
+* LLMs: prefill in chunks of ``PREFILL_CHUNK_TOKENS`` prompt tokens, whose end gives the
+  first token, then ``max_new_tokens - 1`` decode steps (as the LLM backend generates);
+  steps are not events — the next boundary is computed
   from the rate, so a Freeze takes effect at the next chunk or token boundary and a resume
   continues from there (KV cache kept, nothing recomputed);
 * GPU<->DLA memory interference (platform ``interference`` factors) while both are busy;
@@ -97,7 +98,7 @@ class _Run:
     """Execution state of one job (kept across freeze/resume)."""
 
     __slots__ = ("job", "profile", "llm", "noise", "unit", "phase", "rem", "per_tok",
-                 "new", "prompt", "tokens", "first_sent", "rate", "last", "version",
+                 "new", "prompt", "tokens", "rate", "last", "version",
                  "freeze", "util", "share", "pf_total", "pf_chunk", "pf_left")
 
     def __init__(self, job: Job, profile: ModelProfile, noise: float) -> None:
@@ -111,7 +112,6 @@ class _Run:
         self.per_tok = 0.0
         self.prompt, self.new = llm_tokens(job, profile) if self.llm else (0, 0)
         self.tokens = 0
-        self.first_sent = False
         self.rate = 0.0
         self.last = 0.0
         self.version = 0
@@ -266,7 +266,7 @@ class _Twin:
             self._schedule(t, run)
 
     def _schedule(self, t: float, run: _Run) -> None:
-        """(Re)schedule the job's next milestone: done, prefill end, first token, freeze point."""
+        """(Re)schedule the job's next milestone: done, prefill end, freeze point."""
         run.version += 1
         target = 0.0
         if run.phase == "prefill" and run.freeze:
@@ -275,14 +275,10 @@ class _Twin:
             k = done / run.pf_chunk
             n = round(k) if abs(k - round(k)) < 1e-9 else int(k) + 1
             target = max(0.0, run.pf_total - n * run.pf_chunk)
-        elif run.phase == "decode":
+        elif run.phase == "decode" and run.freeze:
             per = run.per_tok
-            if not run.first_sent:
-                target = max(target, (run.new - 1) * per)
-            if run.freeze:
-                k = run.rem / per
-                boundary = round(k) * per if abs(k - round(k)) < 1e-9 else int(k) * per
-                target = max(target, boundary)
+            k = run.rem / per
+            target = round(k) * per if abs(k - round(k)) < 1e-9 else int(k) * per
         dt = (run.rem - target) / run.rate if run.rate > 0 else 0.0
         self.seq += 1
         heapq.heappush(self.heap, (t + max(0.0, dt), self.seq, _MILESTONE, run,
@@ -350,21 +346,18 @@ class _Twin:
             run.freeze = False
             self._feed(JobFrozen(t, jid, name, 0))
             return
-        if run.phase == "prefill":
+        if run.phase == "prefill":      # its logits give the first token
             run.phase = "decode"
             run.pf_left = 0.0
-            run.rem = run.new * run.per_tok
+            run.tokens = 1
+            run.rem = (run.new - 1) * run.per_tok
             self._feed(StepFinished(t, jid, name, 0))
-            if run.unit is u:
+            if run.unit is u:       # not cancelled meanwhile
+                self._feed(StepFinished(t, jid, name, 1))
                 self._update_unit_runs(t, u)     # decode has its own speed law
             return
         if run.phase == "decode" and target > 0.0:     # a token boundary
             run.tokens = run.new - round(target / run.per_tok)
-            if not run.first_sent and run.tokens >= 1:
-                run.first_sent = True
-                self._feed(StepFinished(t, jid, name, 1))
-                if run.unit is not u:
-                    return
             if run.freeze:
                 self._stop(t, run)
                 run.freeze = False
@@ -373,9 +366,6 @@ class _Twin:
                 self._schedule(t, run)
             return
         run.tokens = run.new
-        if run.llm and not run.first_sent:
-            run.first_sent = True
-            self._feed(StepFinished(t, jid, name, 1))
         self._stop(t, run)
         self._feed(JobFinished(t, jid, name, True, ""))
 
