@@ -155,11 +155,22 @@ def test_llm_record_tokens_ttft_and_decode_time():
     s.handle(JobArrived(0.0, job("l", model="llm", priority=10, prompt=100, new=10)))
     s.handle(StepFinished(0.1, "l", "gpu", 0))          # prefill done
     s.handle(StepFinished(0.11, "l", "gpu", 1))         # first token
+    s.handle(StepFinished(0.2, "l", "gpu", 10))         # last token
     (rec,) = records(s.handle(JobFinished(0.2, "l", "gpu")))
     assert rec.tokens == 10
     assert rec.first_token_s == pytest.approx(0.11)
     assert rec.decode_s == pytest.approx(0.1)           # 0.1 .. 0.2
     assert rec.tokens / rec.decode_s == pytest.approx(100.0)
+
+
+def test_an_llm_that_stops_at_its_end_of_sequence_token_keeps_its_token_count():
+    s = sched()
+    s.handle(JobArrived(0.0, job("l", model="llm", priority=10, prompt=100, new=10)))
+    s.handle(StepFinished(0.1, "l", "gpu", 0))
+    for k in range(1, 5):
+        s.handle(StepFinished(0.1 + 0.01 * (k - 1), "l", "gpu", k))
+    (rec,) = records(s.handle(JobFinished(0.13, "l", "gpu")))     # EOS was token 4
+    assert rec.status is JobStatus.COMPLETED and rec.tokens == 4
 
 
 def test_every_job_ends_once_in_a_random_event_sequence():

@@ -9,8 +9,10 @@ unfreeze bookkeeping, migration, clock setting, terminal records — and asks it
 Driver contract (the twin, the ROS node and tests all follow it):
 
 * feed ``JobArrived`` for every submission, ``JobFinished`` when a dispatched job ends,
-  ``StepFinished(tokens=0)`` at an LLM's prefill end and ``StepFinished(tokens=1)`` at its
-  first token, ``JobFrozen`` when a ``Freeze`` took effect, ``PowerSample`` for every module
+  ``StepFinished(tokens=0)`` at an LLM's prefill end, ``StepFinished(tokens=1)`` at its
+  first token and ``StepFinished(tokens=k)`` at least for its last token (an LLM may stop
+  before ``max_new_tokens``, at its end-of-sequence token: the record keeps what was
+  generated), ``JobFrozen`` when a ``Freeze`` took effect, ``PowerSample`` for every module
   power reading, ``Tick`` every ``tick_period_s`` and ``CancelRequested``/``BudgetChanged``
   when they happen;
 * apply the returned actions in order: ``Dispatch`` (start the job on the unit), ``Freeze``
@@ -864,8 +866,6 @@ class Scheduler:
         js = self.jobs.get(ev.job_id)
         if js is None or js.status is not JobStatus.RUNNING:
             return                      # late report for a cancelled job
-        if ev.ok:
-            js.tokens = js.new_tokens if js.llm else 0
         self._observe_finish(js)
         u = self._end_run(js)
         self._terminal(js, JobStatus.COMPLETED if ev.ok else JobStatus.FAILED, ev.message, out)

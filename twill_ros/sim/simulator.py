@@ -365,7 +365,9 @@ class _Twin:
             else:
                 self._schedule(t, run)
             return
-        run.tokens = run.new
+        if run.llm and run.new > 1:     # the last token (the first came with the prefill)
+            run.tokens = run.new
+            self._feed(StepFinished(t, jid, name, run.new))
         self._stop(t, run)
         self._feed(JobFinished(t, jid, name, True, ""))
 
