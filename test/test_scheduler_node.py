@@ -271,6 +271,23 @@ def test_power_budget_service_and_parameter_limits(ros):
     assert ros.client.set_power_budget(15.0) == pytest.approx(15.0)
 
 
+def test_async_calls_answer_through_futures_without_blocking(ros):
+    """What a callback of the executor spinning the node may call (the blocking calls would
+    wait for that very executor)."""
+    long = make_request("llama-3.2-1b", prompt="async", max_new_tokens=MAX_NEW_TOKENS)
+    job_id = ros.client.submit_async(long).result(RESULT_TIMEOUT_S)
+    cancelled, message = ros.client.cancel_async(job_id).result(RESULT_TIMEOUT_S)
+    assert cancelled, message
+    assert ros.client.wait_result(job_id, RESULT_TIMEOUT_S).status == JobResult.CANCELLED
+    request, reason = BAD_REQUESTS["unknown model"]
+    with pytest.raises(SchedulerError, match="job refused") as refused:
+        ros.client.submit_async(request).result(RESULT_TIMEOUT_S)
+    assert reason in str(refused.value)
+    with pytest.raises(SchedulerError, match="budget refused: power budget 3 W is below"):
+        ros.client.set_power_budget_async(3.0).result(RESULT_TIMEOUT_S)
+    assert ros.client.set_power_budget_async(15.0).result(RESULT_TIMEOUT_S) == 15.0
+
+
 def test_state_and_diagnostics_are_published(ros):
     assert ros.wait_until(lambda: len(ros.diagnostics) >= 2 and len(ros.states) >= 5, 5.0)
     _, state = ros.states[-1]

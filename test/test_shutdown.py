@@ -108,10 +108,18 @@ def test_a_crashed_scheduler_fails_its_pending_jobs_and_its_restart_takes_new_on
         scheduler.stop()
 
 
-def test_a_goal_for_no_scheduler_is_refused_at_once():
+def test_calls_that_cannot_wait_are_refused_at_once_while_no_scheduler_is_there():
     ros = ClientNode(test_domain_id() + 17, name="lonely_client")
     try:
         with pytest.raises(SchedulerError, match="twill/run action server is not available"):
             ros.client.run(make_request("tiny-cnn"))
+        for call in (lambda: ros.client.submit_async(make_request("tiny-cnn", job_id="a")),
+                     lambda: ros.client.cancel_async("a"),
+                     lambda: ros.client.set_power_budget_async(12.0)):
+            with pytest.raises(SchedulerError, match="not available"):
+                call()
+        # the refused submission did not keep its id ("still in use" otherwise)
+        with pytest.raises(SchedulerError, match="not available"):
+            ros.client.submit_async(make_request("tiny-cnn", job_id="a"))
     finally:
         ros.close()

@@ -18,6 +18,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import TimeoutError as FutureTimeout  # not the builtin on 3.10
 
 from rclpy.action import ActionClient
 from rclpy.callback_groups import ReentrantCallbackGroup
@@ -196,27 +197,54 @@ class TwillClient:
         """
         if via not in ("topic", "service"):
             raise ValueError(f"via must be 'topic' or 'service', got {via!r}")
-        request = copy.deepcopy(request)    # the caller's may be a template sent again
-        request.client_id = request.client_id or self.client_id
-        if via == "topic" and self._jobs_pub.get_subscription_count() == 0:
+        if via == "service":
+            self._await_service(self._submit, timeout_s)
+            return self._wait(self.submit_async(request), self._submit, timeout_s)
+        request = self._own(request)
+        if self._jobs_pub.get_subscription_count() == 0:
             # A message to nobody is dropped silently by DDS; refuse it instead.
             raise SchedulerError(f"no scheduler subscribed to {self._jobs_pub.topic_name}")
+        self._reserve(request.job_id)
+        request.job_id = request.job_id or self._new_id()
+        self._track(request.job_id)
+        self._jobs_pub.publish(request)
+        return request.job_id
+
+    def submit_async(self, request: JobRequest) -> Future:
+        """Submit by service without blocking (e.g. from a callback of the executor spinning
+        the node): a Future of the job id, whose exception is SchedulerError if the
+        scheduler refuses the job. Raises SchedulerError at once while the service is not
+        discovered."""
+        request = self._own(request)
         chosen = self._reserve(request.job_id)
-        if via == "topic":
-            request.job_id = request.job_id or f"{self.node.get_name()}-{uuid.uuid4().hex[:12]}"
-            self._track(request.job_id)
-            self._jobs_pub.publish(request)
-            return request.job_id
+
+        def accepted(response: SubmitJob.Response) -> str:
+            if not response.accepted:
+                raise SchedulerError(f"job refused: {response.message}")
+            self._track(response.job_id, unless_ended=True)
+            return response.job_id
+
+        def refused(future: Future) -> None:
+            if future.exception() is not None:
+                self._release(chosen)
+
         try:
-            response = self._call(self._submit, SubmitJob.Request(request=request), timeout_s)
+            future = self._call_async(self._submit, SubmitJob.Request(request=request),
+                                      accepted)
         except SchedulerError:
             self._release(chosen)
             raise
-        if not response.accepted:
-            self._release(chosen)
-            raise SchedulerError(f"job refused: {response.message}")
-        self._track(response.job_id, unless_ended=True)
-        return response.job_id
+        future.add_done_callback(refused)
+        return future
+
+    def _own(self, request: JobRequest) -> JobRequest:
+        """A copy to send: the caller's request may be a template sent again."""
+        request = copy.deepcopy(request)
+        request.client_id = request.client_id or self.client_id
+        return request
+
+    def _new_id(self) -> str:
+        return f"{self.node.get_name()}-{uuid.uuid4().hex[:12]}"
 
     def run(self, request: JobRequest,
             feedback: Callable[[RunJob.Feedback], None] | None = None) -> JobRun:
@@ -229,10 +257,9 @@ class TwillClient:
         """
         if not self._run.server_is_ready():
             raise SchedulerError(f"the {self._run_name} action server is not available")
-        request = copy.deepcopy(request)
-        request.client_id = request.client_id or self.client_id
+        request = self._own(request)
         chosen = self._reserve(request.job_id)
-        request.job_id = request.job_id or f"{self.node.get_name()}-{uuid.uuid4().hex[:12]}"
+        request.job_id = request.job_id or self._new_id()
         run = JobRun(request.job_id)
         with self._lock:
             self._runs[request.job_id] = run
@@ -275,27 +302,61 @@ class TwillClient:
             self._chosen_ids.discard(job_id)
 
     def cancel(self, job_id: str, timeout_s: float = 5.0) -> tuple[bool, str]:
-        response = self._call(self._cancel, CancelJob.Request(job_id=job_id), timeout_s)
-        return response.cancelled, response.message
+        """Cancel a job of any client by id: (cancelled, the scheduler's message)."""
+        self._await_service(self._cancel, timeout_s)
+        return self._wait(self.cancel_async(job_id), self._cancel, timeout_s)
+
+    def cancel_async(self, job_id: str) -> Future:
+        """``cancel`` without blocking: a Future of (cancelled, message)."""
+        return self._call_async(self._cancel, CancelJob.Request(job_id=job_id),
+                                lambda response: (response.cancelled, response.message))
 
     def set_power_budget(self, budget_w: float, timeout_s: float = 5.0) -> float:
         """Set the module power budget; returns the budget in force, raises if refused."""
-        response = self._call(self._budget, SetPowerBudget.Request(budget_w=float(budget_w)),
-                              timeout_s)
-        if not response.success:
-            raise SchedulerError(f"budget refused: {response.message}")
-        return response.budget_w
+        self._await_service(self._budget, timeout_s)
+        return self._wait(self.set_power_budget_async(budget_w), self._budget, timeout_s)
 
+    def set_power_budget_async(self, budget_w: float) -> Future:
+        """``set_power_budget`` without blocking: a Future of the budget in force, whose
+        exception is SchedulerError if the scheduler refuses it."""
+        def in_force(response: SetPowerBudget.Response) -> float:
+            if not response.success:
+                raise SchedulerError(f"budget refused: {response.message}")
+            return response.budget_w
+
+        return self._call_async(self._budget, SetPowerBudget.Request(budget_w=float(budget_w)),
+                                in_force)
+
+    # ------------------------------------------------------------ service calls
     @staticmethod
-    def _call(client, request, timeout_s: float):
+    def _await_service(client, timeout_s: float) -> None:
         if not client.wait_for_service(timeout_sec=timeout_s):
             raise SchedulerError(f"service {client.srv_name} not available")
-        future = client.call_async(request)
-        finished = threading.Event()
-        future.add_done_callback(lambda _f: finished.set())
-        if not finished.wait(timeout_s):
-            raise SchedulerError(f"service {client.srv_name} did not answer in {timeout_s} s")
-        return future.result()
+
+    @staticmethod
+    def _call_async(client, request, answer: Callable) -> Future:
+        """Call without blocking: a Future of ``answer(response)``, or of the SchedulerError
+        it raises. Raises SchedulerError at once while the service is not discovered."""
+        if not client.service_is_ready():
+            raise SchedulerError(f"service {client.srv_name} not available")
+        future: Future = Future()
+
+        def done(call) -> None:
+            try:
+                future.set_result(answer(call.result()))
+            except SchedulerError as error:
+                future.set_exception(error)
+
+        client.call_async(request).add_done_callback(done)
+        return future
+
+    @staticmethod
+    def _wait(future: Future, client, timeout_s: float):
+        try:
+            return future.result(timeout_s)
+        except FutureTimeout:
+            raise SchedulerError(
+                f"service {client.srv_name} did not answer in {timeout_s} s") from None
 
 
 class JobRun:
