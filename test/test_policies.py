@@ -172,6 +172,62 @@ def test_twill_ageing_serves_a_long_waiting_lower_priority_job_first():
     assert dispatches(s2.handle(CancelRequested(1.0, "hold"))) == [("new", "cpu_a")]
 
 
+def test_twill_ageing_never_keeps_a_more_important_job_from_starting_beside_running_work():
+    s = sched("twill")
+    s.handle(JobArrived(0.0, job("hold", "long", 100)))         # runs on the GPU
+    s.handle(JobArrived(0.0, job("old", "long", 0)))            # GPU-only, may not bypass it
+    assert s.jobs["old"].status is JobStatus.QUEUED
+    # at t=100 s old has aged to 0 + 200 levels and heads the GPU queue, but it cannot start
+    # beside hold; bert (150) still does, as it would without old (Smith: it saves more of
+    # its weighted time than it costs hold)
+    out = s.handle(JobArrived(100.0, job("hi", "bert", 150)))
+    assert dispatches(out) == [("hi", "gpu")]
+    assert s.jobs["old"].status is JobStatus.QUEUED
+
+
+def test_twill_mapping_weighs_the_less_important_work_a_job_would_delay():
+    """Smith's rule in the score: a camera frame with a near-equal DLA leaves a GPU where
+    less important GPU work waits; without that queue it takes the GPU."""
+    def held_gpu(berts: int):
+        s = sched("twill")
+        s.handle(JobArrived(0.0, job("hold", "long", 255)))
+        for i in range(berts):     # the first starts beside hold (10 ms <= 25 % of it)
+            s.handle(JobArrived(0.0, job(f"b{i}", "bert", 100)))
+        return s
+    s = held_gpu(berts=4)
+    out = s.handle(JobArrived(0.001, job("cam", "cnn", 200)))
+    cam = s.jobs["cam"]
+    # 10 ms x the weight of the three berts (all served within a 100 ms period) / its own
+    assert s.displaced_s(cam, "gpu") == pytest.approx(
+        0.010 * 3 * (1 + 100 / 64) / (1 + 200 / 64))
+    assert s.displaced_s(cam, "dla0") == 0.0
+    assert dispatches(out) == [("cam", "dla0")]
+    s = held_gpu(berts=0)       # nothing less important waits: beside hold on the GPU
+    assert dispatches(s.handle(JobArrived(0.001, job("cam", "cnn", 200)))) == [("cam", "gpu")]
+
+
+def test_twill_dvfs_counts_the_queued_work_a_period_gets_through_in_serve_order():
+    s = sched("twill")
+    s.handle(JobArrived(0.0, job("c0", "cpuonly", 100)))      # runs: 50 ms
+    s.handle(JobArrived(0.0, job("c1", "cpuonly", 200)))      # queued: 50 ms
+    s.handle(JobArrived(0.0, job("c2", "cpuonly", 0)))        # queued: 50 ms
+    s.handle(JobArrived(0.0, job("c3", "cpullm", 0)))         # queued: 0.064 + 9 x 0.01 s
+    # a 100 ms period gets through c1 and c2: their weights count in full, c3's not at all
+    # (spreading the period over the whole 254 ms queue would count 39 % of each)
+    assert s._demand()["cpu_a"].weight == pytest.approx(
+        (1 + 100 / 64) + (1 + 200 / 64) + (1 + 0 / 64))
+
+
+def test_twill_dvfs_counts_work_at_its_speed_there_relative_to_its_fastest_unit():
+    s = sched("twill")
+    for i in range(16):     # 1.6 s of GPU-only work at the highest priority
+        s.handle(JobArrived(0.0, job(f"g{i}", "long", 255)))
+    s.handle(JobArrived(0.0, job("l", "llm", 10)))     # 0.064 + 9 x 0.01 s on the GPU
+    assert s.jobs["l"].unit == "cpu_a"                  # 1.54 s there beats 1.6 s of queue
+    # a clock step on the CPU buys a tenth of what it would buy on the GPU for this job
+    assert s._demand()["cpu_a"].weight == pytest.approx((1 + 10 / 64) * 0.154 / 1.54)
+
+
 def test_twill_moves_a_starved_llm_to_an_idle_cpu_once_it_waited_as_long_as_the_cpu_needs():
     s = sched("twill")
     s.handle(JobArrived(0.0, job("hold", "long", 200)))       # never finishes: GPU held

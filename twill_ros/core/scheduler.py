@@ -119,6 +119,7 @@ class JobState:
     share: float = 1.0              # throughput weight on a processor-shared unit (Dispatch.share)
     util: float = 0.0               # its utilisation of the unit it runs on (power model)
     home: UnitState | None = None   # unit whose demand aggregates count this job
+    home_w: float = 0.0             # its DVFS weight there (weight x the unit's relative speed)
     llm: bool = field(init=False)   # profile.is_llm / job.priority as plain attributes
     priority: int = field(init=False)
     weight: float = field(init=False)   # its DVFS weight, 1 + priority / PRIORITY_SCALE
@@ -149,6 +150,7 @@ class UnitState:
     levels: list[int] = field(default_factory=list)             # descending
     eligible: dict[str, int] = field(default_factory=dict)  # unit -> queued jobs allowed there
     heads: list[tuple[float, int, int, JobState]] = field(default_factory=list)  # _next_queued
+    served: dict[tuple[float, bool], float] = field(default_factory=dict)   # _served memo
     work_freq_hz: int = 0           # clock estimates assume (== freq_hz unless parked)
     parked: bool = False            # no work: at its lowest or a ready clock (power.py)
     busy_since: float | None = None
@@ -229,6 +231,7 @@ class Scheduler:
         self._parked_cache: dict[tuple[str, str, str], float] = {}
         self._traits: dict[tuple[str, str], tuple[float, float]] = {}
         self._dyn_w: dict[tuple[str, int, float], float] = {}   # _dynamic_w
+        self._rel: dict[tuple[str, str], float] = {}            # _rel_speed
         for u in self.units.values():
             self._set_load(u, u.cmd_freq_hz, u.util_now)
         self._replan = False                        # a parked unit got work: re-plan clocks
@@ -400,6 +403,40 @@ class Scheduler:
             wait += u.backlog[lvl]
         return wait
 
+    def displaced_s(self, js: JobState, unit: str) -> float:
+        """Smith's-rule cost of putting ``js`` on ``unit``: its run time there x the priority
+        weight of the less important queued work it would delay there (the work the unit
+        would otherwise get through in one control period), in units of its own weight."""
+        w = self._served(self.units[unit], js.level, dvfs=False)
+        return self.estimate_s(js, unit) * w / js.weight if w else 0.0
+
+    def _served(self, u: UnitState, below: float, dvfs: bool) -> float:
+        """Weight of the queued jobs below level ``below`` that ``u`` gets through in one
+        control period, in serve order (levels high to low, each in key order; the one it
+        reaches last in part): each job's DVFS weight there (``dvfs``) or its priority
+        weight. Kept until ``u``'s queue changes."""
+        key = (below, dvfs)
+        w = u.served.get(key)
+        if w is not None:
+            return w
+        w = 0.0
+        left = self.tick_period_s
+        for lvl in u.levels:
+            if lvl >= below:
+                continue
+            for _, q in u.queues[lvl]:
+                qw = q.home_w if dvfs else q.weight
+                if q.est_s >= left:
+                    w += qw * left / q.est_s
+                    left = 0.0
+                    break
+                w += qw
+                left -= q.est_s
+            if left <= 0.0:
+                break
+        u.served[key] = w
+        return w
+
     def _ahead_scan(self, js: JobState, u: UnitState) -> float:
         """Queued work served before ``js`` (queued or frozen on ``u``): higher levels, then
         its own level in key order."""
@@ -478,6 +515,7 @@ class Scheduler:
             u.levels.append(js.level)
             u.levels.sort(reverse=True)
         bisect.insort(q, (js.key, js))
+        u.served.clear()
         if q[0][1] is js:
             self._new_head(u, js)
         u.backlog[js.level] += js.est_s
@@ -494,7 +532,8 @@ class Scheduler:
             return
         self._detach(js)
         js.home = u
-        u.weight += js.weight
+        js.home_w = js.weight * self._rel_speed(js.job.model, u)
+        u.weight += js.home_w
         n = u.models.get(js.job.model, 0)
         u.models[js.job.model] = n + 1
         if not n and u.traits is not None:     # a max over models: a new one just joins it
@@ -506,7 +545,7 @@ class Scheduler:
         if u is None:
             return
         js.home = None
-        u.weight -= js.weight
+        u.weight -= js.home_w
         n = u.models[js.job.model] - 1
         if n:
             u.models[js.job.model] = n
@@ -522,6 +561,7 @@ class Scheduler:
         i = bisect.bisect_left(q, (js.key,))
         assert q[i][1] is js
         del q[i]
+        u.served.clear()
         u.queued -= 1
         for n in js.units:
             u.eligible[n] -= 1
@@ -594,7 +634,7 @@ class Scheduler:
         est = self.estimate_s(js, u.name)
         util, sens = self._model_traits(js.job.model, u.spec.kind)
         js.util = util
-        u.period_weight = max(u.period_weight, js.weight)
+        u.period_weight = max(u.period_weight, js.home_w)
         u.period_util = max(u.period_util, util)
         u.period_sens = max(u.period_sens, sens)
         if self.controller is not None and (u.parked or (
@@ -699,22 +739,25 @@ class Scheduler:
 
     def _fill(self, u: UnitState, out: list[Action]) -> None:
         """Start work on ``u`` while it has capacity: the queued head or a frozen job,
-        whichever is served first; with ``priority_sharing`` the head may start beside the
-        running job (see ``_bypass_ok``)."""
+        whichever is served first; with ``priority_sharing`` the most important waiting job
+        may start beside the running work (see ``_bypass_ok``). Ageing decides who gets the
+        unit when it frees, never who may start beside: an aged job that may not must not
+        hold back one that may."""
         if u.shared:
             self._fill_shared(u, out)
             return
         while True:
-            if u.running and not self._room_beside(u):
-                return      # no bypass possible: don't look for a head (costly with dream)
-            head = self._next_queued(u)
             if u.running:
-                if head is not None and self._bypass_ok(head, u):
-                    self._dequeue(head)
-                    self._start_run(head, u, PRIORITY_SHARE * max(r.share for r in u.running))
-                    out.append(Dispatch(head.job.job_id, u.name, head.share))
-                    continue
-                return
+                if not u.levels or not self._room_beside(u):
+                    return
+                top = u.queues[u.levels[0]][0][1]
+                if not self._bypass_ok(top, u):
+                    return
+                self._dequeue(top)
+                self._start_run(top, u, PRIORITY_SHARE * max(r.share for r in u.running))
+                out.append(Dispatch(top.job.job_id, u.name, top.share))
+                continue
+            head = self._next_queued(u)
             thaw = None
             for f in u.frozen:
                 if not f.power_hold and (thaw is None or self._first(f, thaw)):
@@ -1033,8 +1076,10 @@ class Scheduler:
 
     def _demand(self) -> dict[str, pw.UnitDemand]:
         """Per unit with work now or recently: priority-weighted job count (running, queued,
-        frozen; kept incrementally by ``_attach``; waiting jobs discounted to the share of the
-        backlog one period gets through), its frequency sensitivity, and the
+        frozen; kept incrementally by ``_attach``; while the queue is longer than a period,
+        only the queued jobs one period gets through, in serve order), each job counted at
+        the unit's speed for it relative to its fastest unit (a clock step buys that share
+        of the work it would buy there), its frequency sensitivity, and the
         utilisation to budget for the next period = the work's utilisation x its expected
         duty cycle. The duty is 1 while the unit has a backlog or long work, else the recent
         measured duty with headroom (a 10 Hz DNN stream keeps the GPU busy a few % of each
@@ -1052,10 +1097,11 @@ class Scheduler:
             if u.models:
                 # waiting work counts as far as the unit gets through it in one period: a
                 # long hopeless queue must not buy all the clocks from units serving streams
-                run_w = sum(r.weight for r in u.running)
-                wait_w = u.weight - run_w
+                run_w = sum(r.home_w for r in u.running)
                 if u.backlog_total > horizon:
-                    wait_w *= horizon / u.backlog_total
+                    wait_w = self._served(u, INF, dvfs=True)
+                else:
+                    wait_w = u.weight - run_w
                 weight = max(weight, run_w + wait_w)
                 if u.traits is None:        # recomputed only when the set of models changes
                     traits = [self._model_traits(m, u.spec.kind) for m in u.models]
@@ -1073,6 +1119,21 @@ class Scheduler:
             u.planned_duty = duty
             demand[name] = pw.UnitDemand(weight, util * duty, sens)
         return demand
+
+    def _rel_speed(self, model: str, u: UnitState) -> float:
+        """How fast ``u`` runs ``model`` relative to the model's fastest eligible unit (whole
+        default request, max clocks): a clock step there buys this share of the work it buys
+        on the fastest unit (cached)."""
+        key = (model, u.name)
+        v = self._rel.get(key)
+        if v is None:
+            probe = _probe_job(self.catalog.get(model))
+            p = self.profiler
+            best = min(p.job_s(probe, n, self.platform.unit(n).max_frequency_hz)
+                       for n in p.eligible_units(model))
+            v = self._rel[key] = min(1.0, best / p.job_s(probe, u.name,
+                                                         u.spec.max_frequency_hz))
+        return v
 
     def _model_traits(self, model: str, kind: str) -> tuple[float, float]:
         """(utilisation, frequency sensitivity) of a model on a unit kind (cached)."""

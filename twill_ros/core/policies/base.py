@@ -34,6 +34,10 @@ class SchedulerView(Protocol):
     def start_s(self, js: JobState, unit: str) -> float:
         """Expected wait before ``js`` could start on ``unit`` (running + work ahead of it)."""
 
+    def displaced_s(self, js: JobState, unit: str) -> float:
+        """Smith's-rule cost of ``js`` on ``unit``: its run time there x the weight of the
+        less important queued work it would delay there within a period / its own weight."""
+
     def interference(self, unit: str) -> float:
         """Slowdown factor a job on ``unit`` would see from co-running units now (>= 1)."""
 

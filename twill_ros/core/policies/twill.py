@@ -24,11 +24,15 @@ class TwillPolicy(Policy):
       waiting or frozen job gains ``aging_per_s`` priority levels per second (2: a job 100
       levels down overtakes a fresh arrival after 50 s of waiting), so low-priority work is
       delayed but never starved; once it runs on the GPU, more important arrivals still
-      start beside it with ~90 % of the unit, so real-time streams keep winning.
+      start beside it with ~90 % of the unit, so real-time streams keep winning (ageing
+      decides who gets a unit when it frees, never who may start beside running work).
     * Mapping: every eligible unit (affinity = the profiler's latency/energy estimates, which
       it refines online) scored by expected finish = wait for work at the job's priority or
       above + the estimate x the GPU<->DLA interference the job would suffer there now; a
-      lower-priority preemptible (LLM) job holding a unit costs only its current step.
+      lower-priority preemptible (LLM) job holding a unit costs only its current step;
+      plus, by Smith's rule, the job's run time there x the weight of the less important
+      queued work it would delay there within one control period / its own weight, so a
+      job with a near-equal alternative leaves a contended unit to work that has none.
     * Freezing: mapping a job to a unit held by such a job freezes it at its next step
       boundary; on the (processor-shared) GPU the new job starts at once beside it on a
       high-priority stream (~90 % of the GPU) until the boundary. A short job may likewise
@@ -44,7 +48,10 @@ class TwillPolicy(Policy):
     * Migration: on every tick and whenever a unit goes idle, queued jobs move to a unit that
       finishes them sooner by a margin.
     * DVFS: ``core.power.DvfsController`` every tick (priority-weighted progress per watt
-      under budget - margin for the expected duty cycle, measured-error correction, idle
+      under budget - margin for the expected duty cycle, each job's weight counted at the
+      share of its work a clock step buys on its unit, i.e. the unit's speed for it
+      relative to its fastest unit, and of a queue longer than a period only the jobs one
+      period gets through, in serve order; measured-error correction, idle
       units parked at their lowest clocks while busy ones need the headroom and otherwise
       kept ready at the highest clock that fits, the leftover headroom spent by running one
       clock step higher for part of the period); re-planned at once when work lands on a
@@ -77,4 +84,6 @@ class TwillPolicy(Policy):
             # higher-priority work that keeps arriving, so expect to wait at least as long
             # again as it already has (an idle unit that beats that takes it: see migration)
             wait = max(wait, view.now - js.queued_s)
-        return wait + view.estimate_s(js, unit) * view.interference(unit)
+        # Smith's rule: also what running here costs the less important work it delays
+        return (wait + view.estimate_s(js, unit) * view.interference(unit)
+                + view.displaced_s(js, unit))
