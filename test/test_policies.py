@@ -210,12 +210,12 @@ def test_twill_dvfs_counts_the_queued_work_a_period_gets_through_in_serve_order(
     s = sched("twill")
     s.handle(JobArrived(0.0, job("c0", "cpuonly", 100)))      # runs: 50 ms
     s.handle(JobArrived(0.0, job("c1", "cpuonly", 200)))      # queued: 50 ms
-    s.handle(JobArrived(0.0, job("c2", "cpuonly", 0)))        # queued: 50 ms
+    s.handle(JobArrived(0.0, job("c2", "cpuonly", 50)))       # queued: 50 ms
     s.handle(JobArrived(0.0, job("c3", "cpullm", 0)))         # queued: 0.064 + 9 x 0.01 s
     # a 100 ms period gets through c1 and c2: their weights count in full, c3's not at all
     # (spreading the period over the whole 254 ms queue would count 39 % of each)
     assert s._demand()["cpu_a"].weight == pytest.approx(
-        (1 + 100 / 64) + (1 + 200 / 64) + (1 + 0 / 64))
+        (1 + 100 / 64) + (1 + 200 / 64) + (1 + 50 / 64))
 
 
 def test_twill_dvfs_counts_work_at_its_speed_there_relative_to_its_fastest_unit():

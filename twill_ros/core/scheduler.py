@@ -145,12 +145,13 @@ class UnitState:
     frozen: list[JobState] = field(default_factory=list)
     queues: dict[int, list[tuple[tuple, JobState]]] = field(default_factory=dict)
     backlog: dict[int, float] = field(default_factory=dict)   # level -> sum of est_s
+    level_w: dict[int, float] = field(default_factory=dict)   # level -> sum of weight
+    level_hw: dict[int, float] = field(default_factory=dict)  # level -> sum of home_w
     backlog_total: float = 0.0      # sum over levels
     queued: int = 0
     levels: list[int] = field(default_factory=list)             # descending
     eligible: dict[str, int] = field(default_factory=dict)  # unit -> queued jobs allowed there
     heads: list[tuple[float, int, int, JobState]] = field(default_factory=list)  # _next_queued
-    served: dict[tuple[float, bool], float] = field(default_factory=dict)   # _served memo
     work_freq_hz: int = 0           # clock estimates assume (== freq_hz unless parked)
     parked: bool = False            # no work: at its lowest or a ready clock (power.py)
     busy_since: float | None = None
@@ -412,29 +413,20 @@ class Scheduler:
 
     def _served(self, u: UnitState, below: float, dvfs: bool) -> float:
         """Weight of the queued jobs below level ``below`` that ``u`` gets through in one
-        control period, in serve order (levels high to low, each in key order; the one it
-        reaches last in part): each job's DVFS weight there (``dvfs``) or its priority
-        weight. Kept until ``u``'s queue changes."""
-        key = (below, dvfs)
-        w = u.served.get(key)
-        if w is not None:
-            return w
+        control period, in serve order (levels high to low; of the level it reaches last,
+        the share of its work that fits): each job's DVFS weight there (``dvfs``) or its
+        priority weight. Per level, not per job: a tick reads it for every unit."""
         w = 0.0
         left = self.tick_period_s
+        sums = u.level_hw if dvfs else u.level_w
         for lvl in u.levels:
             if lvl >= below:
                 continue
-            for _, q in u.queues[lvl]:
-                qw = q.home_w if dvfs else q.weight
-                if q.est_s >= left:
-                    w += qw * left / q.est_s
-                    left = 0.0
-                    break
-                w += qw
-                left -= q.est_s
-            if left <= 0.0:
-                break
-        u.served[key] = w
+            b = u.backlog[lvl]
+            if b >= left:
+                return w + sums[lvl] * left / b
+            w += sums[lvl]
+            left -= b
         return w
 
     def _ahead_scan(self, js: JobState, u: UnitState) -> float:
@@ -511,11 +503,10 @@ class Scheduler:
         q = u.queues.get(js.level)
         if q is None:
             q = u.queues[js.level] = []
-            u.backlog[js.level] = 0.0
+            u.backlog[js.level] = u.level_w[js.level] = u.level_hw[js.level] = 0.0
             u.levels.append(js.level)
             u.levels.sort(reverse=True)
         bisect.insort(q, (js.key, js))
-        u.served.clear()
         if q[0][1] is js:
             self._new_head(u, js)
         u.backlog[js.level] += js.est_s
@@ -524,6 +515,8 @@ class Scheduler:
         for n in js.units:
             u.eligible[n] = u.eligible.get(n, 0) + 1
         self._attach(js, u)
+        u.level_w[js.level] += js.weight
+        u.level_hw[js.level] += js.home_w
         self._queued_total += 1
 
     def _attach(self, js: JobState, u: UnitState) -> None:
@@ -561,7 +554,6 @@ class Scheduler:
         i = bisect.bisect_left(q, (js.key,))
         assert q[i][1] is js
         del q[i]
-        u.served.clear()
         u.queued -= 1
         for n in js.units:
             u.eligible[n] -= 1
@@ -569,11 +561,13 @@ class Scheduler:
         u.backlog_total = u.backlog_total - js.est_s if u.queued else 0.0
         if q:
             u.backlog[js.level] -= js.est_s
+            u.level_w[js.level] -= js.weight
+            u.level_hw[js.level] -= js.home_w
             if i == 0:
                 self._new_head(u, q[0][1])
         else:
             del u.queues[js.level]
-            del u.backlog[js.level]
+            del u.backlog[js.level], u.level_w[js.level], u.level_hw[js.level]
             u.levels.remove(js.level)
             if not u.levels:
                 u.heads.clear()
