@@ -271,6 +271,27 @@ def test_power_budget_service_and_parameter_limits(ros):
     assert ros.client.set_power_budget(15.0) == pytest.approx(15.0)
 
 
+def test_a_client_made_while_its_node_spins_does_not_stop_the_executor(ros):
+    """rclpy 9.x adds an action client to its node before creating the lock its
+    get_num_entities takes: an executor spinning the node in another thread that met it in
+    between died, and every later call of the node hung (seen once in CI). Here the node
+    asks every waitable it is given at once, as that executor does."""
+    asked = []
+    add_waitable = ros.node.add_waitable
+
+    def add_and_ask(waitable) -> None:
+        add_waitable(waitable)
+        asked.append(waitable.get_num_entities())
+
+    ros.node.add_waitable = add_and_ask
+    try:
+        TwillClient(ros.node)
+    finally:
+        del ros.node.add_waitable
+    assert asked
+    assert ros.client.set_power_budget(15.0) == pytest.approx(15.0)
+
+
 def test_async_calls_answer_through_futures_without_blocking(ros):
     """What a callback of the executor spinning the node may call (the blocking calls would
     wait for that very executor)."""

@@ -69,8 +69,8 @@ class TwillClient:
             for srv_type, leaf in ((SubmitJob, ifc.SUBMIT), (CancelJob, ifc.CANCEL),
                                    (SetPowerBudget, ifc.SET_POWER_BUDGET)))
         self._run_name = ifc.name(ifc.RUN, namespace)
-        self._run = ActionClient(node, RunJob, self._run_name, callback_group=group,
-                                 **ifc.ACTION_QOS)
+        self._run = _WholeActionClient(node, RunJob, self._run_name, callback_group=group,
+                                       **ifc.ACTION_QOS)
         self._lock = threading.Lock()
         self._waiting: dict[str, threading.Event] = {}
         # a result, or the error that stands for one that will never come
@@ -357,6 +357,17 @@ class TwillClient:
         except FutureTimeout:
             raise SchedulerError(
                 f"service {client.srv_name} did not answer in {timeout_s} s") from None
+
+
+class _WholeActionClient(ActionClient):
+    """An ActionClient that may be created on a node another thread is spinning: rclpy 9.x
+    (Kilted) adds it to the node before creating the lock its ``get_num_entities`` takes, and
+    an executor that meets it in between dies (AttributeError: '_lock'), after which none of
+    the node's callbacks run again."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self._lock = threading.Lock()     # replaced by the base class's own at the end
+        super().__init__(*args, **kwargs)
 
 
 class JobRun:
