@@ -1123,10 +1123,8 @@ class Scheduler:
         if v is None:
             probe = _probe_job(self.catalog.get(model))
             p = self.profiler
-            best = min(p.job_s(probe, n, self.platform.unit(n).max_frequency_hz)
-                       for n in p.eligible_units(model))
-            v = self._rel[key] = min(1.0, best / p.job_s(probe, u.name,
-                                                         u.spec.max_frequency_hz))
+            v = self._rel[key] = min(1.0, p.isolated_latency_s(probe)
+                                     / p.job_s(probe, u.name, u.spec.max_frequency_hz))
         return v
 
     def _model_traits(self, model: str, kind: str) -> tuple[float, float]:
