@@ -198,8 +198,7 @@ class TwillClient:
         if via not in ("topic", "service"):
             raise ValueError(f"via must be 'topic' or 'service', got {via!r}")
         if via == "service":
-            self._await_service(self._submit, timeout_s)
-            return self._wait(self.submit_async(request), self._submit, timeout_s)
+            return self._call(self._submit, lambda: self.submit_async(request), timeout_s)
         request = self._own(request)
         if self._jobs_pub.get_subscription_count() == 0:
             # A message to nobody is dropped silently by DDS; refuse it instead.
@@ -303,8 +302,7 @@ class TwillClient:
 
     def cancel(self, job_id: str, timeout_s: float = 5.0) -> tuple[bool, str]:
         """Cancel a job of any client by id: (cancelled, the scheduler's message)."""
-        self._await_service(self._cancel, timeout_s)
-        return self._wait(self.cancel_async(job_id), self._cancel, timeout_s)
+        return self._call(self._cancel, lambda: self.cancel_async(job_id), timeout_s)
 
     def cancel_async(self, job_id: str) -> Future:
         """``cancel`` without blocking: a Future of (cancelled, message)."""
@@ -313,8 +311,8 @@ class TwillClient:
 
     def set_power_budget(self, budget_w: float, timeout_s: float = 5.0) -> float:
         """Set the module power budget; returns the budget in force, raises if refused."""
-        self._await_service(self._budget, timeout_s)
-        return self._wait(self.set_power_budget_async(budget_w), self._budget, timeout_s)
+        return self._call(self._budget, lambda: self.set_power_budget_async(budget_w),
+                          timeout_s)
 
     def set_power_budget_async(self, budget_w: float) -> Future:
         """``set_power_budget`` without blocking: a Future of the budget in force, whose
@@ -329,9 +327,15 @@ class TwillClient:
 
     # ------------------------------------------------------------ service calls
     @staticmethod
-    def _await_service(client, timeout_s: float) -> None:
+    def _call(client, call_async: Callable[[], Future], timeout_s: float):
+        """Block: wait for the service, then for the answer of ``call_async()``."""
         if not client.wait_for_service(timeout_sec=timeout_s):
             raise SchedulerError(f"service {client.srv_name} not available")
+        try:
+            return call_async().result(timeout_s)
+        except FutureTimeout:
+            raise SchedulerError(
+                f"service {client.srv_name} did not answer in {timeout_s} s") from None
 
     @staticmethod
     def _call_async(client, request, answer: Callable) -> Future:
@@ -349,14 +353,6 @@ class TwillClient:
 
         client.call_async(request).add_done_callback(done)
         return future
-
-    @staticmethod
-    def _wait(future: Future, client, timeout_s: float):
-        try:
-            return future.result(timeout_s)
-        except FutureTimeout:
-            raise SchedulerError(
-                f"service {client.srv_name} did not answer in {timeout_s} s") from None
 
 
 class _WholeActionClient(ActionClient):
