@@ -379,6 +379,7 @@ def test_queue_limit_refuses_jobs_when_full_and_is_dynamic(ros):
     ("platform", "orin_agx", "config/platforms/orin_agx.yaml' not found"),
     # ROS parameter types are strict: 10 is an integer; the reason says how to write it
     ("power_budget_w", "10", "(write a double with a decimal point, e.g. 10.0)"),
+    ("max_queue", "500.0", "expecting type 'INTEGER': max_queue (write a whole number"),
     ("power_budget_w", "150.0", "out of range"),
     ("power_budget_w", "4.0", "power budget 4 W is below orin_nx_16gb's idle power (4.6 W"),
     ("max_queue", "0", "out of range"),

@@ -77,12 +77,15 @@ STARTUP_ERRORS = (ValueError, KeyError, OSError, RuntimeError, ParameterExceptio
 
 
 def startup_error_text(error: Exception) -> str:
-    """What went wrong, and for a whole number given to a double parameter how to write it:
-    ROS parameter types are strict, and ``-p power_budget_w:=10`` (or ``power_budget_w: 10``
-    in a parameter file) is an integer."""
+    """What went wrong, and for a number of the other type how to write it: ROS parameter
+    types are strict, so ``-p power_budget_w:=10`` (or ``power_budget_w: 10`` in a parameter
+    file) is an integer, and ``-p max_queue:=500.0`` a double."""
     text = error_text(error)
-    if isinstance(error, InvalidParameterTypeException) and "'DOUBLE'" in text:
-        text += " (write a double with a decimal point, e.g. 10.0)"
+    if isinstance(error, InvalidParameterTypeException):
+        if "expecting type 'DOUBLE'" in text:
+            text += " (write a double with a decimal point, e.g. 10.0)"
+        elif "expecting type 'INTEGER'" in text:
+            text += " (write a whole number without a decimal point, e.g. 500)"
     return text
 
 
