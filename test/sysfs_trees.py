@@ -146,7 +146,8 @@ def ina3221(device: str, hwmon: int = 3, rails=ORIN_RAILS) -> Tree:
                      f"{h}/in{n}_enable": "1", f"{h}/curr{n}_input": str(ma),
                      f"{h}/in{n + 3}_input": str(ma * 5), f"{h}/shunt{n}_resistor": "5000",
                      f"{h}/curr{n}_crit": "7784" if n == 1 else "32760",
-                     f"{h}/curr{n}_max": "4944" if n == 1 else "32760"})
+                     f"{h}/curr{n}_max": "4944" if n == 1 else "32760",
+                     f"{h}/curr{n}_crit_alarm": "0", f"{h}/curr{n}_max_alarm": "0"})
     return tree
 
 

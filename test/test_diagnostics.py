@@ -82,6 +82,20 @@ def test_windows_over_budget_warn_although_the_second_is_within_it():
     assert status.values["windows_over_budget"] == "6/100"
 
 
+def test_an_over_current_alarm_within_the_budget_raises_the_power_status():
+    """A 10 ms peak can trip the module's limit while every mean is within the budget."""
+    monitor = HealthMonitor()
+    alarm = "VDD_IN over-current alarm: above its critical current limit of 7784 mA"
+    status = by_name(monitor.statuses(snap(alarm=alarm, alarm_level=ERROR)))["twill/power"]
+    assert status.level == ERROR and status.message == f"{alarm}; within budget"
+    assert status.values["over_current_alarm"] == alarm and status.values["power_w"] == "10.00"
+    # an alarm never lowers a budget status, and goes with the period that had it
+    over = by_name(monitor.statuses(snap(power_w=16.0, alarm="warn", alarm_level=WARN)))
+    assert over["twill/power"].level == WARN and over["twill/power"].message.startswith(
+        "warn; over budget: 16.0 W > 15.0 W")
+    assert by_name(monitor.statuses(snap()))["twill/power"].level == OK
+
+
 def test_refusals_and_failures_of_the_period_warn_with_the_latest_reason():
     monitor = HealthMonitor()
     queue = by_name(monitor.statuses(snap(rejected=27, last_rejection="queue full")))

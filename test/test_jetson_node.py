@@ -139,11 +139,27 @@ def test_a_cluster_offline_in_the_nvpmodel_mode_is_not_scheduled(tmp_path):
 
 def test_a_power_sensor_that_stops_answering_is_an_error_not_the_model(tmp_path):
     """The node does not stand the power model in for a sensor it had: the board may draw
-    far more than the model says."""
+    far more than the model says. Before that, the sensor's over-current alarm (the SoC
+    throttles) is an error although the power is within the budget."""
     root = build(tmp_path, orin_nx("jp6"))
     with jetson_node(root, "jetson_sensor_client", {"power_budget_w": 15.0}) as (scheduler, client):
         assert client.wait_until(lambda: client.newest_status("twill/power") is not None, 5.0)
         assert client.newest_status("twill/power").level == b"\x00"
+        (alarm,) = (root / INA_DRIVER).glob("hwmon/hwmon*/curr1_crit_alarm")
+        alarm.write_text("1\n")
+        since = time.monotonic()
+        assert client.wait_until(
+            lambda: (s := client.newest_status("twill/power", since)) is not None
+            and s.level == b"\x02", 5.0)
+        status = client.newest_status("twill/power")
+        assert status.message.startswith("VDD_IN over-current alarm: above its critical current "
+                                          "limit of 7784 mA; the SoC throttles its clocks; "
+                                          "within budget"), status.message
+        alarm.write_text("0\n")
+        since = time.monotonic()
+        assert client.wait_until(
+            lambda: (s := client.newest_status("twill/power", since)) is not None
+            and s.level == b"\x00", 5.0)
         for name in ("in1_input", "curr1_input"):         # VDD_IN's channel
             for path in (root / INA_DRIVER).glob(f"hwmon/hwmon*/{name}"):
                 path.unlink()

@@ -8,6 +8,7 @@ import types
 
 import pytest
 from sysfs_trees import (
+    INA_DRIVER,
     JP5_GPU,
     JP6_GPU,
     MHZ,
@@ -117,6 +118,29 @@ def test_ina3221_power_is_vdd_in_from_mv_times_ma_whatever_the_hwmon_index(nx16,
     status = control.status()
     assert status.power_source.startswith("ina3221") and "hwmon5" in status.power_source
     assert status.level == OK
+
+
+def test_ina3221_over_current_alarms_of_vdd_in_come_with_the_reading(nx16, tmp_path):
+    """The chip's alert flags: critical (the SoC throttles) before warning; another rail's
+    alarm is not the module's; kernels without the flag files give no alarm."""
+    control = jetson(nx16, orin_nx(), tmp_path)
+    hwmon = next((tmp_path / INA_DRIVER).glob("hwmon/hwmon*"))
+    assert (control.read_power().alarm, control.read_power().alarm_level) == ("", OK)
+    (hwmon / "curr2_crit_alarm").write_text("1\n")
+    assert control.read_power().alarm_level == OK
+    (hwmon / "curr1_max_alarm").write_text("1\n")
+    reading = control.read_power()
+    assert reading.alarm_level == WARN and reading.alarm == (
+        "VDD_IN over-current alarm: above its warning current limit (averaged) of 4944 mA")
+    (hwmon / "curr1_crit_alarm").write_text("1\n")
+    reading = control.read_power()
+    assert reading.alarm_level == ERROR and reading.alarm == (
+        "VDD_IN over-current alarm: above its critical current limit of 7784 mA; the SoC "
+        "throttles its clocks")
+    assert reading.total_w == pytest.approx(5048 * 1208 / 1e6)
+    for flag in hwmon.glob("curr*_alarm"):
+        flag.unlink()
+    assert control.read_power().alarm_level == OK
 
 
 def test_missing_ina3221_gives_no_power_and_an_error_status(nx16, tmp_path):

@@ -68,6 +68,8 @@ class Snapshot:
     windows: int = 0             # of this many
     rejected: int = 0            # requests refused since the previous snapshot
     last_rejection: str = ""     # the latest refusal's reason
+    alarm: str = ""              # the sensor's worst over-current alarm in the period
+    alarm_level: int = OK
 
 
 class HealthMonitor:
@@ -81,6 +83,16 @@ class HealthMonitor:
                 self._overhead(snap), *(self._unit(u) for u in snap.units)]
 
     def _power(self, snap: Snapshot) -> Status:
+        """Budget first; an over-current alarm, which can come within the budget (a 10 ms
+        peak), raises the level and leads the message."""
+        status = self._budget(snap)
+        if not snap.alarm:
+            return status
+        return Status(status.name, max(status.level, snap.alarm_level),
+                      f"{snap.alarm}; {status.message}",
+                      {**status.values, "over_current_alarm": snap.alarm})
+
+    def _budget(self, snap: Snapshot) -> Status:
         if snap.power_w is None:
             self._over.clear()
             return Status("twill/power", ERROR, f"no power reading from {snap.power_source} "

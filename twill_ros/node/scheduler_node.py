@@ -45,7 +45,7 @@ from twill_ros.core.power import (
 )
 from twill_ros.core.profiler import Profiler
 from twill_ros.core.scheduler import Scheduler
-from twill_ros.node.diagnostics import WINDOWS_SPAN, HealthMonitor, Snapshot, UnitSnapshot
+from twill_ros.node.diagnostics import OK, WINDOWS_SPAN, HealthMonitor, Snapshot, UnitSnapshot
 from twill_ros.node.execution import Execution
 from twill_ros.node.lifecycle import node_main, spin_while
 from twill_ros.node.params import descriptor
@@ -170,6 +170,7 @@ class TwillSchedulerNode(Node):
                                    caps_profile=p("static_caps_profile"))
         self._power_source = "not read yet"
         self._rails_w: dict[str, float] = {}
+        self._alarm = (OK, "")        # the worst over-current alarm since the last snapshot
 
         self.results_pub = self.create_publisher(JobResult, ifc.name(ifc.RESULTS), ifc.JOB_QOS)
         self.state_pub = self.create_publisher(SchedulerState, ifc.name(ifc.STATE), 10)
@@ -537,6 +538,8 @@ class TwillSchedulerNode(Node):
             return
         self._power_source = reading.source
         self._rails_w = reading.rails
+        if reading.alarm_level > self._alarm[0]:
+            self._alarm = (reading.alarm_level, reading.alarm)
         self._power_window.append(reading.total_w)
         self._power_since_state.append(reading.total_w)
         self._window_samples.append(reading.total_w)
@@ -630,8 +633,10 @@ class TwillSchedulerNode(Node):
                 overhead_s={name: tuple(samples) for name, samples in self._overhead.items()},
                 rails_w=dict(self._rails_w), windows_over=sum(self._windows_over),
                 windows=len(self._windows_over), rejected=self._period_rejected,
-                last_rejection=self._last_rejection)
+                last_rejection=self._last_rejection, alarm_level=self._alarm[0],
+                alarm=self._alarm[1])
             self._deadline_misses = self._period_rejected = 0
+            self._alarm = (OK, "")
             self._period_failed.clear()
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()

@@ -31,11 +31,17 @@ CONTROLS: dict[str, tuple[str, str]] = {
 
 @dataclass(frozen=True)
 class PowerReading:
-    """One power sample. ``total_w`` is module input power (Jetson: the VDD_IN rail)."""
+    """One power sample. ``total_w`` is module input power (Jetson: the VDD_IN rail).
+
+    ``alarm`` is the sensor's over-current alarm at this sample, at ``alarm_level`` (WARN or
+    ERROR; "" and OK without one): on a Jetson the critical limit throttles the SoC, a cause
+    of slow jobs that nothing else in the node can see."""
 
     total_w: float
     rails: dict[str, float]
     source: str
+    alarm: str = ""
+    alarm_level: int = OK
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,23 @@ class Ina3221:
                 rails[label] = mv * ma / 1e6
         if TOTAL_RAIL not in rails:
             return None
-        return PowerReading(total_w=rails[TOTAL_RAIL], rails=rails, source="ina3221")
+        level, alarm = self._alarm(self.channels[TOTAL_RAIL])
+        return PowerReading(total_w=rails[TOTAL_RAIL], rails=rails, source="ina3221",
+                            alarm=alarm, alarm_level=level)
+
+    def _alarm(self, channel: int) -> tuple[int, str]:
+        """The chip's alert flags for the module input: above ``curr_crit`` (instantaneous;
+        wired to the SoC's throttle) or ``curr_max`` (averaged). Kernels without the files:
+        no alarm."""
+        base = f"{self.directory}/curr{channel}"
+        for level, limit, what in ((ERROR, "crit", "critical current limit"),
+                                   (WARN, "max", "warning current limit (averaged)")):
+            if self.fs.read_int(f"{base}_{limit}_alarm"):
+                ma = self.fs.read_int(f"{base}_{limit}")
+                return level, (f"{TOTAL_RAIL} over-current alarm: above its {what}"
+                               f"{f' of {ma} mA' if ma is not None else ''}"
+                               f"{'; the SoC throttles its clocks' if level == ERROR else ''}")
+        return OK, ""
 
 
 def open_jtop(interval_s: float) -> tuple[Any, str]:
