@@ -228,6 +228,22 @@ def test_twill_dvfs_counts_work_at_its_speed_there_relative_to_its_fastest_unit(
     assert s._demand()["cpu_a"].weight == pytest.approx((1 + 10 / 64) * 0.154 / 1.54)
 
 
+def test_dvfs_counts_work_that_less_important_work_keeps_off_its_fastest_unit_in_full():
+    s = sched("twill_no_freeze")
+    s.handle(JobArrived(0.0, job("llm", "llm", 10, prompt=64, new=50)))   # GPU for 0.554 s
+    s.handle(JobArrived(0.001, job("hi", "bert", 200)))
+    assert s.jobs["hi"].unit == "cpu_a"     # 200 ms there beats waiting for the LLM
+    # no clock step on the GPU serves it (it cannot freeze nor start beside the LLM): a
+    # step on the CPU is its progress, at its full weight, not 10/200 of it
+    assert s._demand()["cpu_a"].weight == pytest.approx(1 + 200 / 64)
+    s = sched("twill_no_freeze")            # the GPU held by more important work instead
+    for i in range(3):
+        s.handle(JobArrived(0.0, job(f"g{i}", "long", 255)))
+    s.handle(JobArrived(0.001, job("hi", "bert", 200)))
+    assert s.jobs["hi"].unit == "cpu_a"
+    assert s._demand()["cpu_a"].weight == pytest.approx((1 + 200 / 64) * 10 / 200)
+
+
 def test_twill_moves_a_starved_llm_to_an_idle_cpu_once_it_waited_as_long_as_the_cpu_needs():
     s = sched("twill")
     s.handle(JobArrived(0.0, job("hold", "long", 200)))       # never finishes: GPU held

@@ -525,7 +525,10 @@ class Scheduler:
             return
         self._detach(js)
         js.home = u
-        js.home_w = js.weight * self._rel_speed(js.job.model, u)
+        rel = self._rel_speed(js.job.model, u)
+        if rel < 1.0 and self._held_by_less_important(js, u):
+            rel = 1.0       # its fastest unit is no alternative: a step here is its progress
+        js.home_w = js.weight * rel
         u.weight += js.home_w
         n = u.models.get(js.job.model, 0)
         u.models[js.job.model] = n + 1
@@ -1126,6 +1129,22 @@ class Scheduler:
             v = self._rel[key] = min(1.0, p.isolated_latency_s(probe)
                                      / p.job_s(probe, u.name, u.spec.max_frequency_hz))
         return v
+
+    def _held_by_less_important(self, js: JobState, u: UnitState) -> bool:
+        """Is a fastest unit of ``js`` (other than ``u``) running less important work that
+        ``js`` can neither freeze nor start beside? Then ``js`` is on slower ``u`` by priority
+        inversion, not because more important work has that unit, and it counts in ``u``'s
+        DVFS demand at full weight (``_rel_speed`` prices its progress in work a clock step
+        on the fastest unit would buy, but no step there would serve it)."""
+        model = js.job.model
+        for n in js.units:
+            f = self.units[n]
+            if f is u or self._rel_speed(model, f) < 1.0:
+                continue
+            if (any(r.level < js.level and not r.freeze_pending and not self._yields_to(r, js)
+                    for r in f.running) and not self._bypass_ok(js, f)):
+                return True
+        return False
 
     def _model_traits(self, model: str, kind: str) -> tuple[float, float]:
         """(utilisation, frequency sensitivity) of a model on a unit kind (cached)."""

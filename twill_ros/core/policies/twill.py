@@ -50,7 +50,8 @@ class TwillPolicy(Policy):
     * DVFS: ``core.power.DvfsController`` every tick (priority-weighted progress per watt
       under budget - margin for the expected duty cycle, each job's weight counted at the
       share of its work a clock step buys on its unit, i.e. the unit's speed for it
-      relative to its fastest unit, and of a queue longer than a period only the jobs one
+      relative to its fastest unit (in full when less important work it can neither freeze
+      nor start beside holds that unit), and of a queue longer than a period only the jobs one
       period gets through, in serve order; measured-error correction, idle
       units parked at their lowest clocks while busy ones need the headroom and otherwise
       kept ready at the highest clock that fits, the leftover headroom spent by running one
