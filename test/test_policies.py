@@ -185,6 +185,20 @@ def test_twill_ageing_never_keeps_a_more_important_job_from_starting_beside_runn
     assert s.jobs["old"].status is JobStatus.QUEUED
 
 
+def test_twill_expects_a_short_job_to_start_beside_a_frozen_llm_once_that_resumes():
+    """A frozen LLM that resumes before a short job, once the unit frees, does not hold it
+    back: the short job then starts beside it (``_fill``), so the mapping must not count
+    the LLM's remaining time as a wait and send the job to a 20x slower CPU."""
+    s = sched("twill")
+    s.handle(JobArrived(0.0, job("llm", "llm", 100, prompt=64, new=30)))   # 0.354 s on the GPU
+    s.handle(JobArrived(0.01, job("hold", "long", 200)))     # freezes the llm, runs beside it
+    s.handle(JobFrozen(0.064, "llm", "gpu", 0))
+    out = s.handle(JobArrived(0.07, job("b", "bert", 100)))  # the llm's level: resumes first
+    # on the GPU it bypasses hold (10 ms <= 25 % of hold's 100 ms): ~21 ms, where counting
+    # the llm's 0.29 s left as a wait made cpu_a's 200 ms win
+    assert dispatches(out) == [("b", "gpu")]
+
+
 def test_twill_mapping_weighs_the_less_important_work_a_job_would_delay():
     """Smith's rule in the score: a camera frame with a near-equal DLA leaves a GPU where
     less important GPU work waits; without that queue it takes the GPU."""

@@ -382,7 +382,7 @@ class Scheduler:
                 if sharing:     # starts at once beside it on a priority stream until the boundary
                     step = min(step, self.estimate_s(js, unit)) / PRIORITY_SHARE
                 wait += step
-            elif sharing and active == 0 and self._short_enough(js, r, u):
+            elif sharing and active == 0 and self._short_enough(js, r, u, self._remaining_s(r)):
                 active += 1
                 wait += self.estimate_s(js, unit) / PRIORITY_SHARE    # short-job bypass
             else:
@@ -390,9 +390,15 @@ class Scheduler:
                 wait += self._remaining_s(r)
         if u.shared and u.running:
             wait /= len(u.running)
-        for f in u.frozen:
-            if f is not js and self._effective_level(f) >= js.level:
-                wait += self.estimate_s(f, unit)
+        # frozen work resuming before js holds it back, unless js may then start beside the
+        # job that resumes first (as _fill lets it): a short job waits for no frozen LLM
+        thaw = self._thaw(u)
+        if thaw is None or thaw is js or not (
+                u.priority_stream
+                and self._short_enough(js, thaw, u, self.estimate_s(thaw, unit))):
+            for f in u.frozen:
+                if f is not js and self._effective_level(f) >= js.level:
+                    wait += self.estimate_s(f, unit)
         if js.unit == unit and js.status is JobStatus.QUEUED:
             ahead = self._ahead.get(js)
             return wait + (self._ahead_scan(js, u) if ahead is None else ahead)
@@ -755,10 +761,7 @@ class Scheduler:
                 out.append(Dispatch(top.job.job_id, u.name, top.share))
                 continue
             head = self._next_queued(u)
-            thaw = None
-            for f in u.frozen:
-                if not f.power_hold and (thaw is None or self._first(f, thaw)):
-                    thaw = f
+            thaw = self._thaw(u)
             if thaw is not None and (head is None or self._first(thaw, head)):
                 self._unfreeze(thaw, u, out)
             elif head is not None:
@@ -767,6 +770,14 @@ class Scheduler:
                 out.append(Dispatch(head.job.job_id, u.name))
             else:
                 return
+
+    def _thaw(self, u: UnitState) -> JobState | None:
+        """The frozen job that resumes first when ``u`` frees (power-held ones wait)."""
+        thaw = None
+        for f in u.frozen:
+            if not f.power_hold and (thaw is None or self._first(f, thaw)):
+                thaw = f
+        return thaw
 
     @staticmethod
     def _room_beside(u: UnitState) -> bool:
@@ -784,19 +795,19 @@ class Scheduler:
         active = [r for r in u.running if not r.freeze_pending]
         if not active:
             return all(js.level > r.level for r in u.running)
-        return len(active) == 1 and self._short_enough(js, active[0], u)
+        return len(active) == 1 and self._short_enough(js, active[0], u,
+                                                       self._remaining_s(active[0]))
 
-    def _short_enough(self, js: JobState, r: JobState, u: UnitState) -> bool:
-        """Bypass rule against running ``r``. Without ``costed_sharing``: a more important
-        job whenever sharing beats waiting for ``r``, no other. With it (Smith's rule): a
-        more important job when the priority-weighted time it saves exceeds the weighted
-        time it costs ``r`` (which gets ~1/PRIORITY_SHARE of the unit meanwhile, i.e. waits
-        about as long as ``js`` runs), so it waits only for a job about to finish; an
-        equally important one when it is at most half of ``r``'s remaining time (SRPT with
-        a clear gain); a less important one additionally only if it costs ``r`` at most
-        BYPASS_FRACTION of its estimate."""
+    def _short_enough(self, js: JobState, r: JobState, u: UnitState, left: float) -> bool:
+        """Bypass rule against ``r`` running with ``left`` seconds to go. Without
+        ``costed_sharing``: a more important job whenever sharing beats waiting for ``r``,
+        no other. With it (Smith's rule): a more important job when the priority-weighted
+        time it saves exceeds the weighted time it costs ``r`` (which gets ~1/PRIORITY_SHARE
+        of the unit meanwhile, i.e. waits about as long as ``js`` runs), so it waits only
+        for a job about to finish; an equally important one when it is at most half of
+        ``r``'s remaining time (SRPT with a clear gain); a less important one additionally
+        only if it costs ``r`` at most BYPASS_FRACTION of its estimate."""
         est = self.estimate_s(js, u.name)
-        left = self._remaining_s(r)
         if not self.policy.costed_sharing:
             return js.level > r.level and est < left * PRIORITY_SHARE
         if js.level > r.level:
