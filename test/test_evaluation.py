@@ -19,6 +19,8 @@ from twill_ros.evaluation import (
     latency_floors_ms,
     losses,
     lost_jobs,
+    paired_markdown,
+    paired_means,
     preserved_discussion,
     target_checks,
 )
@@ -131,6 +133,29 @@ def test_lost_jobs_detects_missing_duplicate_and_unfinished_records():
     problems = lost_jobs(c, ["a", "b"])
     assert len(problems) == 2
     assert "edf" in problems[0] and "dream" in problems[1]
+
+
+def test_policies_that_complete_other_jobs_are_compared_over_the_jobs_both_completed():
+    """Leaving the 9 s job unfinished makes edf's overall mean (1.5 s) look better than
+    Twill's (3.5 s); over the jobs both completed Twill is the faster (1 s against 1.5 s)."""
+    def rec(job_id: str, latency_s: float | None) -> JobRecord:
+        done = latency_s is not None
+        return JobRecord(job=Job(job_id, "m", 100, 1.0),
+                         status=JobStatus.COMPLETED if done else JobStatus.CANCELLED,
+                         finish_s=1.0 + latency_s if done else None)
+
+    def run(policy: str, budget: float, *latencies: float | None) -> Run:
+        records = [rec(i, lat) for i, lat in zip("abc", latencies, strict=True)]
+        return Run(policy, budget, {}, SimResult(records, [], [], 10.0))
+
+    c = Comparison(workload=WORKLOAD, platform="p", seed=0, runs=(
+        run("twill", 10.0, 0.5, 1.5, 9.0), run("edf", 10.0, 1.0, 2.0, None),
+        run("gpu_fifo", 10.0, 0.7, 1.0, 2.0),                 # the same jobs: no row
+        run("twill", 15.0, 0.5, None, None), run("edf", 15.0, None, 1.0, 2.0)))  # none shared
+    (p,) = paired_means(c)
+    assert (p.budget_w, p.policy, p.jobs) == (10.0, "edf", 2)
+    assert (p.twill_ms, p.other_ms) == pytest.approx((1000.0, 1500.0))
+    assert "| 10 W | edf | 2 | 1,000 | 1,500 | 0.67 |" in paired_markdown("w", [p])
 
 
 def test_hand_written_discussion_is_preserved(tmp_path):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from twill_ros.comparison import Comparison
 from twill_ros.core.catalog import load_catalog
-from twill_ros.core.metrics import isolated_floor_ms
+from twill_ros.core.metrics import completed_latency_s, isolated_floor_ms, mean
 from twill_ros.core.platform import load_platform
 from twill_ros.core.policies import POLICIES
 from twill_ros.core.profiler import Profiler
@@ -83,6 +83,38 @@ def latency_floors_ms(comparison: Comparison) -> dict[float, float | None]:
             floor = isolated_floor_ms(run.result.records, profiler)
             floors[run.budget_w] = None if floor is None else floor * (1.0 - EXEC_NOISE)
     return floors
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Twill and one policy over the jobs both completed, where their completed sets differ:
+    the overall means then average different jobs (finishing a long LLM request that
+    another policy leaves unfinished raises the mean)."""
+    budget_w: float
+    policy: str
+    jobs: int               # completed by both
+    twill_ms: float
+    other_ms: float
+
+
+def paired_means(comparison: Comparison) -> list[Paired]:
+    """Per budget, Twill against every policy whose completed jobs differ from Twill's."""
+    paired = []
+    for budget in comparison.budgets:
+        runs = comparison.runs_at(budget)
+        ours = next((completed_latency_s(r.result.records) for r in runs
+                     if r.policy == TWILL and r.result is not None), None)
+        if ours is None:
+            continue
+        for run in runs:
+            theirs = completed_latency_s(run.result.records)
+            both = sorted(ours.keys() & theirs.keys())
+            if run.policy == TWILL or theirs.keys() == ours.keys() or not both:
+                continue
+            paired.append(Paired(budget, run.policy, len(both),
+                                 1000.0 * mean(ours[i] for i in both),
+                                 1000.0 * mean(theirs[i] for i in both)))
+    return paired
 
 
 def target_checks(comparison: Comparison,
@@ -215,6 +247,7 @@ class WorkloadEvaluation:
     json_path: str
     lost: Sequence[str]
     floors_ms: Mapping[float, float | None]     # latency_floors_ms
+    paired: Sequence[Paired] = ()               # paired_means
 
 
 def _value(x: float | None) -> str:
@@ -269,6 +302,20 @@ def bench_markdown(bench: Mapping | None) -> str:
         rows.append(f"| {item['name']} | {item['value']:,.1f} {item['unit']}{spread_text(item)} | "
                     f"{'' if target is None else item['target_text']} | {verdict} |")
     return "\n".join(rows) + f"\n\nMachine: {bench['machine']}."
+
+
+def paired_markdown(name: str, paired: Sequence[Paired]) -> str:
+    """The like-for-like table of one workload."""
+    rows = [f"#### {name}: like for like", "",
+            ("The policies below completed other jobs than Twill, so the mean latencies above "
+             "average different jobs. Here each is compared with Twill over the jobs both "
+             "completed."), "",
+            "| budget | policy | jobs both completed | Twill mean (ms) | its mean (ms) | ratio |",
+            "|---:|---|---:|---:|---:|---:|"]
+    for p in paired:
+        rows.append(f"| {p.budget_w:g} W | {p.policy} | {p.jobs:,} | {_value(p.twill_ms)} | "
+                    f"{_value(p.other_ms)} | {p.twill_ms / p.other_ms:.2f} |")
+    return "\n".join(rows) + "\n"
 
 
 def _streams_markdown(comparison: Comparison) -> str:
@@ -332,7 +379,8 @@ def render(evaluations: Sequence[WorkloadEvaluation], bench: Mapping | None,
          "the result. Metric definitions: `twill_ros/core/metrics.py` (DESIGN.md §4). "
          "Latency and slowdown cover completed jobs only: read them together with the "
          "done/jobs column (under overload a policy that leaves work unfinished looks "
-         "faster than it is)."),
+         "faster than it is; the like-for-like tables compare such a policy with Twill over "
+         "the jobs both completed)."),
         "",
         "## Reproduce",
         "",
@@ -392,4 +440,6 @@ def render(evaluations: Sequence[WorkloadEvaluation], bench: Mapping | None,
                   _streams_markdown(c), ""]
         parts += [budget_section(c, b, e.figures[b], doc_dir, heading="####")
                   for b in c.budgets]
+        if e.paired:
+            parts.append(paired_markdown(c.workload.name, e.paired))
     return "\n".join(parts).rstrip() + "\n"

@@ -17,7 +17,13 @@ from pathlib import Path
 
 from twill_ros.commands.compare import user_error, write_json
 from twill_ros.comparison import parse_budgets, parse_policies, run_comparison
-from twill_ros.evaluation import WorkloadEvaluation, latency_floors_ms, lost_jobs, render
+from twill_ros.evaluation import (
+    WorkloadEvaluation,
+    latency_floors_ms,
+    lost_jobs,
+    paired_means,
+    render,
+)
 from twill_ros.report import write_plots
 from twill_ros.sim.workload import SCENARIOS, generate_jobs
 
@@ -62,7 +68,8 @@ def _evaluate(workload: str, args: argparse.Namespace) -> WorkloadEvaluation:
     generated = [job.job_id for job in generate_jobs(comparison.workload, args.seed)]
     return WorkloadEvaluation(comparison=comparison.without_results(), figures=figures,
                               json_path=json_path, lost=lost_jobs(comparison, generated),
-                              floors_ms=latency_floors_ms(comparison))
+                              floors_ms=latency_floors_ms(comparison),
+                              paired=paired_means(comparison))
 
 
 def _bench(args: argparse.Namespace) -> dict | None:

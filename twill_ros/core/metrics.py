@@ -97,6 +97,12 @@ def isolated_floor_ms(records: Iterable[JobRecord], profiler) -> float | None:
     return mean(1000.0 * profiler.isolated_latency_s(r.job) for r in records if _done(r))
 
 
+def completed_latency_s(records: Iterable[JobRecord]) -> dict[str, float]:
+    """Latency of each completed job, by job id: to compare two runs over the jobs both
+    completed."""
+    return {r.job.job_id: r.finish_s - r.job.submit_s for r in records if _done(r)}
+
+
 def _done(record: JobRecord) -> bool:
     return record.status is JobStatus.COMPLETED and record.finish_s is not None
 
