@@ -15,7 +15,6 @@ of its latency that scales with 1/f) — the same law the profiler uses for late
 
 from __future__ import annotations
 
-import heapq
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -124,10 +123,10 @@ def _greedy_levels(units: list[UnitSpec], weights: Mapping[str, float],
     the predicted power of the levels chosen.
 
     Speed is concave and power convex in f, so a unit's marginal ratio falls with each step
-    and greedy is near-optimal for this small knapsack (<= 5 units x <= 30 levels). A heap
-    of each unit's next step keeps it O(steps x log units).
+    and greedy is near-optimal for this small knapsack (<= 5 units x <= 30 levels). Each
+    step takes the best next step of the units still climbing by a scan (ties: the first
+    unit): over so few units, cheaper than a heap of (ratio, unit) tuples.
     """
-    n = len(units)
     tabs = [_table(u) for u in units]
     level = [(start or {}).get(u.name, 0) for u in units]
     # per unit: extra watts of step j = wpr * dratio[j], weighted speed gained per extra watt
@@ -140,27 +139,27 @@ def _greedy_levels(units: list[UnitSpec], weights: Mapping[str, float],
     total = base_w + sum(t.power(level[i], utils[u.name])
                          for i, (u, t) in enumerate(zip(units, tabs, strict=True)))
     nlev = [len(t.ratio) for t in tabs]
-    heap = [(-(scale[i] * gain[i][level[i] + 1]), i) for i in range(n)
-            if weights.get(units[i].name, 0.0) > 0.0 and level[i] + 1 < nlev[i]]
-    heapq.heapify(heap)
-    pop, push = heapq.heappop, heapq.heappush
+    climbing = [i for i in range(len(units))
+                if weights.get(units[i].name, 0.0) > 0.0 and level[i] + 1 < nlev[i]]
+    rate = [scale[i] * gain[i][level[i] + 1] if i in climbing else 0.0
+            for i in range(len(units))]     # of each climbing unit's next step
     first_miss: tuple[int, float] | None = None     # best step that did not fit: (unit, dp)
-    while heap:
-        i = pop(heap)[1]
-        while True:     # climb unit i while its next step is still the best (push + pop)
-            nxt = level[i] + 1
-            dp = wpr[i] * dratio[i][nxt]
-            if total + dp <= limit_w:
-                total += dp
-                level[i] = nxt
-                if nxt + 1 < nlev[i]:
-                    step = (-(scale[i] * gain[i][nxt + 1]), i)
-                    if not heap or step < heap[0]:
-                        continue
-                    push(heap, step)
-            elif first_miss is None:
-                first_miss = (i, dp)
-            break
+    while climbing:
+        i = climbing[0]
+        for j in climbing:
+            if rate[j] > rate[i]:
+                i = j
+        nxt = level[i] + 1
+        dp = wpr[i] * dratio[i][nxt]
+        if total + dp <= limit_w:
+            total += dp
+            level[i] = nxt
+            if nxt + 1 < nlev[i]:
+                rate[i] = scale[i] * gain[i][nxt + 1]
+                continue
+        elif first_miss is None:
+            first_miss = (i, dp)
+        climbing.remove(i)      # at its top, or its next step does not fit
     freqs = {u.name: u.frequencies_hz[level[i]] for i, u in enumerate(units)}
     boost = None
     if first_miss is not None and first_miss[1] > 0:

@@ -86,19 +86,15 @@ PREFILL_CHUNK_TOKENS = 64  # LLM prefill runs in chunks of this many prompt toke
 #                            context); each chunk end is a step boundary where a freeze applies
 
 
-@dataclass(eq=False, slots=True)
+@mypyc_attr(serializable=True)     # mypyc: deep-copyable (its __init__ takes arguments)
 class JobState:
-    """The scheduler's live view of one admitted job."""
+    """The scheduler's live view of one admitted job.
 
-    job: Job
-    record: JobRecord
-    profile: ModelProfile
-    units: tuple[str, ...]          # units the policy allows
-    level: int                      # queue level (higher served first)
-    key: tuple                      # order within the level (unique: ends with a sequence no.)
+    A plain class, not a dataclass: mypyc compiles this ``__init__`` and the defaults below,
+    while a dataclass's generated ``__init__`` would run interpreted, once per job."""
+
     prompt: int = 0
     new_tokens: int = 0
-    status: JobStatus = JobStatus.QUEUED
     unit: str = ""                  # queue it waits in / unit it runs or is frozen on
     queued_s: float = 0.0           # when it entered its current queue / froze (ageing base)
     est_s: float = 0.0              # estimate counted in its queue's backlog
@@ -120,14 +116,19 @@ class JobState:
     util: float = 0.0               # its utilisation of the unit it runs on (power model)
     home: UnitState | None = None   # unit whose demand aggregates count this job
     home_w: float = 0.0             # its DVFS weight there (weight x the unit's relative speed)
-    llm: bool = field(init=False)   # profile.is_llm / job.priority as plain attributes
-    priority: int = field(init=False)
-    weight: float = field(init=False)   # its DVFS weight, 1 + priority / PRIORITY_SCALE
 
-    def __post_init__(self) -> None:
-        self.llm = self.profile.is_llm          # plain attributes: read in every hot loop
-        self.priority = self.job.priority
-        self.weight = 1.0 + self.priority / PRIORITY_SCALE
+    def __init__(self, job: Job, record: JobRecord, profile: ModelProfile,
+                 units: tuple[str, ...], level: int, key: tuple) -> None:
+        self.job = job
+        self.record = record
+        self.profile = profile
+        self.units = units              # units the policy allows
+        self.level = level              # queue level (higher served first)
+        self.key = key                  # order within the level (unique: ends with a sequence no.)
+        self.status = JobStatus.QUEUED  # (mypyc takes no enum member as a class-level default)
+        self.llm = profile.is_llm       # plain attributes: read in every hot loop
+        self.priority = job.priority
+        self.weight = 1.0 + job.priority / PRIORITY_SCALE    # its DVFS weight
 
 
 @dataclass(eq=False, slots=True)

@@ -57,11 +57,12 @@ from twill_ros.core.scheduler import PREFILL_CHUNK_TOKENS, Scheduler
 
 __all__ = ["SimResult", "simulate"]
 
+INF = float("inf")
 EXEC_NOISE = 0.03      # +-3 % per-job execution time (uniform)
 POWER_NOISE = 0.03     # +-3 % per power sample (uniform)
 
-# heap entry kinds
-_ARRIVE, _MILESTONE, _FREQ, _BUDGET = 0, 1, 2, 3
+# heap entry kinds (arrivals are not in the heap: see _Twin.arrivals)
+_MILESTONE, _FREQ, _BUDGET = 0, 1, 2
 
 
 @dataclass
@@ -158,9 +159,10 @@ class _Twin:
         self.energy = 0.0
         self.energy_t = 0.0
         self.module_power = platform.idle_power_w + sum(u.power for u in self.units.values())
-        self.pending_arrivals = len(jobs)
-        for job in jobs:
-            self._push(job.submit_s, _ARRIVE, job)
+        # in submit order, taken before any heap entry of the same time (as if pushed first):
+        # kept out of the heap, which then holds only the few events in flight, not every
+        # future arrival (each push and pop would compare through all of them)
+        self.arrivals = sorted(jobs, key=lambda j: j.submit_s)
         self._base_cache: dict[tuple[str, str, str], float] = {}
 
     # ---------------------------------------------------------------- plumbing
@@ -388,26 +390,34 @@ class _Twin:
         trace = self.power_trace
         runs, catalog, noise = self.runs, self.catalog, self.noise
         duration, hard_stop = self.duration, self.hard_stop
+        arrivals = self.arrivals
+        arrived = 0
+        t_arrival = arrivals[0].submit_s if arrivals else INF
         t = 0.0
         while True:
             t_periodic = t_sample if t_sample <= t_tick else t_tick
-            if heap and heap[0][0] < t_periodic:
+            t_next = heap[0][0] if heap else t_periodic
+            if t_arrival <= t_next and t_arrival < t_periodic:
+                job = arrivals[arrived]
+                arrived += 1
+                t = t_arrival
+                t_arrival = arrivals[arrived].submit_s if arrived < len(arrivals) else INF
+                runs[job.job_id] = _Run(job, catalog.get(job.model), noise[job.job_id]) \
+                    if job.model in catalog else _Run(job, _PLACEHOLDER, 1.0)
+                self._feed(JobArrived(t, job))
+                continue
+            if t_next < t_periodic:
                 t, _, kind, a, b = pop(heap)
                 if kind == _MILESTONE:
                     if a.version == b[0] and a.unit is not None:
                         self._milestone(t, a, b[1])     # sets the run's progress to b[1]
-                elif kind == _ARRIVE:
-                    self.pending_arrivals -= 1
-                    runs[a.job_id] = _Run(a, catalog.get(a.model), noise[a.job_id]) \
-                        if a.model in catalog else _Run(a, _PLACEHOLDER, 1.0)
-                    self._feed(JobArrived(t, a))
                 elif kind == _FREQ:
                     self._apply_freq(t, self.units[a], b)
                 else:
                     self._feed(BudgetChanged(t, a))
                 continue
             t = t_periodic
-            if not runs and not self.pending_arrivals and t >= duration:
+            if not runs and arrived == len(arrivals) and t >= duration:
                 break
             if t >= hard_stop and not cancelled:
                 cancelled = True
