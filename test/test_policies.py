@@ -8,7 +8,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from engine_fixtures import LLM, PLATFORM, catalog, job, of, scheduler
+from engine_fixtures import LLM, PLATFORM, catalog, dnn, job, of, scheduler
 
 from twill_ros.core import policies
 from twill_ros.core.events import (
@@ -20,6 +20,7 @@ from twill_ros.core.events import (
     JobFinished,
     JobFrozen,
     Migrate,
+    StepFinished,
     Tick,
     Unfreeze,
     WithdrawFreeze,
@@ -350,6 +351,27 @@ def test_twill_migrates_a_queued_job_to_a_unit_that_frees_up():
     assert Migrate("c", "dla0", "gpu") in out
     assert ("c", "gpu") in dispatches(out)
     assert s.jobs["c"].record.migrations == 1
+
+
+def test_twill_migration_counts_the_work_held_on_the_source_once():
+    # "m": 50 ms on cpu_a, 80 ms on dla0. The CPU LLM (prio 10, 45 tokens x 10 ms left) is
+    # frozen for "a" (prio 100, runs 0.104-0.154 s); "b" (prio 100) queues behind "a".
+    cat = catalog()
+    cat.add(dnn("m", {"dla": 80.0, "cpu": 50.0}, dla=True))
+    s = scheduler("twill", BUDGET, cat)
+    s.handle(Tick(0.0))
+    s.handle(JobArrived(0.0, job("cl", "cpullm", 10, prompt=64, new=50)))
+    s.handle(StepFinished(0.064, "cl", "cpu_a", 0))
+    s.handle(StepFinished(0.064, "cl", "cpu_a", 1))
+    assert of(s.handle(JobArrived(0.1, job("a", "m", 100))), Freeze) == [Freeze("cl")]
+    s.handle(JobFrozen(0.104, "cl", "cpu_a", 5))
+    s.handle(JobArrived(0.13, job("b", "m", 100)))
+    assert s.jobs["b"].unit == "cpu_a"          # 24 + 50 = 74 ms there vs 80 ms on dla0
+    # at 0.14 s: 14 ms of "a" + 50 ms = 64 ms on cpu_a (the less important frozen LLM holds
+    # no one back) vs 80 ms on the idle dla0: b stays. The migration scan once counted the
+    # work held on cpu_a twice (14 + 450 ms again: 528 ms) and moved b to the slower unit.
+    out = s.handle(Tick(0.14))
+    assert not of(out, Migrate) and s.jobs["b"].unit == "cpu_a"
 
 
 def test_twill_no_migration_keeps_the_job_where_it_was_mapped():

@@ -1289,9 +1289,12 @@ class Scheduler:
             left = src.eligible.get(name, 0)     # its queued jobs that may move to dst
             if src is dst or not left:
                 continue
-            # upper bound of the wait in front of src's queue (no yields, no bypass)
-            ahead = (self._running_left_s(src)
-                     + sum(self.estimate_s(f, src.name) for f in src.frozen))
+            # src's running and frozen work in full (no yields, no bypass) + ``ahead``, the
+            # queued work served before js: an upper bound of its wait there. start_s counts
+            # the running and frozen work itself, so only ``ahead`` is cached (_ahead_scan)
+            held = (self._running_left_s(src)
+                    + sum(self.estimate_s(f, src.name) for f in src.frozen))
+            ahead = 0.0
             slow = self.interference(src.name)
             for lvl in list(src.levels):
                 if not left:
@@ -1308,7 +1311,8 @@ class Scheduler:
                         # upper bound of a score that may expect a waiting job to wait
                         # as long again as it already has (TwillPolicy.score)
                         waited = now - js.queued_s
-                        bound = (ahead if ahead >= waited else waited) + js.est_s * slow
+                        wait = held + ahead
+                        bound = (wait if wait >= waited else waited) + js.est_s * slow
                         if lb < bound * keep - MIGRATE_MIN_S:
                             self._ahead[js] = ahead
                             here = pol.score(js, src.name, self)
