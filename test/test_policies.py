@@ -374,6 +374,31 @@ def test_twill_migration_counts_the_work_held_on_the_source_once():
     assert not of(out, Migrate) and s.jobs["b"].unit == "cpu_a"
 
 
+def test_twill_migration_weighs_the_less_important_work_a_job_delays():
+    """Migration decides by the mapping score, Smith's rule included: a job that holds less
+    important work back where it waits moves to a unit that finishes it only a bit later."""
+    cat = catalog()
+    cat.add(dnn("h", {"gpu": 30.0}, dla=False))
+    cat.add(dnn("g", {"gpu": 30.0}, dla=False))
+    cat.add(dnn("m", {"gpu": 40.0, "cpu": 50.0}, dla=False))
+    s = scheduler("twill", BUDGET, cat)
+    s.handle(Tick(0.0))
+    s.handle(JobArrived(0.0, job("h", "h", 255)))               # GPU busy until 0.03 s
+    s.handle(JobArrived(0.0, job("c1", "cpuonly", 255)))        # cpu_a busy until 0.1 s
+    s.handle(JobArrived(0.0, job("c2", "cpuonly", 255)))
+    s.handle(JobArrived(0.001, job("m", "m", 200)))             # 29 + 40 ms vs 99 + 50 ms
+    s.handle(JobArrived(0.002, job("g", "g", 100)))             # GPU only: behind m
+    m = s.jobs["m"]
+    assert m.unit == "gpu" and s.jobs["g"].unit == "gpu"
+    assert s.displaced_s(m, "gpu") == pytest.approx(0.040 * (1 + 100 / 64) / (1 + 200 / 64))
+    s.handle(CancelRequested(0.02, "c2"))
+    out = s.handle(CancelRequested(0.02, "c1"))                 # cpu_a now idle
+    # m on the GPU: waited 19 ms (> h's 10 ms left) + 40 ms + 24.8 ms (g held back) = 83.8
+    # ms; on cpu_a 50 ms < 83.8 x 0.85 - 2 ms: it moves and g starts 40 ms sooner. Its own
+    # finish alone (59 ms, x 0.85 - 2 = 48 ms) gains too little to move it.
+    assert Migrate("m", "gpu", "cpu_a") in out and m.unit == "cpu_a"
+
+
 def test_twill_no_migration_keeps_the_job_where_it_was_mapped():
     s = sched("twill_no_migration")
     s.handle(JobArrived(0.0, job("l1", "long", 200)))

@@ -1299,6 +1299,9 @@ class Scheduler:
             for lvl in list(src.levels):
                 if not left:
                     break
+                # Smith's rule term of the score per second of run time on src (the same for
+                # the whole level: moves within it leave the less important work as it is)
+                served = self._served(src, lvl, dvfs=False)
                 for _, js in list(src.queues.get(lvl, ())):
                     if not left:        # the rest only add to ``ahead``
                         break
@@ -1308,11 +1311,13 @@ class Scheduler:
                         lb = est_dst.get(model)
                         if lb is None or js.llm:
                             lb = est_dst[model] = self.estimate_s(js, name)
-                        # upper bound of a score that may expect a waiting job to wait
-                        # as long again as it already has (TwillPolicy.score)
+                        # upper bound of the score (TwillPolicy.score), which may expect a
+                        # waiting job to wait as long again as it already has, and adds what
+                        # it costs the less important work waiting behind it
                         waited = now - js.queued_s
                         wait = held + ahead
-                        bound = (wait if wait >= waited else waited) + js.est_s * slow
+                        bound = ((wait if wait >= waited else waited)
+                                 + js.est_s * (slow + served / js.weight))
                         if lb < bound * keep - MIGRATE_MIN_S:
                             self._ahead[js] = ahead
                             here = pol.score(js, src.name, self)
