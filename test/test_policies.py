@@ -243,7 +243,9 @@ def test_twill_dvfs_counts_work_at_its_speed_there_relative_to_its_fastest_unit(
     assert s._demand()["cpu_a"].weight == pytest.approx((1 + 10 / 64) * 0.154 / 1.54)
 
 
-def test_dvfs_counts_work_that_less_important_work_keeps_off_its_fastest_unit_in_full():
+def test_twill_dvfs_counts_work_that_less_important_work_keeps_off_its_fastest_unit_in_full():
+    """A job on a slower unit because less important work it can neither freeze nor start
+    beside holds its fastest one: a clock step there serves it, so it counts in full."""
     s = sched("twill_no_freeze")
     s.handle(JobArrived(0.0, job("llm", "llm", 10, prompt=64, new=50)))   # GPU for 0.554 s
     s.handle(JobArrived(0.001, job("hi", "bert", 200)))

@@ -82,7 +82,7 @@ class Ina3221:
     def _alarm(self, channel: int) -> tuple[int, str]:
         """The chip's alert flags for the module input: above ``curr_crit`` (instantaneous;
         wired to the SoC's throttle) or ``curr_max`` (averaged). Kernels without the files:
-        no alarm."""
+        no alarm. (Kernel hwmon ina3221 attributes; ros_jetson_conventions.md C and E.6.)"""
         base = f"{self.directory}/curr{channel}"
         for level, limit, what in ((ERROR, "crit", "critical current limit"),
                                    (WARN, "max", "warning current limit (averaged)")):
