@@ -19,11 +19,10 @@ from twill_ros.evaluation import (
     latency_floors_ms,
     losses,
     lost_jobs,
-    paired_markdown,
-    paired_means,
     preserved_discussion,
     target_checks,
 )
+from twill_ros.report import paired_markdown, paired_means, write_report
 from twill_ros.sim.simulator import EXEC_NOISE, SimResult
 from twill_ros.sim.workload import Arrival, StreamSpec, Workload
 
@@ -155,7 +154,29 @@ def test_policies_that_complete_other_jobs_are_compared_over_the_jobs_both_compl
     (p,) = paired_means(c)
     assert (p.budget_w, p.policy, p.jobs) == (10.0, "edf", 2)
     assert (p.twill_ms, p.other_ms) == pytest.approx((1000.0, 1500.0))
-    assert "| 10 W | edf | 2 | 1,000 | 1,500 | 0.67 |" in paired_markdown("w", [p])
+    assert "| 10 W | edf | 2 | 1000.0 | 1500.0 | 0.67 |" in paired_markdown("w", [p])
+
+
+def test_compare_report_compares_over_the_jobs_both_completed_when_the_sets_differ(tmp_path):
+    """A flood of camera frames: gpu_fifo refuses more of them than Twill (a full queue), so
+    REPORT.md adds the like-for-like table; where both complete every job it has none."""
+    frames = StreamSpec("camera", "yolov8s", Arrival(
+        "periodic", {"period_ms": 1.0, "jitter_ms": 0.0, "phase_ms": 0.0}), priority=200)
+    flood = Workload(name="flood", duration_s=2.0, streams=(frames,))
+    c = run_comparison(flood, "orin_nx_16gb", (10.0,), ("twill", "gpu_fifo"), seed=1)
+    done = {run.policy: run.summary["completed"] for run in c.runs}
+    assert done["twill"] > done["gpu_fifo"]
+    (p,) = paired_means(c)
+    assert p.policy == "gpu_fifo" and 0 < p.jobs <= done["gpu_fifo"]
+    report = open(write_report(c, str(tmp_path / "flood")), encoding="utf-8").read()
+    assert "## flood: like for like" in report
+    assert f"| 10 W | gpu_fifo | {p.jobs} | {p.twill_ms:.1f} | {p.other_ms:.1f} |" in report
+    lone = Workload(name="lone", duration_s=1.0, streams=(StreamSpec(
+        "one", "resnet50", Arrival("trace", {"times_s": [0.1]})),))
+    c = run_comparison(lone, "orin_nx_16gb", (10.0,), ("twill", "gpu_fifo"), seed=1)
+    assert paired_means(c) == []
+    assert "like for like" not in open(write_report(c, str(tmp_path / "lone")),
+                                       encoding="utf-8").read()
 
 
 def test_hand_written_discussion_is_preserved(tmp_path):

@@ -13,11 +13,19 @@ from dataclasses import dataclass
 
 from twill_ros.comparison import Comparison
 from twill_ros.core.catalog import load_catalog
-from twill_ros.core.metrics import completed_latency_s, isolated_floor_ms, mean
+from twill_ros.core.metrics import isolated_floor_ms
 from twill_ros.core.platform import load_platform
 from twill_ros.core.policies import POLICIES
 from twill_ros.core.profiler import Profiler
-from twill_ros.report import TWILL, Figure, budget_section, fmt, is_ablation
+from twill_ros.report import (
+    TWILL,
+    Figure,
+    Paired,
+    budget_section,
+    fmt,
+    is_ablation,
+    paired_markdown,
+)
 from twill_ros.sim.simulator import EXEC_NOISE
 from twill_ros.sim.workload import SCENARIOS
 
@@ -83,38 +91,6 @@ def latency_floors_ms(comparison: Comparison) -> dict[float, float | None]:
             floor = isolated_floor_ms(run.result.records, profiler)
             floors[run.budget_w] = None if floor is None else floor * (1.0 - EXEC_NOISE)
     return floors
-
-
-@dataclass(frozen=True)
-class Paired:
-    """Twill and one policy over the jobs both completed, where their completed sets differ:
-    the overall means then average different jobs (finishing a long LLM request that
-    another policy leaves unfinished raises the mean)."""
-    budget_w: float
-    policy: str
-    jobs: int               # completed by both
-    twill_ms: float
-    other_ms: float
-
-
-def paired_means(comparison: Comparison) -> list[Paired]:
-    """Per budget, Twill against every policy whose completed jobs differ from Twill's."""
-    paired = []
-    for budget in comparison.budgets:
-        runs = comparison.runs_at(budget)
-        ours = next((completed_latency_s(r.result.records) for r in runs
-                     if r.policy == TWILL and r.result is not None), None)
-        if ours is None:
-            continue
-        for run in runs:
-            theirs = completed_latency_s(run.result.records)
-            both = sorted(ours.keys() & theirs.keys())
-            if run.policy == TWILL or theirs.keys() == ours.keys() or not both:
-                continue
-            paired.append(Paired(budget, run.policy, len(both),
-                                 1000.0 * mean(ours[i] for i in both),
-                                 1000.0 * mean(theirs[i] for i in both)))
-    return paired
 
 
 def target_checks(comparison: Comparison,
@@ -304,20 +280,6 @@ def bench_markdown(bench: Mapping | None) -> str:
     return "\n".join(rows) + f"\n\nMachine: {bench['machine']}."
 
 
-def paired_markdown(name: str, paired: Sequence[Paired]) -> str:
-    """The like-for-like table of one workload."""
-    rows = [f"#### {name}: like for like", "",
-            ("The policies below completed other jobs than Twill, so the mean latencies above "
-             "average different jobs. Here each is compared with Twill over the jobs both "
-             "completed."), "",
-            "| budget | policy | jobs both completed | Twill mean (ms) | its mean (ms) | ratio |",
-            "|---:|---|---:|---:|---:|---:|"]
-    for p in paired:
-        rows.append(f"| {p.budget_w:g} W | {p.policy} | {p.jobs:,} | {_value(p.twill_ms)} | "
-                    f"{_value(p.other_ms)} | {p.twill_ms / p.other_ms:.2f} |")
-    return "\n".join(rows) + "\n"
-
-
 def _streams_markdown(comparison: Comparison) -> str:
     rows = ["| stream | model | priority | deadline | arrival |", "|---|---|---:|---:|---|"]
     for s in comparison.workload.streams:
@@ -441,5 +403,5 @@ def render(evaluations: Sequence[WorkloadEvaluation], bench: Mapping | None,
         parts += [budget_section(c, b, e.figures[b], doc_dir, heading="####")
                   for b in c.budgets]
         if e.paired:
-            parts.append(paired_markdown(c.workload.name, e.paired))
+            parts.append(paired_markdown(c.workload.name, e.paired, heading="####"))
     return "\n".join(parts).rstrip() + "\n"

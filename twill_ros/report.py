@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from twill_ros.comparison import Comparison, Run
 from twill_ros.core.jobs import JobStatus
-from twill_ros.core.metrics import window_means
+from twill_ros.core.metrics import completed_latency_s, mean, window_means
 
 TWILL = "twill"
 
@@ -248,6 +248,52 @@ def budget_section(comparison: Comparison, budget: float, figures: Sequence[Figu
     return "\n".join(parts) + "\n"
 
 
+@dataclass(frozen=True)
+class Paired:
+    """Twill and one policy over the jobs both completed, where their completed sets differ:
+    the overall means then average different jobs (finishing a long LLM request that
+    another policy leaves unfinished raises the mean)."""
+    budget_w: float
+    policy: str
+    jobs: int               # completed by both
+    twill_ms: float
+    other_ms: float
+
+
+def paired_means(comparison: Comparison) -> list[Paired]:
+    """Per budget, Twill against every policy whose completed jobs differ from Twill's."""
+    paired = []
+    for budget in comparison.budgets:
+        runs = comparison.runs_at(budget)
+        ours = next((completed_latency_s(r.result.records) for r in runs
+                     if r.policy == TWILL and r.result is not None), None)
+        if ours is None:
+            continue
+        for run in runs:
+            theirs = completed_latency_s(run.result.records)
+            both = sorted(ours.keys() & theirs.keys())
+            if run.policy == TWILL or theirs.keys() == ours.keys() or not both:
+                continue
+            paired.append(Paired(budget, run.policy, len(both),
+                                 1000.0 * mean(ours[i] for i in both),
+                                 1000.0 * mean(theirs[i] for i in both)))
+    return paired
+
+
+def paired_markdown(name: str, paired: Sequence[Paired], heading: str = "##") -> str:
+    """The like-for-like table of one workload (``paired_means``)."""
+    rows = [f"{heading} {name}: like for like", "",
+            ("The policies below completed other jobs than Twill, so their mean latencies in "
+             "the tables above average different jobs. Here each is compared with Twill over "
+             "the jobs both completed."), "",
+            "| budget | policy | jobs both completed | Twill mean (ms) | its mean (ms) | ratio |",
+            "|---:|---|---:|---:|---:|---:|"]
+    for p in paired:
+        rows.append(f"| {p.budget_w:g} W | {p.policy} | {p.jobs} | {fmt(p.twill_ms)} | "
+                    f"{fmt(p.other_ms)} | {p.twill_ms / p.other_ms:.2f} |")
+    return "\n".join(rows) + "\n"
+
+
 def write_report(comparison: Comparison, out_dir: str) -> str:
     """``out_dir/REPORT.md`` plus its PNGs; returns the Markdown path."""
     figures = write_plots(comparison, out_dir)
@@ -258,6 +304,9 @@ def write_report(comparison: Comparison, out_dir: str) -> str:
             "metric.")
     parts = [f"# Twill-ROS comparison: {w.name}", "", setup, "", note, ""]
     parts += [budget_section(comparison, b, figures[b], out_dir) for b in comparison.budgets]
+    paired = paired_means(comparison)
+    if paired:
+        parts.append(paired_markdown(w.name, paired))
     path = os.path.join(out_dir, "REPORT.md")
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("\n".join(parts))

@@ -17,14 +17,8 @@ from pathlib import Path
 
 from twill_ros.commands.compare import user_error, write_json
 from twill_ros.comparison import parse_budgets, parse_policies, run_comparison
-from twill_ros.evaluation import (
-    WorkloadEvaluation,
-    latency_floors_ms,
-    lost_jobs,
-    paired_means,
-    render,
-)
-from twill_ros.report import write_plots
+from twill_ros.evaluation import WorkloadEvaluation, latency_floors_ms, lost_jobs, render
+from twill_ros.report import paired_means, write_plots
 from twill_ros.sim.workload import SCENARIOS, generate_jobs
 
 REPO = Path(__file__).resolve().parents[2]
