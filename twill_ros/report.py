@@ -270,9 +270,11 @@ def paired_means(comparison: Comparison) -> list[Paired]:
         if ours is None:
             continue
         for run in runs:
+            if run.policy == TWILL:
+                continue
             theirs = completed_latency_s(run.result.records)
             both = sorted(ours.keys() & theirs.keys())
-            if run.policy == TWILL or theirs.keys() == ours.keys() or not both:
+            if theirs.keys() == ours.keys() or not both:
                 continue
             paired.append(Paired(budget, run.policy, len(both),
                                  1000.0 * mean(ours[i] for i in both),
