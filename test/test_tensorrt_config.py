@@ -96,7 +96,7 @@ def test_invalid_configurations_are_refused_with_the_reason():
         EngineConfig("m.onnx", dla_core=-2)
 
 
-def test_cache_keys_separate_model_content_unit_build_settings_and_version(tmp_path):
+def test_cache_keys_separate_model_content_unit_build_settings_version_and_shapes(tmp_path):
     settings = {EngineConfig("m.onnx", **flags).build_settings for flags in [
         {}, {"enable_int8": True}, {"enable_int8": True, "enable_fp16": False},
         {"enable_fp16": False}, {"max_workspace_size": 1 << 30}]}
@@ -111,6 +111,9 @@ def test_cache_keys_separate_model_content_unit_build_settings_and_version(tmp_p
         ("tiny-cnn", "dla0", "fp16", "10.3.0", "b")]}
     assert len(variants) == 7
     assert cache_key("a/b c", "gpu", "fp16", "10.3") == "a_b_c__gpu__fp16__trt10.3"
+    bert = [TensorSpec(name, "int64", (1, 384)) for name in ("ids", "mask")]
+    assert cache_key("bert", "gpu", "fp16", "10.3", "a", bert) == \
+        "bert__gpu__fp16__trt10.3__a__in1x384-1x384"
     assert engine_path(tmp_path, key) == tmp_path / f"{key}.plan"
 
 
@@ -154,10 +157,9 @@ class StandInRuntime:
         return object()
 
 
-def test_warm_up_loads_every_engine_at_start_each_on_its_dla_core(models, tmp_path,
-                                                                   monkeypatch):
-    """The node warms backends up before it spins: the TensorRT backend used to fail there,
-    and a dla1 engine was deserialized for DLA 0 (the runtime's default core)."""
+def _stand_in_tensorrt(monkeypatch):
+    """TensorRT where it is missing: a module with a version, a logger and StandInRuntime;
+    CUDA reported present and no CUDA streams, so the backend builds here."""
     import sys
     import types
 
@@ -171,6 +173,13 @@ def test_warm_up_loads_every_engine_at_start_each_on_its_dla_core(models, tmp_pa
     monkeypatch.setitem(sys.modules, "tensorrt", trt)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(TorchUnits, "_setup_thread", lambda self, unit: None)  # no streams
+
+
+def test_warm_up_loads_every_engine_at_start_each_on_its_dla_core(models, tmp_path,
+                                                                   monkeypatch):
+    """The node warms backends up before it spins: the TensorRT backend used to fail there,
+    and a dla1 engine was deserialized for DLA 0 (the runtime's default core)."""
+    _stand_in_tensorrt(monkeypatch)
     catalog = Catalog({"cnn": replace(models[0].get("tiny-cnn"), id="cnn", artefacts={
         "engine": str(tmp_path / "cnn.plan")}), "bert": replace(
         models[0].get("tiny-bert"), id="bert", artefacts={"engine": str(tmp_path / "bert.plan")})})
@@ -188,6 +197,38 @@ def test_warm_up_loads_every_engine_at_start_each_on_its_dla_core(models, tmp_pa
     assert [load for load in loaded if load[0] == b"cnn"] == [(b"cnn", 0), (b"cnn", 0),
                                                               (b"cnn", 1)]
     assert [plan for plan, _core in loaded].count(b"bert") == 1
+
+
+def test_a_cached_engine_is_not_reused_for_another_catalog_input_shape(models, tmp_path,
+                                                                       monkeypatch):
+    """A dynamic ONNX input is built for the catalog's shape only (min = opt = max): after
+    the catalog's batch changes, the plan built for the old shape takes no job, so the cache
+    must build another, not reuse it."""
+    from twill_ros.backends.tensorrt_backend import TensorRtBackend
+
+    _stand_in_tensorrt(monkeypatch)
+    built: list[tuple[int, ...]] = []
+
+    def build(self, config, profile):
+        built.append(profile.inputs[0].shape)
+        return repr(profile.inputs[0].shape).encode()
+
+    monkeypatch.setattr(TensorRtBackend, "_build", build)
+    cnn = models[0].get("tiny-cnn")
+    loaded = []
+    for batch in (1, 4, 1):
+        spec = replace(cnn.inputs[0], shape=(batch, *cnn.inputs[0].shape[1:]))
+        catalog = Catalog({"tiny-cnn": replace(cnn, inputs=(spec,))})
+        backend = make_backend("tensorrt", ("gpu",), PLATFORM, catalog,
+                               Profiler(catalog, PLATFORM), Recorder(), time.monotonic,
+                               cache_dir=tmp_path)
+        try:
+            backend.warm_up()
+            loaded += [plan for plan, _core in backend._runtime.loaded]
+        finally:
+            backend.close()
+    assert built == [(1, 3, 32, 32), (4, 3, 32, 32)]          # batch 1 again: from the cache
+    assert loaded == [b"(1, 3, 32, 32)", b"(4, 3, 32, 32)", b"(1, 3, 32, 32)"]
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,8 @@
 
 Engines are built from the catalog's ONNX artefact with the settings ``trt_config`` decides,
 when the backend warms up (at node start), cached on disk per (model, ONNX content, unit,
-precisions and workspace, TensorRT version) and reused; a catalog ``engine`` artefact is used
-as it is.
+precisions and workspace, TensorRT version, catalog input shapes) and reused; a catalog
+``engine`` artefact is used as it is.
 Dynamic network inputs are built for the catalog's input shape. A DLA build refuses a graph
 that is not DLA-eligible and logs the layers that fall back to the GPU. Execution uses the
 name-based TensorRT 10 API (``set_tensor_address`` + ``execute_async_v3``) with one execution
@@ -165,7 +165,7 @@ class TensorRtBackend(TorchUnits):
         else:
             plan = engine_path(self._cache_dir, cache_key(
                 profile.id, unit.name, config.build_settings, self._trt.__version__,
-                self._digest(onnx)))
+                self._digest(onnx), profile.inputs))
         config = replace(config, engine_file_path=str(plan))
         key = (unit.name, config.engine_file_path)
         with self._build_lock:

@@ -5,8 +5,9 @@ Parameters follow Isaac ROS's TensorRT node (``model_file_path``, ``engine_file_
 ros_jetson_conventions.md A1) plus ``enable_int8``. The unit decides the DLA core: ``gpu`` ->
 -1, ``dla0`` -> 0, ``dla1`` -> 1. A DLA build sets the default device type DLA, the core, GPU
 fallback and FP16/INT8 (the DLA runs nothing else; ros_jetson_conventions.md D). Engines are
-cached per (model, ONNX content, unit, precisions and workspace, TensorRT version): a plan is
-only valid for the TensorRT version and the device (GPU or DLA core) it was built for.
+cached per (model, ONNX content, unit, precisions and workspace, TensorRT version, catalog
+input shapes): a plan is only valid for the TensorRT version and the device (GPU or DLA core)
+it was built for, and takes only the shapes it was built for.
 """
 
 from __future__ import annotations
@@ -136,12 +137,14 @@ def builder_flags(config: EngineConfig) -> BuilderSettings:
 
 
 def cache_key(model: str, unit: str, build_settings: str, trt_version: str,
-              model_digest: str = "") -> str:
+              model_digest: str = "", inputs: Sequence[TensorSpec] = ()) -> str:
     """File-name-safe key of an engine: a plan is valid only for this model (and this content
-    of its ONNX file), device, build settings (``EngineConfig.build_settings``) and TensorRT
-    version."""
+    of its ONNX file), device, build settings (``EngineConfig.build_settings``), TensorRT
+    version and the catalog's input shapes (``inputs``: dynamic inputs are built for exactly
+    those, see ``profile_shapes``, so a new batch size needs a new plan)."""
     raw = f"{model}__{unit}__{build_settings}__trt{trt_version}" + (
-        f"__{model_digest}" if model_digest else "")
+        f"__{model_digest}" if model_digest else "") + (
+        f"__in{'-'.join('x'.join(map(str, t.shape)) for t in inputs)}" if inputs else "")
     return re.sub(r"[^A-Za-z0-9._-]", "_", raw)
 
 
