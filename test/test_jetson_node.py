@@ -7,6 +7,8 @@ turns the GPU clock down when the budget drops and puts the clock window back on
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from contextlib import contextmanager
 
@@ -108,6 +110,35 @@ def test_a_start_that_fails_after_setting_the_nvpmodel_mode_puts_the_mode_back(t
         "jetson.nvpmodel_mode": "25W", "backends.gpu": "tensorrt"}).exited()
     assert code == 1 and "TensorRT is not installed" in log, log[-2000:]
     assert read(root, "nvpmodel.log").splitlines()[-2:] == ["-m 0", "-q"]    # set, then back
+    assert read(root, "var/lib/nvpmodel/status") == "pmode:0000"
+
+
+def test_sigterm_during_a_long_start_puts_the_nvpmodel_mode_back(tmp_path):
+    """A stop by SIGTERM (systemd, a supervisor) while the node starts -- engine builds take
+    minutes -- ends the start-up as Ctrl-C does, putting back what the control changed. Here
+    the start waits at its first read of the GPU clock, a named pipe nobody writes yet."""
+    root = build(tmp_path, orin_nx("jp6", mode=0))
+    clock = root / JP6_GPU / "cur_freq"
+    clock.unlink()
+    os.mkfifo(clock)
+    scheduler = SchedulerProcess(test_domain_id() + 9, {
+        "control": "jetson", "platform_root": str(root), "jetson.use_jtop": False,
+        "jetson.nvpmodel_mode": "25W"})
+    deadline = time.monotonic() + 30.0
+    while True:         # a writer opens the pipe once the node reads it: past the control
+        try:
+            writer = os.open(clock, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError:
+            assert scheduler.alive() and time.monotonic() < deadline, scheduler.tail()
+            time.sleep(0.05)
+    try:
+        assert read(root, "var/lib/nvpmodel/status") == "pmode:0003"
+        code = scheduler.stop(signal.SIGTERM)
+    finally:
+        os.close(writer)
+    assert code == 128 + signal.SIGTERM, scheduler.tail()
+    assert "start-up interrupted" in scheduler.tail() and "Traceback" not in scheduler.tail()
     assert read(root, "var/lib/nvpmodel/status") == "pmode:0000"
 
 

@@ -89,6 +89,11 @@ def startup_error_text(error: Exception) -> str:
     return text
 
 
+def _interrupt_start_up(signum: int, _frame: object) -> None:
+    """Unwind a node's start-up by KeyboardInterrupt, carrying the signal for the exit code."""
+    raise KeyboardInterrupt(signum)
+
+
 def node_main(factory: Callable[[], Node]) -> Callable[[list[str] | None], None]:
     """A console-script entry point: spin one node; its ``on_exit(executor)`` runs last.
 
@@ -96,8 +101,11 @@ def node_main(factory: Callable[[], Node]) -> Callable[[list[str] | None], None]
     action goals wait as coroutines."""
     def main(args: list[str] | None = None) -> None:
         # Ctrl-C during start-up even when started with SIGINT ignored (a background job of
-        # a script), where Python installs no KeyboardInterrupt handler of its own
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        # a script), where Python installs no KeyboardInterrupt handler of its own; SIGTERM
+        # (systemd, a supervisor) alike, instead of dying with the machine half set up (an
+        # nvpmodel mode set at start goes back as the node unwinds)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _interrupt_start_up)
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         name = getattr(factory, "__name__", "node")
         try:
@@ -105,9 +113,9 @@ def node_main(factory: Callable[[], Node]) -> Callable[[list[str] | None], None]
                 node = factory()
             except STARTUP_ERRORS as error:
                 sys.exit(f"{name}: cannot start: {startup_error_text(error)}")
-            except KeyboardInterrupt:   # Ctrl-C while it starts (an engine build can be long)
+            except KeyboardInterrupt as interrupt:   # while it starts (an engine build is long)
                 print(f"{name}: start-up interrupted", file=sys.stderr)
-                sys.exit(128 + signal.SIGINT)
+                sys.exit(128 + (interrupt.args[0] if interrupt.args else signal.SIGINT))
             spin_until_stopped([node], SingleThreadedExecutor(), before_exit=node.on_exit)
         finally:
             rclpy.try_shutdown()
