@@ -113,6 +113,26 @@ def test_a_start_that_fails_after_setting_the_nvpmodel_mode_puts_the_mode_back(t
     assert read(root, "var/lib/nvpmodel/status") == "pmode:0000"
 
 
+def test_the_clock_window_a_killed_node_left_set_is_put_back_by_the_next_start(tmp_path):
+    root = build(tmp_path, orin_nx("jp6", mode=0))
+    window = (read(root, f"{JP6_GPU}/min_freq"), read(root, f"{JP6_GPU}/max_freq"))
+    killed = SchedulerProcess(test_domain_id() + 9, {
+        "control": "jetson", "platform_root": str(root), "jetson.use_jtop": False,
+        "power_budget_w": 5.0})          # below the measured 6.1 W: the GPU clock goes down
+    deadline = time.monotonic() + 30.0
+    while not 0 < gpu_max_hz(root) < int(window[1]):
+        assert killed.alive() and time.monotonic() < deadline, killed.tail()
+        time.sleep(0.05)
+    killed.stop(signal.SIGKILL)         # a crash: nothing is put back
+    # the next run's own clock changes are put back on exit, and the window it found (the
+    # killed run's) is not taken for the machine's
+    with jetson_node(root, "jetson_restart_client", {}) as (_scheduler, client):
+        assert client.wait_until(lambda: client.newest_status("twill/platform") is not None, 5.0)
+        assert "put back the clock windows a run that did not exit cleanly left set" in \
+            client.newest_status("twill/platform").message
+    assert (read(root, f"{JP6_GPU}/min_freq"), read(root, f"{JP6_GPU}/max_freq")) == window
+
+
 def test_sigterm_during_a_long_start_puts_the_nvpmodel_mode_back(tmp_path):
     """A stop by SIGTERM (systemd, a supervisor) while the node starts -- engine builds take
     minutes -- ends the start-up as Ctrl-C does, putting back what the control changed. Here

@@ -108,6 +108,53 @@ def test_restore_puts_back_the_windows_found_at_start(nx16, tmp_path):
             read(tmp_path, f"{POLICY0}/scaling_max_freq")) == ("729600", "1984000")
 
 
+def test_windows_a_killed_run_left_set_are_put_back_at_the_next_start(nx16, tmp_path):
+    """A run killed (or crashed) with the clocks pinned restores nothing: the next start must
+    put back the windows that run found, not take its pinned ones for the machine's own."""
+    root = build(tmp_path, orin_nx())
+    windows = [(read(root, f"{JP6_GPU}/min_freq"), read(root, f"{JP6_GPU}/max_freq")),
+               (read(root, f"{POLICY0}/scaling_min_freq"),
+                read(root, f"{POLICY0}/scaling_max_freq"))]
+
+    def found():
+        return [(read(root, f"{JP6_GPU}/min_freq"), read(root, f"{JP6_GPU}/max_freq")),
+                (read(root, f"{POLICY0}/scaling_min_freq"),
+                 read(root, f"{POLICY0}/scaling_max_freq"))]
+
+    killed = make_control("jetson", nx16, str(root))
+    killed.set_frequency("gpu", 408 * MHZ)
+    killed.set_frequency("cpu_a", 115_200_000)
+    assert found() != windows                                # and no restore(): it died
+    after = make_control("jetson", nx16, str(root))
+    assert found() == windows
+    status = after.status()
+    assert status.level == OK and "put back the clock windows a run that did not exit " \
+        f"cleanly left set: /{JP6_GPU}, /{POLICY0}" in status.message
+    after.set_frequency("gpu", 918 * MHZ)
+    after.restore()
+    assert found() == windows
+    assert not (root / "run/twill_ros/clock_windows.json").exists()    # a clean exit: none
+
+
+def test_windows_left_set_that_cannot_be_put_back_stay_recorded(nx16, tmp_path):
+    root = build(tmp_path, orin_nx())
+    make_control("jetson", nx16, str(root)).set_frequency("gpu", 408 * MHZ)   # then killed
+    make_read_only(root)
+
+    def start_and_exit():
+        control = make_control("jetson", nx16, str(root))
+        status = control.status()
+        control.restore()
+        return status
+
+    status = run_unprivileged(start_and_exit)
+    assert status.level == WARN and f"could not restore /{JP6_GPU}" in status.message
+    assert read(root, f"{JP6_GPU}/max_freq") == "408000000"
+    assert "408000000" not in read(root, "run/twill_ros/clock_windows.json")   # the found one
+    assert make_control("jetson", nx16, str(root)).status().level == OK   # root: put back
+    assert read(root, f"{JP6_GPU}/max_freq") == "918000000"
+
+
 def test_ina3221_power_is_vdd_in_from_mv_times_ma_whatever_the_hwmon_index(nx16, tmp_path):
     control = jetson(nx16, orin_nx(hwmon=5), tmp_path)
     reading = control.read_power()

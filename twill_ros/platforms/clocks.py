@@ -3,11 +3,13 @@
 Both kernel interfaces are the same shape (a min file, a max file, the current clock and a list
 of available clocks) in different units (cpufreq kHz, devfreq Hz), so one ``ClockDomain`` and
 one ``ClockControl`` serve the Jetson and the host: pin = write min = max in a safe order, read
-back, verify; remember the window found at start and put it back on ``restore``.
+back, verify; remember the window found at start and put it back on ``restore`` -- or, when
+the run died first, at the next start (``CLOCK_RECORD``).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -16,6 +18,10 @@ from twill_ros.platforms.base import OK, WARN, ControlStatus, PlatformControl
 from twill_ros.platforms.sysfs import Sysfs, is_permission_error
 
 CPUFREQ_POLICIES = "sys/devices/system/cpu/cpufreq/policy*"
+CLOCK_RECORD = "run/twill_ros/clock_windows.json"
+"""The start windows of the domains a run has changed, ``{directory: [min, max]}`` in file
+units, kept until ``restore`` puts them back: a run that dies first (killed, crashed) leaves
+them for the next start to put back. ``/run`` is emptied at boot, as the clocks are reset."""
 
 
 @dataclass(frozen=True)
@@ -102,12 +108,18 @@ class ClockControl(PlatformControl):
         self._read_only = False
         self._initial = {d: self._window(d) for ds in self._domains.values() for d in ds}
         self._changed: set[ClockDomain] = set()
+        left = self._left_windows()
         unwritable = next((path for d in self._initial for path in
                            (d.file(d.min_name), d.file(d.max_name)) if not fs.writable(path)), None)
         if unwritable is not None:
             self._go_read_only(f"no write access to /{unwritable}")
         for i, note in enumerate(notes):
             self.report(f"cpu {i}", WARN, note)
+        if left:
+            self._put_back_windows()
+            if not any(key.startswith("restore ") for key in self._problems):
+                self.report("left", OK, "put back the clock windows a run that did not exit "
+                            f"cleanly left set: {', '.join(sorted(left))}")
         # Read once: the lists and hardware limits do not change after start (nvpmodel, which
         # moves the caps, is applied before a control is built).
         self._available = {u.name: self._read_available(u.name) for u in platform.units}
@@ -146,6 +158,7 @@ class ClockControl(PlatformControl):
         mismatches: list[str] = []
         for domain in domains:
             raw = target // domain.scale
+            first = domain not in self._changed
             self._changed.add(domain)  # even if a write fails: the first may have landed
             try:
                 got = self.fs.write_range(domain.file(domain.min_name),
@@ -157,6 +170,8 @@ class ClockControl(PlatformControl):
                     return None
                 self.report(key, WARN, f"{unit}: setting {target} Hz failed: {exc}")
                 return None
+            if first:
+                self._record_windows()
             if got != (raw, raw):
                 mismatches.append(f"wrote {raw} to /{domain.directory} min/max, "
                                   f"read back {got[0]}/{got[1]}")
@@ -169,6 +184,12 @@ class ClockControl(PlatformControl):
         return min(applied) if applied else None
 
     def restore(self) -> None:
+        self._put_back_windows()
+
+    def _put_back_windows(self) -> None:
+        """Put back the start windows; those that fail stay changed, and recorded for the
+        next start to try again."""
+        failed = set()
         for domain in sorted(self._changed, key=lambda d: d.directory):
             lo, hi = self._initial[domain]
             if lo is None or hi is None or self._window(domain) == (lo, hi):
@@ -177,9 +198,46 @@ class ClockControl(PlatformControl):
                 self.fs.write_range(domain.file(domain.min_name), domain.file(domain.max_name),
                                     lo, hi)
             except OSError as exc:
+                failed.add(domain)
                 self.report(f"restore {domain.directory}", WARN,
                             f"could not restore /{domain.directory}: {exc.strerror}")
-        self._changed.clear()
+        self._changed = failed
+        if not failed:
+            try:
+                self.fs.remove(CLOCK_RECORD)
+            except OSError as exc:
+                self.report("record", WARN, f"could not remove /{CLOCK_RECORD}: {exc.strerror}")
+
+    def _left_windows(self) -> list[str]:
+        """Take over the start windows a run that never restored them recorded: they are
+        this run's start windows too (the ones found now are that run's settings)."""
+        text = self.fs.read_str(CLOCK_RECORD)
+        if not text:
+            return []
+        try:
+            left = {directory: (int(lo), int(hi))
+                    for directory, (lo, hi) in json.loads(text).items()}
+        except (ValueError, TypeError, AttributeError):
+            self.report("record", WARN, f"ignored /{CLOCK_RECORD}: not a clock window record")
+            return []
+        taken = []
+        for domain in self._initial:
+            if domain.directory in left:
+                self._initial[domain] = left[domain.directory]
+                self._changed.add(domain)
+                taken.append(f"/{domain.directory}")
+        return taken
+
+    def _record_windows(self) -> None:
+        """Record the start windows of the domains changed so far (``CLOCK_RECORD``)."""
+        windows = {d.directory: self._initial[d] for d in self._changed
+                   if None not in self._initial[d]}
+        try:
+            self.fs.replace_file(CLOCK_RECORD, json.dumps(windows, sort_keys=True))
+        except OSError as exc:
+            self.report("record", WARN, f"cannot record the clock windows found at start in "
+                        f"/{CLOCK_RECORD} ({exc.strerror}): should the node die without "
+                        "restoring them, they stay as it set them")
 
     def status(self) -> ControlStatus:
         writable = not self._read_only and bool(self._domains)

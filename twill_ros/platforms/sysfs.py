@@ -1,4 +1,5 @@
-"""The one place platform controls touch files: sysfs/procfs reads and verified clock writes.
+"""The one place platform controls touch files: sysfs/procfs reads and verified clock writes
+(and the control's own record of the clocks it changed).
 
 Every path is relative to ``root`` so tests run the real code against a fake tree. Reads never
 raise (a missing or unreadable attribute is ``None``: sysfs files vanish with offline cores,
@@ -75,6 +76,22 @@ class Sysfs:
             f.write(f"{value}\n")
         if self.on_write is not None:
             self.on_write(rel, str(value))
+
+    def replace_file(self, rel: str, text: str) -> None:
+        """Write a file of our own (not a kernel attribute: no ``on_write``) whole or not at
+        all, creating its directory; raises ``OSError``."""
+        path = self.path(rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(f"{path}.partial", "w", encoding="ascii") as f:
+            f.write(text)
+        os.replace(f"{path}.partial", path)
+
+    def remove(self, rel: str) -> None:
+        """Remove a file of our own if it is there; raises ``OSError`` if it cannot."""
+        try:
+            os.remove(self.path(rel))
+        except FileNotFoundError:
+            pass
 
     def write_range(self, min_rel: str, max_rel: str, lo: int, hi: int) -> tuple[int, int]:
         """Set a [min, max] clock window so that min <= max holds after every single write.
