@@ -231,6 +231,33 @@ def test_a_cached_engine_is_not_reused_for_another_catalog_input_shape(models, t
     assert loaded == [b"(1, 3, 32, 32)", b"(4, 3, 32, 32)", b"(1, 3, 32, 32)"]
 
 
+def test_an_engine_built_where_the_cache_cannot_be_written_is_used_unsaved(models, tmp_path,
+                                                                          monkeypatch, caplog):
+    """A read-only root file system or a mistyped tensorrt.engine_cache_dir: the build (minutes
+    on an Orin) still gives the engine, with a warning naming the directory, instead of no
+    engine and the same build failing again at every job."""
+    from twill_ros.backends.tensorrt_backend import TensorRtBackend
+
+    _stand_in_tensorrt(monkeypatch)
+    builds = []
+    monkeypatch.setattr(TensorRtBackend, "_build",
+                        lambda self, config, profile: builds.append(profile.id) or b"plan")
+    (tmp_path / "file").write_text("not a directory")
+    catalog = Catalog({"tiny-cnn": models[0].get("tiny-cnn")})
+    backend = make_backend("tensorrt", ("gpu",), PLATFORM, catalog,
+                           Profiler(catalog, PLATFORM), Recorder(), time.monotonic,
+                           cache_dir=tmp_path / "file" / "engines")
+    try:
+        backend.warm_up()
+        backend._engine(catalog.get("tiny-cnn"), PLATFORM.unit("gpu"))     # a job's look-up
+        loaded = backend._runtime.loaded
+    finally:
+        backend.close()
+    assert builds == ["tiny-cnn"] and loaded == [(b"plan", 0)]
+    assert f"cannot save the engine in {tmp_path / 'file' / 'engines'}" in caplog.text
+    assert "tensorrt.engine_cache_dir" in caplog.text
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     return tiny_catalog(tmp_path_factory)

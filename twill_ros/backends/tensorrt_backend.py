@@ -170,20 +170,33 @@ class TensorRtBackend(TorchUnits):
         key = (unit.name, config.engine_file_path)
         with self._build_lock:
             if key not in self._engines:
-                if onnx and needs_build(config, plan):
-                    plan.parent.mkdir(parents=True, exist_ok=True)
-                    partial = plan.with_suffix(".partial")
-                    partial.write_bytes(self._build(config, profile))
-                    partial.replace(plan)       # no half-written plan is ever reused
+                built = (self._build(config, profile) if onnx and needs_build(config, plan)
+                         else None)
+                if built is not None:
+                    self._save(built, plan)
                 # The runtime's DLA core is where a deserialized DLA engine runs (default 0):
                 # without it a dla1 engine would run on DLA 0 (trtexec sets it the same way).
                 if config.uses_dla:
                     self._runtime.DLA_core = config.dla_core
-                engine = self._runtime.deserialize_cuda_engine(plan.read_bytes())
+                engine = self._runtime.deserialize_cuda_engine(
+                    plan.read_bytes() if built is None else built)
                 if engine is None:
                     raise RuntimeError(f"TensorRT could not load engine {plan}")
                 self._engines[key] = engine
             return self._engines[key]
+
+    @staticmethod
+    def _save(built: bytes, plan: Path) -> None:
+        """Cache a fresh plan; one that cannot be saved is still used, by this run only."""
+        partial = plan.with_suffix(".partial")
+        try:
+            plan.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_bytes(built)
+            partial.replace(plan)       # no half-written plan is ever reused
+        except OSError as exc:
+            _log.warning("cannot save the engine in %s (%s): using it unsaved, the next start "
+                         "builds it again; set tensorrt.engine_cache_dir (or "
+                         "$TWILL_ENGINE_CACHE) to a writable directory", plan.parent, exc)
 
     def _digest(self, onnx: str) -> str:
         """The ONNX file's digest, hashed once although every unit's plan is keyed by it."""
