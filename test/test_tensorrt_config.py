@@ -258,6 +258,38 @@ def test_an_engine_built_where_the_cache_cannot_be_written_is_used_unsaved(model
     assert "tensorrt.engine_cache_dir" in caplog.text
 
 
+def test_a_failed_build_fails_the_jobs_at_once_not_by_building_again(models, tmp_path,
+                                                                     monkeypatch):
+    """A build that failed at start (minutes on an Orin, e.g. the builder out of memory) is not
+    tried again by every job of the model, each holding its unit that long: they fail at
+    once with the start's reason."""
+    from twill_ros.backends.tensorrt_backend import TensorRtBackend
+
+    _stand_in_tensorrt(monkeypatch)
+    builds = []
+
+    def build(self, config, profile):
+        builds.append(profile.id)
+        raise RuntimeError("TensorRT failed to build an engine for 'tiny-cnn'")
+
+    monkeypatch.setattr(TensorRtBackend, "_build", build)
+    catalog = Catalog({"tiny-cnn": models[0].get("tiny-cnn")})
+    recorder = Recorder()
+    backend = make_backend("tensorrt", ("dla0",), PLATFORM, catalog,
+                           Profiler(catalog, PLATFORM), recorder, time.monotonic,
+                           cache_dir=tmp_path)
+    try:
+        backend.warm_up()
+        for job_id in ("j1", "j2"):
+            backend.start(Job(job_id, "tiny-cnn", 100, 0.0), "dla0")
+            finished = recorder.finished(job_id)
+            assert not finished.ok and "failed to build an engine for 'tiny-cnn'" in \
+                finished.message
+    finally:
+        backend.close()
+    assert builds == ["tiny-cnn"]
+
+
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     return tiny_catalog(tmp_path_factory)

@@ -88,6 +88,7 @@ class TensorRtBackend(TorchUnits):
         for name in units:           # parameters are checked up front, not at the first job
             EngineConfig.for_unit(platform.unit(name), "", self._params)
         self._engines: dict[tuple[str, str], Any] = {}     # (unit, plan path) -> engine
+        self._failed: dict[tuple[str, str], str] = {}      # (unit, plan path) -> build error
         self._digests: dict[str, str] = {}   # ONNX path -> content digest, hashed once per run
         self._build_lock = threading.Lock()      # the builder is used by one thread at a time
         self._contexts: dict[tuple[str, str], Any] = {}   # (unit, model) -> its thread's context
@@ -169,9 +170,15 @@ class TensorRtBackend(TorchUnits):
         config = replace(config, engine_file_path=str(plan))
         key = (unit.name, config.engine_file_path)
         with self._build_lock:
+            if key in self._failed:     # a build takes minutes: one try per run
+                raise RuntimeError(self._failed[key])
             if key not in self._engines:
-                built = (self._build(config, profile) if onnx and needs_build(config, plan)
-                         else None)
+                try:
+                    built = (self._build(config, profile) if onnx and needs_build(config, plan)
+                             else None)
+                except (RuntimeError, ValueError) as exc:
+                    self._failed[key] = str(exc)
+                    raise
                 if built is not None:
                     self._save(built, plan)
                 # The runtime's DLA core is where a deserialized DLA engine runs (default 0):
