@@ -360,6 +360,25 @@ def test_nvpmodel_mode_is_set_at_start_verified_and_put_back_on_exit(nx16, tmp_p
     assert len(read(tmp_path, "nvpmodel.log").splitlines()) == 5
 
 
+@pytest.mark.parametrize("mode_again", ["25W", None])
+def test_the_nvpmodel_mode_a_killed_run_found_goes_back_when_the_next_run_exits(
+        nx16, tmp_path, mode_again):
+    """A run that set the mode and died left it set: the next run (asking for that mode again
+    or for none) must put back the mode the dead run found, not the one it finds."""
+    root = build(tmp_path, orin_nx(mode=0))
+    make_control("jetson", nx16, str(root), nvpmodel_mode="25W")        # and killed
+    assert read(root, "var/lib/nvpmodel/status") == "pmode:0003"
+    again = make_control("jetson", nx16, str(root), nvpmodel_mode=mode_again)
+    status = again.status()
+    assert status.level == OK and "nvpmodel 25W (3); MAXN (0), found by a run that did not " \
+        "exit cleanly, goes back on exit" in status.message
+    again.restore()
+    assert read(root, "var/lib/nvpmodel/status") == "pmode:0000"
+    assert not (root / "run/twill_ros/nvpmodel_mode").exists()
+    make_control("jetson", nx16, str(root)).restore()                   # a clean run after
+    assert read(root, "var/lib/nvpmodel/status") == "pmode:0000"
+
+
 def test_nvpmodel_mode_needing_a_reboot_is_declined_and_reported(nx16, tmp_path):
     control = jetson(nx16, orin_nx(mode=0), tmp_path, nvpmodel_mode=2)
     assert not (tmp_path / "REBOOTED").exists()

@@ -9,7 +9,7 @@ Paths and units (papers.md §4.3-4.4, ros_jetson_conventions.md B-C):
 * GPU: devfreq (Hz), JetPack 6 ``bus@0/17000000.gpu`` or JetPack 5 ``17000000.ga10b``.
 * DLA: clocks are nvpmodel/BPMP caps, not set-points: read-only here.
 * nvpmodel: queried at start; set only at start when asked, never forcing a reboot, and the
-  mode found put back on exit.
+  mode found put back on exit (by the next run's exit when this run dies first).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ INA3221_HWMON = "sys/bus/i2c/drivers/ina3221/1-0040/hwmon/hwmon*"
 TOTAL_RAIL = "VDD_IN"
 NVPMODEL_BINARIES = ("usr/sbin/nvpmodel", "usr/bin/nvpmodel")
 NVPMODEL_CONF = "etc/nvpmodel.conf"
+NVPMODEL_RECORD = "run/twill_ros/nvpmodel_mode"   # the mode to put back (see CLOCK_RECORD)
 _LABEL_FILE = re.compile(r"in(\d+)_label$")
 _MODE_LINE = re.compile(r"<\s*POWER_MODEL\s+ID=(\d+)\s+NAME=(\S+?)\s*>")
 
@@ -193,9 +194,13 @@ class JetsonControl(ClockControl):
         problem = ""
         if nvpmodel_mode is not None:  # before recording clocks: the mode moves the caps
             active, problem = nvpmodel.set(nvpmodel.mode_id(nvpmodel_mode), found)
-        # the mode found at start goes back on exit, like the clock windows
+        # the mode found at start goes back on exit, like the clock windows; a run that died
+        # before it put its found mode back left that mode recorded: it is this run's too
+        left = fs.read_int(NVPMODEL_RECORD)
+        found = left if left in nvpmodel.modes else found
         self._nvpmodel = nvpmodel
         self._modes = (found, active) if found is not None and active != found else None
+        record_problem = self._record_mode(fs)
         domains, notes = cpufreq_domains(fs, platform)
         gpu_dir = next(((bsp, d) for bsp, d in GPU_DEVFREQ if fs.exists(f"{d}/max_freq")), None)
         for unit in platform.units:
@@ -220,7 +225,11 @@ class JetsonControl(ClockControl):
         if problem:
             self.report("nvpmodel", WARN, problem)
         else:
-            self.report("nvpmodel", OK, f"nvpmodel {nvpmodel.describe(active)}")
+            self.report("nvpmodel", OK, f"nvpmodel {nvpmodel.describe(active)}" + (
+                f"; {nvpmodel.describe(found)}, found by a run that did not exit cleanly, goes "
+                "back on exit" if left == found and self._modes else ""))
+        if record_problem:
+            self.report("nvpmodel record", WARN, record_problem)
         self._ina = Ina3221.find(fs)
         # jtop serves the same sensor, but its readings are up to an interval (0.5 s) old:
         # the controller and the 100 ms budget windows want the INA3221 read at each sample
@@ -251,12 +260,31 @@ class JetsonControl(ClockControl):
     def restore(self) -> None:
         super().restore()
         if self._modes is not None:
-            (found, active), self._modes = self._modes, None
-            problem = self._nvpmodel.set(found, active)[1]
+            found, active = self._modes
+            active, problem = self._nvpmodel.set(found, active)
             if problem:
+                self._modes = (found, active)       # and the record stays for the next start
                 self.report("nvpmodel", WARN, f"could not put back mode "
                             f"{self._nvpmodel.describe(found)}: {problem}")
+            else:
+                self._modes = None
+                problem = self._record_mode(self.fs)
+                if problem:
+                    self.report("nvpmodel record", WARN, problem)
         self._close_jtop()
+
+    def _record_mode(self, fs: Sysfs) -> str:
+        """Keep the mode to put back in ``NVPMODEL_RECORD`` while it differs from the active
+        one (none otherwise), as the clock windows are kept; the problem, or ""."""
+        try:
+            if self._modes is None:
+                fs.remove(NVPMODEL_RECORD)
+            else:
+                fs.replace_file(NVPMODEL_RECORD, f"{self._modes[0]}\n")
+        except OSError as exc:
+            return (f"cannot keep /{NVPMODEL_RECORD} ({exc.strerror}): should the node die "
+                    "before putting back the nvpmodel mode it found, the next start will not")
+        return ""
 
     def _close_jtop(self) -> None:
         if self._jtop is not None:
