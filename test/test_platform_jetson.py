@@ -312,6 +312,20 @@ def test_a_clock_that_does_not_stick_is_returned_as_read_back_and_reported(nx16,
     assert control.status().level == OK                     # a verified write clears it
 
 
+def test_a_value_the_kernel_refuses_is_reported_with_the_file(nx16, tmp_path):
+    """A kernel file that opens for writing and then refuses the value (sysfs: EINVAL, or
+    EBUSY for an offline policy) fails the write itself, where Python names no file."""
+    root = build(tmp_path, orin_nx())
+    (root / JP6_GPU / "min_freq").unlink()
+    (root / JP6_GPU / "min_freq").symlink_to("/proc/self/oom_score_adj")   # takes -1000..1000
+    control = make_control("jetson", nx16, str(root))
+    assert control.set_frequency("gpu", 612 * MHZ) is None
+    status = control.status()
+    assert status.level == WARN and status.writable
+    assert "gpu: setting 612000000 Hz failed: [Errno 22] Invalid argument: " \
+        f"'{root / JP6_GPU / 'min_freq'}'" in status.message
+
+
 def test_read_only_tree_from_the_start_never_writes(nx16, tmp_path):
     root = build(tmp_path, orin_nx())
     make_read_only(root)

@@ -71,9 +71,15 @@ class Sysfs:
             return ()
 
     def write(self, rel: str, value: int | str) -> None:
-        """Write one value the way ``echo value > file`` does; raises ``OSError``."""
-        with open(self.path(rel), "w", encoding="ascii") as f:
-            f.write(f"{value}\n")
+        """Write one value the way ``echo value > file`` does; raises ``OSError`` naming the
+        file (the kernel refuses a value in the write itself, where Python names none)."""
+        try:
+            with open(self.path(rel), "w", encoding="ascii") as f:
+                f.write(f"{value}\n")
+        except OSError as exc:
+            if exc.filename is None:
+                exc.filename = self.path(rel)
+            raise
         if self.on_write is not None:
             self.on_write(rel, str(value))
 
