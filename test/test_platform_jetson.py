@@ -393,6 +393,24 @@ def test_the_nvpmodel_mode_a_killed_run_found_goes_back_when_the_next_run_exits(
     assert read(root, "var/lib/nvpmodel/status") == "pmode:0000"
 
 
+def test_windows_a_killed_run_left_go_back_before_the_next_run_switches_the_mode(nx16,
+                                                                                 tmp_path):
+    """The windows a dead run found were that mode's caps: they go back while that mode is
+    still active, not after the next run's nvpmodel switch wrote the new mode's caps."""
+    root = build(tmp_path, orin_nx(mode=0))
+    make_control("jetson", nx16, str(root), nvpmodel_mode="25W").set_frequency(
+        "gpu", 408 * MHZ)                                            # and killed
+    modes_at_writes = []
+    again = make_control("jetson", nx16, str(root), nvpmodel_mode="MAXN", on_write=lambda
+                         p, v: modes_at_writes.append(read(root, "var/lib/nvpmodel/status")))
+    assert modes_at_writes == ["pmode:0003", "pmode:0003"]            # min and max, in 25W
+    assert read(root, "var/lib/nvpmodel/status") == "pmode:0000"
+    assert (read(root, f"{JP6_GPU}/min_freq"), read(root, f"{JP6_GPU}/max_freq")) == (
+        "306000000", "918000000")
+    again.restore()
+    assert not (root / "run/twill_ros").exists() or not any((root / "run/twill_ros").iterdir())
+
+
 def test_nvpmodel_mode_needing_a_reboot_is_declined_and_reported(nx16, tmp_path):
     control = jetson(nx16, orin_nx(mode=0), tmp_path, nvpmodel_mode=2)
     assert not (tmp_path / "REBOOTED").exists()

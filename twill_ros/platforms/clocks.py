@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from twill_ros.core.platform import PlatformSpec, UnitSpec, snap_down
 from twill_ros.platforms.base import OK, WARN, ControlStatus, PlatformControl
@@ -88,6 +88,50 @@ def cpufreq_domains(fs: Sysfs, platform: PlatformSpec
     return domains, notes
 
 
+@dataclass(frozen=True)
+class LeftWindows:
+    """What ``put_back_left_windows`` did with the record of a run that died first."""
+
+    put_back: tuple[str, ...] = ()                                 # the directories
+    pending: Mapping[ClockDomain, tuple[int, int]] = field(default_factory=dict)   # failed
+    problems: tuple[str, ...] = ()
+
+
+def put_back_left_windows(fs: Sysfs, domains: Mapping[str, tuple[ClockDomain, ...]]
+                          ) -> LeftWindows:
+    """Put back the start windows a run that died before its ``restore`` recorded
+    (``CLOCK_RECORD``), before anything else moves a cap (an nvpmodel mode): the machine as
+    that run found it. The record goes once every window is back."""
+    text = fs.read_str(CLOCK_RECORD)
+    if not text:
+        return LeftWindows()
+    try:
+        left = {directory: (int(lo), int(hi))
+                for directory, (lo, hi) in json.loads(text).items()}
+    except (ValueError, TypeError, AttributeError):
+        return LeftWindows(problems=(f"ignored /{CLOCK_RECORD}: not a clock window record",))
+    put_back: list[str] = []
+    pending: dict[ClockDomain, tuple[int, int]] = {}
+    problems: list[str] = []
+    for domain in sorted({d for ds in domains.values() for d in ds}, key=lambda d: d.directory):
+        window = left.get(domain.directory)
+        if window is None:
+            continue
+        try:
+            fs.write_range(domain.file(domain.min_name), domain.file(domain.max_name), *window)
+            put_back.append(f"/{domain.directory}")
+        except OSError as exc:
+            pending[domain] = window
+            problems.append(f"could not restore /{domain.directory} (left set by a run that "
+                            f"did not exit cleanly): {exc.strerror}")
+    if not pending:
+        try:
+            fs.remove(CLOCK_RECORD)
+        except OSError as exc:
+            problems.append(f"could not remove /{CLOCK_RECORD}: {exc.strerror}")
+    return LeftWindows(tuple(put_back), pending, tuple(problems))
+
+
 class ClockControl(PlatformControl):
     """Clock reading/setting over ``ClockDomain``s plus the problem log behind ``status()``.
 
@@ -100,26 +144,30 @@ class ClockControl(PlatformControl):
 
     def __init__(self, platform: PlatformSpec, fs: Sysfs,
                  domains: Mapping[str, tuple[ClockDomain, ...]],
-                 notes: Sequence[str] = ()) -> None:
+                 notes: Sequence[str] = (), left: LeftWindows | None = None) -> None:
+        """``left``: what ``put_back_left_windows`` did, when the subclass had to call it
+        before it moved any caps itself (else it is called here)."""
         self.platform = platform
         self.fs = fs
         self._domains = dict(domains)
         self._problems: dict[str, tuple[int, str]] = {}
         self._read_only = False
+        if left is None:
+            left = put_back_left_windows(fs, self._domains)
         self._initial = {d: self._window(d) for ds in self._domains.values() for d in ds}
-        self._changed: set[ClockDomain] = set()
-        left = self._left_windows()
+        self._initial.update(left.pending)      # still to put back, as at a restore
+        self._changed: set[ClockDomain] = set(left.pending)
         unwritable = next((path for d in self._initial for path in
                            (d.file(d.min_name), d.file(d.max_name)) if not fs.writable(path)), None)
         if unwritable is not None:
             self._go_read_only(f"no write access to /{unwritable}")
         for i, note in enumerate(notes):
             self.report(f"cpu {i}", WARN, note)
-        if left:
-            self._put_back_windows()
-            if not any(key.startswith("restore ") for key in self._problems):
-                self.report("left", OK, "put back the clock windows a run that did not exit "
-                            f"cleanly left set: {', '.join(sorted(left))}")
+        for i, problem in enumerate(left.problems):
+            self.report(f"left {i}", WARN, problem)
+        if left.put_back:
+            self.report("left", OK, "put back the clock windows a run that did not exit "
+                        f"cleanly left set: {', '.join(left.put_back)}")
         # Read once: the lists and hardware limits do not change after start (nvpmodel, which
         # moves the caps, is applied before a control is built).
         self._available = {u.name: self._read_available(u.name) for u in platform.units}
@@ -207,26 +255,6 @@ class ClockControl(PlatformControl):
                 self.fs.remove(CLOCK_RECORD)
             except OSError as exc:
                 self.report("record", WARN, f"could not remove /{CLOCK_RECORD}: {exc.strerror}")
-
-    def _left_windows(self) -> list[str]:
-        """Take over the start windows a run that never restored them recorded: they are
-        this run's start windows too (the ones found now are that run's settings)."""
-        text = self.fs.read_str(CLOCK_RECORD)
-        if not text:
-            return []
-        try:
-            left = {directory: (int(lo), int(hi))
-                    for directory, (lo, hi) in json.loads(text).items()}
-        except (ValueError, TypeError, AttributeError):
-            self.report("record", WARN, f"ignored /{CLOCK_RECORD}: not a clock window record")
-            return []
-        taken = []
-        for domain in self._initial:
-            if domain.directory in left:
-                self._initial[domain] = left[domain.directory]
-                self._changed.add(domain)
-                taken.append(f"/{domain.directory}")
-        return taken
 
     def _record_windows(self) -> None:
         """Record the start windows of the domains changed so far (``CLOCK_RECORD``)."""

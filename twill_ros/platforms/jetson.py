@@ -25,6 +25,7 @@ from twill_ros.platforms.clocks import (
     cpufreq_domains,
     devfreq_device,
     offline_cpus,
+    put_back_left_windows,
 )
 from twill_ros.platforms.sysfs import Sysfs
 
@@ -189,6 +190,12 @@ class JetsonControl(ClockControl):
     def __init__(self, platform: PlatformSpec, fs: Sysfs, *,
                  nvpmodel_mode: int | str | None = None, use_jtop: bool = True,
                  jtop_interval_s: float = 0.5, nvpmodel_timeout_s: float = 10.0) -> None:
+        domains, notes = cpufreq_domains(fs, platform)
+        gpu_dir = next(((bsp, d) for bsp, d in GPU_DEVFREQ if fs.exists(f"{d}/max_freq")), None)
+        for unit in platform.units:
+            if unit.kind == "gpu" and gpu_dir is not None:
+                domains[unit.name] = (devfreq_device(gpu_dir[1]),)
+        left_windows = put_back_left_windows(fs, domains)   # under the mode they were found in
         nvpmodel = NvpModel(fs, nvpmodel_timeout_s)
         found = active = nvpmodel.query()
         problem = ""
@@ -201,12 +208,7 @@ class JetsonControl(ClockControl):
         self._nvpmodel = nvpmodel
         self._modes = (found, active) if found is not None and active != found else None
         record_problem = self._record_mode(fs)
-        domains, notes = cpufreq_domains(fs, platform)
-        gpu_dir = next(((bsp, d) for bsp, d in GPU_DEVFREQ if fs.exists(f"{d}/max_freq")), None)
-        for unit in platform.units:
-            if unit.kind == "gpu" and gpu_dir is not None:
-                domains[unit.name] = (devfreq_device(gpu_dir[1]),)
-        super().__init__(platform, fs, domains, notes)
+        super().__init__(platform, fs, domains, notes, left_windows)
         self.gpu_devfreq = None if gpu_dir is None else gpu_dir[1]
         if gpu_dir is not None:
             self.report("gpu", OK, f"gpu devfreq /{gpu_dir[1]} ({gpu_dir[0]})")
