@@ -231,3 +231,28 @@ def test_evaluate_on_a_subset_says_what_it_covers_and_how_to_reproduce_it(worklo
     assert f"--out {out} --eval-dir {eval_dir} --no-bench" in text
     assert "python bench/bench_core.py" not in text and "Benchmark not run" in text
     assert json.loads((eval_dir / "short.json").read_text())["workload"] == "short"
+
+
+@pytest.mark.parametrize("argv", [
+    ["sim", "--workload", "{workload}", "--json", "{blocked}/out.json"],
+    ["compare", "--workload", "{workload}", "--budgets", "15", "--report", "{blocked}/report"],
+    ["profile", "--model", "resnet50", "--json", "{blocked}/profile.json"],
+    ["analyze", "{workload}", "--json", "{blocked}/analysis.json"],
+    ["evaluate", "--workloads", "{workload}", "--no-bench", "--out", "{blocked}/EVAL.md",
+     "--eval-dir", "{tmp}/eval"],
+    ["evaluate", "--workloads", "{workload}", "--no-bench", "--out", "{tmp}/EVAL.md",
+     "--eval-dir", "{blocked}/eval"],
+    ["bag", "--workload", "{workload}", "--out", "{blocked}/bag"],
+    ["replay", "{tmp}/bag", "--report", "{blocked}/report"],
+    ["demo", "--report", "{blocked}/report"],
+])
+def test_an_output_path_that_cannot_be_written_is_refused_before_the_work(workload, tmp_path,
+                                                                         argv, capsys):
+    """A path under a file (or read-only, or missing its mount) ended the run, the demo's
+    and the evaluation's too, with a traceback after the work; it is refused first."""
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    args = [a.format(workload=workload, blocked=blocked, tmp=tmp_path) for a in argv]
+    assert cli.main(args) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and f"{blocked} is not a directory" in err, err

@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from twill_ros.commands.compare import user_error
+from twill_ros.commands.compare import path_problem, user_error
 from twill_ros.core.catalog import load_catalog
 from twill_ros.core.onnx_analysis import OnnxAnalysis, analyze_onnx, profile_from_analysis
 
@@ -34,6 +34,9 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     if not args.model.is_file():
         return user_error(f"no such file: {args.model}")
+    problem = args.json and path_problem("--json", args.json)
+    if problem:
+        return user_error(problem)
     try:
         analysis = analyze_onnx(args.model)
         profile = profile_from_analysis(analysis, load_catalog(args.catalog))
@@ -42,7 +45,6 @@ def run(args: argparse.Namespace) -> int:
     estimates_ms = {kind: seconds * 1000.0 for kind, seconds in profile.latency_s.items()}
     print(_report(analysis, estimates_ms, profile.memory_mb))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(
             json.dumps(_as_json(analysis, estimates_ms, profile.memory_mb), indent=2) + "\n"
         )

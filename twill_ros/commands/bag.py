@@ -13,7 +13,7 @@ import argparse
 import math
 from pathlib import Path
 
-from twill_ros.commands.compare import user_error
+from twill_ros.commands.compare import path_problem, user_error
 
 # A prompt of n tokens by the node's estimate (node.requests.CHARS_PER_TOKEN characters each).
 PROMPT_TEXT = "Scene: corridor, two people ahead, a door on the left. Reach dock 3. "
@@ -40,6 +40,9 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists():
         return user_error(ValueError(f"{out} exists; rosbag2 writes a new directory"))
+    problem = path_problem("--out", out)
+    if problem:
+        return user_error(problem)
     try:
         workload = load_workload(args.workload, load_catalog())
     except (ValueError, FileNotFoundError) as exc:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -85,10 +87,32 @@ def print_tables(comparison: Comparison) -> None:
 
 def output_problem(json_path: str | None, report_dir: str | None) -> str | None:
     """Why ``--json`` or ``--report`` cannot be written, or None (missing parents are made)."""
-    if json_path and Path(json_path).is_dir():
-        return f"--json {json_path} is a directory"
-    if report_dir and Path(report_dir).exists() and not Path(report_dir).is_dir():
-        return f"--report {report_dir} is a file, not a directory"
+    if json_path and (problem := path_problem("--json", json_path)):
+        return problem
+    return path_problem("--report", report_dir, directory=True) if report_dir else None
+
+
+def path_problem(flag: str, path: str | os.PathLike, directory: bool = False) -> str | None:
+    """Why the output file (or ``directory``) ``path`` given with ``flag`` cannot be written,
+    or None. The directory it goes in is made and written to now, so that an unusable path
+    is refused before the work instead of ending it with a traceback."""
+    target = Path(path)
+    if not directory and target.is_dir():
+        return f"{flag} {path} is a directory"
+    folder = target if directory else target.parent
+    file = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if file == target:
+        return f"{flag} {path} is a file, not a directory"
+    if file:
+        return f"{flag} {path}: {file} is not a directory"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        return f"{flag} {path}: cannot write in {folder}: {exc.strerror}"
+    if target.is_file() and not os.access(target, os.W_OK):
+        return f"{flag} {path}: the file is not writable"
     return None
 
 

@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 
+from twill_ros.commands.compare import path_problem
 from twill_ros.core.policies import POLICIES
 from twill_ros.core.power import check_budget_w
 from twill_ros.loopback import LOOPBACK_ENV
@@ -57,6 +58,10 @@ def run(args: argparse.Namespace) -> int:
         check_budget_w(args.budget)
     except ValueError as exc:
         print(f"twill demo: --budget: {exc}", file=sys.stderr)
+        return 2
+    problem = args.report and path_problem("--report", args.report, directory=True)
+    if problem:
+        print(f"twill demo: {problem}", file=sys.stderr)
         return 2
     os.environ.setdefault("ROS_DOMAIN_ID", str(10 + os.getpid() % 90))
     os.environ.update(LOOPBACK_ENV)

@@ -15,7 +15,7 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from twill_ros.commands.compare import user_error, write_json
+from twill_ros.commands.compare import path_problem, user_error, write_json
 from twill_ros.comparison import parse_budgets, parse_policies, run_comparison
 from twill_ros.evaluation import WorkloadEvaluation, latency_floors_ms, lost_jobs, render
 from twill_ros.report import paired_means, write_plots
@@ -97,7 +97,10 @@ def _commands(args: argparse.Namespace, workloads: list[str], benched: bool) -> 
 
 def run(args: argparse.Namespace) -> int:
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
-    os.makedirs(args.eval_dir, exist_ok=True)
+    problem = (path_problem("--out", args.out)
+               or path_problem("--eval-dir", args.eval_dir, directory=True))
+    if problem:
+        return user_error(problem)
     try:
         with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             evaluations = list(pool.map(_evaluate, workloads, [args] * len(workloads)))
@@ -105,7 +108,6 @@ def run(args: argparse.Namespace) -> int:
         return user_error(exc)
     bench = _bench(args)
     text = render(evaluations, bench, _commands(args, workloads, bench is not None), args.out)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w", encoding="utf-8") as fh:
         fh.write(text)
     print(f"wrote {args.out}")

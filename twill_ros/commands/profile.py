@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from twill_ros.commands.compare import user_error
+from twill_ros.commands.compare import path_problem, user_error
 from twill_ros.core.catalog import Catalog, ModelProfile, load_catalog
 from twill_ros.core.onnx_analysis import analyze_onnx, profile_from_analysis
 from twill_ros.core.platform import MHZ, load_platform
@@ -50,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
                         ("--max-new-tokens", args.max_new_tokens)):
         if value is not None and not value > 0:
             return user_error(f"{flag} must be > 0, got {value:g}")
+    problem = args.json and path_problem("--json", args.json)
+    if problem:
+        return user_error(problem)
     try:
         platform = load_platform(args.platform)
         catalog = load_catalog(args.catalog)
@@ -76,7 +79,6 @@ def run(args: argparse.Namespace) -> int:
     )
     print(_report(result))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0

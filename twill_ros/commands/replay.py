@@ -22,7 +22,7 @@ import os
 import sys
 import time
 
-from twill_ros.commands.compare import user_error
+from twill_ros.commands.compare import path_problem, user_error
 from twill_ros.loopback import LOOPBACK_ENV
 
 
@@ -56,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
 
     if not (0 < args.rate < math.inf and 0 < args.wait < math.inf and 0 <= args.drain < math.inf):
         return user_error(ValueError("--rate and --wait must be > 0, --drain >= 0 (finite)"))
+    problem = args.report and path_problem("--report", args.report, directory=True)
+    if problem:
+        return user_error(problem)
     try:
         recorded = read_requests(args.bag, args.topic)
         catalog = load_catalog(args.catalog)
