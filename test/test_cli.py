@@ -156,8 +156,10 @@ def test_a_budget_below_the_idle_power_is_refused(workload, argv, capsys):
     (["profile", "--model", "yolov9"], "model 'yolov9' is not in the catalog"),
     (["profile", "--model", "yolov8s", "--platform", "xavier"], "xavier.yaml' not found"),
     (["profile", "--model", "llama-3.2-1b", "--prompt-tokens", "-5"],
-     "--prompt-tokens must be > 0, got -5"),
+     "--prompt-tokens must be > 0 and finite, got -5"),
     (["profile", "--model", "resnet50", "--freq-mhz", "0"], "--freq-mhz must be > 0"),
+    (["profile", "--model", "resnet50", "--freq-mhz", "inf"],      # OverflowError in the snap
+     "--freq-mhz must be > 0 and finite, got inf"),
     (["profile", "--model", "resnet50", "--unit", "npu"], "has no unit 'npu'"),
     (["profile", "--model", "tinyllama-1.1b", "--prompt-tokens", "100000"],
      "exceed the 2048-token context of tinyllama-1.1b"),

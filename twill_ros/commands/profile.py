@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from twill_ros.commands.compare import path_problem, user_error
@@ -48,8 +49,8 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     for flag, value in (("--freq-mhz", args.freq_mhz), ("--prompt-tokens", args.prompt_tokens),
                         ("--max-new-tokens", args.max_new_tokens)):
-        if value is not None and not value > 0:
-            return user_error(f"{flag} must be > 0, got {value:g}")
+        if value is not None and not 0 < value < math.inf:
+            return user_error(f"{flag} must be > 0 and finite, got {value:g}")
     problem = args.json and path_problem("--json", args.json)
     if problem:
         return user_error(problem)
