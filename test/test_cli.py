@@ -258,3 +258,11 @@ def test_an_output_path_that_cannot_be_written_is_refused_before_the_work(worklo
     assert cli.main(args) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1 and f"{blocked} is not a directory" in err, err
+
+
+def test_evaluate_without_a_workload_is_refused(tmp_path, capsys):
+    """An empty --workloads ended, after the benchmark, in an IndexError traceback."""
+    assert cli.main(["evaluate", "--workloads", ",", "--no-bench", "--out",
+                     str(tmp_path / "EVAL.md"), "--eval-dir", str(tmp_path / "eval")]) == 2
+    assert capsys.readouterr().err == "twill: error: no workload given (--workloads)\n"
+    assert not (tmp_path / "EVAL.md").exists()

@@ -97,6 +97,8 @@ def _commands(args: argparse.Namespace, workloads: list[str], benched: bool) -> 
 
 def run(args: argparse.Namespace) -> int:
     workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    if not workloads:
+        return user_error("no workload given (--workloads)")
     problem = (path_problem("--out", args.out)
                or path_problem("--eval-dir", args.eval_dir, directory=True))
     if problem:
