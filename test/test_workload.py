@@ -137,6 +137,9 @@ def _one_stream(**overrides) -> str:
     (_one_stream(arrival="{type: periodic, period_ms: 5, phase_ms: .nan}"), "s1",
      "arrival.phase_ms"),
     (_one_stream(deadline_ms=".nan"), "s1", "deadline_ms"),
+    # an integer beyond a float's range raised OverflowError
+    (_one_stream(arrival="{type: poisson, rate_hz: 1" + "0" * 400 + "}"), "s1",
+     "arrival.rate_hz"),
     # more jobs than the twin should be asked to hold
     (_one_stream(arrival="{type: periodic, period_ms: 1.0e-9}"), "s1", "arrival.period_ms"),
     (_one_stream(arrival="{type: bursts, every_s: 1, count: 1000000000, spacing_ms: 0}"), "s1",

@@ -129,7 +129,11 @@ class Fields:
             return value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.fail(key, f"must be a number, got {value!r}")
-        if not math.isfinite(value):
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:       # an integer beyond a float's range
+            self.fail(key, "must be a finite number, got an integer too large for a float")
+        if not finite:
             self.fail(key, f"must be a finite number, got {value}")
         if positive and value <= 0:
             self.fail(key, f"must be > 0, got {value}")
