@@ -182,6 +182,19 @@ def test_a_key_given_twice_and_a_binary_file_are_errors_naming_the_file(tmp_path
         load_workload(binary, CATALOG)
 
 
+def test_a_number_yaml_reads_as_text_is_refused_saying_how_to_write_it(tmp_path):
+    """``rate_hz: 1e3`` is the string '1e3' in YAML 1.1: "must be a number, got '1e3'" left
+    the reader puzzled."""
+    text = _one_stream(arrival="{type: poisson, rate_hz: 1e3}")
+    with pytest.raises(WorkloadError, match=r"field 'arrival\.rate_hz': must be a number, got "
+                                            r"'1e3' \(YAML reads this form as text: .*"
+                                            r"1\.0e\+3"):
+        load_workload(write(tmp_path, text, "exp.yaml"), CATALOG)
+    with pytest.raises(WorkloadError, match=r"got 'fast'$"):           # no hint for a word
+        load_workload(write(tmp_path, _one_stream(arrival="{type: poisson, rate_hz: fast}"),
+                            "word.yaml"), CATALOG)
+
+
 def test_duplicate_stream_names_are_rejected(tmp_path):
     text = _one_stream() + "  - {name: s1, model: resnet50, arrival: {type: poisson, rate_hz: 1}}\n"
     with pytest.raises(WorkloadError, match=r"dup\.yaml: stream 's1': field 'name': duplicate"):

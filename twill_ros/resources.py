@@ -8,6 +8,7 @@ colcon install (``share/twill_ros``) all resolve ``config/...`` and ``models/...
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +85,15 @@ def load_yaml_mapping(path: Path, error: type[ValueError]) -> Fields:
     return fields
 
 
+def _text_number_hint(value: Any) -> str:
+    """Why a number written like ``1e3`` is text here: YAML 1.1, which PyYAML reads, takes
+    a float with an exponent only with a decimal point and a signed exponent."""
+    if isinstance(value, str) and re.fullmatch(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+", value):
+        return (" (YAML reads this form as text: write a decimal point and a signed exponent, "
+                "e.g. 1.0e+3 or 1.0e-3)")
+    return ""
+
+
 @dataclass(frozen=True)
 class Fields:
     """Typed, validating view of one YAML mapping (a file's top level or one list entry)."""
@@ -128,7 +138,7 @@ class Fields:
         if value is None:
             return value
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            self.fail(key, f"must be a number, got {value!r}")
+            self.fail(key, f"must be a number, got {value!r}{_text_number_hint(value)}")
         try:
             finite = math.isfinite(value)
         except OverflowError:       # an integer beyond a float's range
