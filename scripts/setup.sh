@@ -31,8 +31,9 @@ pip_install() {
 MODE=wheels
 if [[ -z "${TWILL_FORCE_WHEELS:-}" && -n "${ROS_DISTRO:-}" ]]; then
   RCLPY="$(python3 -c 'import os, rclpy; print(os.path.realpath(rclpy.__file__))' 2>/dev/null || true)"
-  # Our own wheels (a shell that sourced env.sh) are not a ROS install to defer to.
-  if [[ -n "$RCLPY" && "$RCLPY" != "$VENV"/* ]]; then
+  # Our own wheels (a shell that sourced env.sh) are not a ROS install to defer to; RCLPY is
+  # a real path, so VENV's is compared (a checkout reached through a symlink, or a linked .venv).
+  if [[ -n "$RCLPY" && "$RCLPY" != "$(realpath -m "$VENV")"/* ]]; then
     ROS_PREFIX="${RCLPY%%/lib/python*}"
     # Nor are another checkout's: its paths would leak into this build.
     [[ -f "$ROS_PREFIX/pyvenv.cfg" ]] && die "this shell has another environment sourced" \

@@ -63,3 +63,26 @@ def test_setup_refuses_a_shell_with_another_checkouts_wheels_sourced(tmp_path):
                           f"the virtualenv {other}, not a ROS install): run setup in a fresh "
                           "shell\n")
     assert sorted(p.name for p in checkout.iterdir()) == ["scripts"]     # nothing written
+
+
+def test_setup_takes_its_own_wheels_for_its_own_through_a_symlinked_path(tmp_path):
+    """A checkout reached through a symlink (a linked home or workspace), with its env.sh
+    sourced: its rclpy's real path is outside the linked .venv path, and setup (so twill.sh
+    and test.sh too) refused it as another checkout's environment."""
+    checkout = tmp_path / "checkout"
+    (checkout / "scripts").mkdir(parents=True)
+    shutil.copy(REPO / "scripts" / "setup.sh", checkout / "scripts")
+    venv = checkout / ".venv"
+    site = venv / "lib" / "python3.11" / "site-packages"
+    (site / "rclpy").mkdir(parents=True)
+    (site / "rclpy" / "__init__.py").write_text("")
+    (venv / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    link = tmp_path / "link"
+    link.symlink_to(checkout)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "ROS_DISTRO": "kilted",
+           "PYTHONPATH": str(link / ".venv" / "lib" / "python3.11" / "site-packages"),
+           "TWILL_PYTHON": str(tmp_path / "no_python")}     # stops it right after the choice
+    setup = subprocess.run(["bash", str(link / "scripts" / "setup.sh")], env=env,
+                           capture_output=True, text=True, timeout=60)
+    assert setup.stdout == "[setup] ROS 2 source: wheels (ROS_DISTRO=kilted)\n", setup.stderr
+    assert setup.returncode == 1 and f"{tmp_path / 'no_python'} not found" in setup.stderr
