@@ -161,6 +161,9 @@ def test_a_budget_below_the_idle_power_is_refused(workload, argv, capsys):
     (["profile", "--model", "resnet50", "--freq-mhz", "inf"],      # OverflowError in the snap
      "--freq-mhz must be > 0 and finite, got inf"),
     (["profile", "--model", "resnet50", "--unit", "npu"], "has no unit 'npu'"),
+    # ignored without a word, the prediction not for what was asked
+    (["profile", "--model", "resnet50", "--prompt-tokens", "64"],
+     "only LLMs take --prompt-tokens (resnet50 is a dnn)"),
     (["profile", "--model", "tinyllama-1.1b", "--prompt-tokens", "100000"],
      "exceed the 2048-token context of tinyllama-1.1b"),
 ])

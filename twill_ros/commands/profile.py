@@ -66,6 +66,12 @@ def run(args: argparse.Namespace) -> int:
                                                          args.max_new_tokens))
         if overflow:
             return user_error(overflow)
+    else:
+        given = [f for f, v in (("--prompt-tokens", args.prompt_tokens),
+                                ("--max-new-tokens", args.max_new_tokens)) if v is not None]
+        if given:       # the node and workload files refuse them too
+            return user_error(f"only LLMs take {' and '.join(given)} ({model_id} is a "
+                              f"{profile.kind})")
     profiler = Profiler(catalog, platform)
     units = profiler.eligible_units(model_id)
     if args.unit:
