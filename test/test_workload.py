@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import os
 import textwrap
 
 import pytest
+from sysfs_trees import make_read_only, run_unprivileged
 
 from twill_ros.core.catalog import Catalog, ModelProfile, load_catalog
 from twill_ros.resources import find_resource
@@ -193,6 +195,23 @@ def test_a_number_yaml_reads_as_text_is_refused_saying_how_to_write_it(tmp_path)
     with pytest.raises(WorkloadError, match=r"got 'fast'$"):           # no hint for a word
         load_workload(write(tmp_path, _one_stream(arrival="{type: poisson, rate_hz: fast}"),
                             "word.yaml"), CATALOG)
+
+
+def test_an_unreadable_file_is_an_error_naming_it(tmp_path):
+    """Without read permission the PermissionError went past the commands' handling of
+    invalid files: a traceback from twill sim, compare, bag and evaluate."""
+    path = write(tmp_path, _one_stream(), "locked.yaml")
+    make_read_only(tmp_path)            # the unprivileged child reaches the directory
+    os.chmod(path, 0o000)
+
+    def load() -> str:
+        try:
+            load_workload(path, CATALOG)
+        except WorkloadError as exc:
+            return str(exc)
+        return "loaded"
+
+    assert run_unprivileged(load) == f"{path}: cannot read the file: Permission denied"
 
 
 def test_duplicate_stream_names_are_rejected(tmp_path):

@@ -79,6 +79,8 @@ def load_yaml_mapping(path: Path, error: type[ValueError]) -> Fields:
         raise error(f"{path}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from exc
     except yaml.YAMLError as exc:
         raise error(f"{path}: invalid YAML: {exc}") from exc
+    except OSError as exc:      # e.g. no read permission: the commands report only ValueErrors
+        raise error(f"{path}: cannot read the file: {exc.strerror}") from exc
     fields = Fields(data if data is not None else {}, str(path), TOP, error)
     if not isinstance(fields.data, Mapping):
         fields.fail("", "the file must contain a mapping")
