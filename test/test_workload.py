@@ -161,6 +161,13 @@ def _one_stream(**overrides) -> str:
     (_one_stream(model="llama-3.2-1b", prompt_tokens=4050), "s1", "prompt_tokens"),
     (_one_stream(model=None), "s1", "model"),
     (_one_stream(name=None), None, "name"),
+    # a name heads job ids; an empty one gave ids like '-0'
+    (_one_stream(name="''"), None, "name"),
+    # a first arrival at or past the end silently gave a stream without jobs
+    (_one_stream(arrival="{type: periodic, period_ms: 5, phase_ms: 10000}"), "s1",
+     "arrival.phase_ms"),
+    (_one_stream(arrival="{type: bursts, every_s: 1, count: 2, spacing_ms: 1, phase_s: 12}"),
+     "s1", "arrival.phase_s"),
 ])
 def test_invalid_stream_errors_name_file_stream_and_field(tmp_path, text, stream, field):
     path = write(tmp_path, text, "broken.yaml")
@@ -227,6 +234,9 @@ def test_duplicate_stream_names_are_rejected(tmp_path):
     ("duration_s: 5\nstreams: [{name: a, model: m, arrival: {type: poisson, rate_hz: 1}}]\n",
      "name"),
     ("name: x\nduration_s: 5\nspeed: 3\nstreams: []\n", "speed"),
+    # twill evaluate names the workload's result files after it: no path in it
+    ("name: ../x\nduration_s: 5\nstreams: [{name: a, model: resnet50, arrival: {type: poisson, "
+     "rate_hz: 1}}]\n", "name"),
     ("name: x\nduration_s: .nan\nstreams: []\n", "duration_s"),
     ("name: x\nduration_s: .inf\nstreams: []\n", "duration_s"),
 ])

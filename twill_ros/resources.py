@@ -217,7 +217,7 @@ class Fields:
         out = []
         for index, item in enumerate(self.sequence(key, default)):
             ident = item.get(id_key) if isinstance(item, Mapping) else None
-            entry = f"{label} '{ident}'" if ident is not None else f"{label} #{index}"
+            entry = f"{label} '{ident}'" if ident not in (None, "") else f"{label} #{index}"
             if self.entry != TOP:
                 entry = f"{self.entry}, {entry}"
             child = Fields(item, self.file, entry, self.error)

@@ -85,13 +85,13 @@ def load_workload(name_or_path: str | Path, catalog: Catalog | None = None) -> W
         streams.append(stream)
     if not streams:
         top.fail("streams", "must list at least one stream")
-    return Workload(name=top.string("name"), duration_s=duration, streams=tuple(streams),
+    return Workload(name=_name(top), duration_s=duration, streams=tuple(streams),
                     path=str(path), description=top.string("description", ""))
 
 
 def _stream(f: Fields, duration_s: float, catalog: Catalog | None) -> StreamSpec:
     f.unknown_keys(_STREAM_KEYS)
-    name = f.string("name")
+    name = _name(f)
     model = f.string("model")
     priority = f.integer("priority", DEFAULT_PRIORITY, minimum=0)
     if priority > 255:
@@ -117,6 +117,15 @@ def _stream(f: Fields, duration_s: float, catalog: Catalog | None) -> StreamSpec
                       prompt_tokens=prompt, max_new_tokens=new)
 
 
+def _name(f: Fields) -> str:
+    """A name that can head job ids (streams) and name files (``twill evaluate`` writes a
+    workload's results to ``<eval-dir>/<name>.json``)."""
+    name = f.string("name")
+    if not name.strip() or "/" in name or name in (".", ".."):
+        f.fail("name", f"must be a non-empty name without '/', got {name!r}")
+    return name
+
+
 def _arrival(stream: Fields, duration_s: float) -> Arrival:
     """The arrival mapping's keys are prefixed with ``arrival.`` so errors name the full
     field, e.g. ``field 'arrival.rate_hz'``."""
@@ -130,6 +139,7 @@ def _arrival(stream: Fields, duration_s: float) -> Arrival:
         params = {"period_ms": f.number("arrival.period_ms", positive=True),
                   "jitter_ms": f.number("arrival.jitter_ms", 0.0, minimum=0.0),
                   "phase_ms": f.number("arrival.phase_ms", 0.0, minimum=0.0)}
+        _before_the_end(f, "arrival.phase_ms", params["phase_ms"] / 1000.0, duration_s)
     elif kind == "poisson":
         params = {"rate_hz": f.number("arrival.rate_hz", positive=True)}
     elif kind == "bursts":
@@ -137,6 +147,7 @@ def _arrival(stream: Fields, duration_s: float) -> Arrival:
                   "count": f.integer("arrival.count", minimum=1),
                   "spacing_ms": f.number("arrival.spacing_ms", minimum=0.0),
                   "phase_s": f.number("arrival.phase_s", 0.0, minimum=0.0)}
+        _before_the_end(f, "arrival.phase_s", params["phase_s"], duration_s)
     else:
         times = f.sequence("arrival.times_s")
         if not times:
@@ -154,6 +165,13 @@ def _arrival(stream: Fields, duration_s: float) -> Arrival:
                f"would give about {expected:,.0f} jobs in {duration_s:g} s; a stream may have "
                f"at most {MAX_STREAM_JOBS:,}")
     return Arrival(type=kind, params=params)
+
+
+def _before_the_end(f: Fields, key: str, first_s: float, duration_s: float) -> None:
+    """Arrivals are in [0, duration_s): a stream starting at the end would send nothing."""
+    if first_s >= duration_s:
+        f.fail(key, f"starts the stream at {first_s:g} s, not before duration_s "
+                    f"({duration_s:g} s): it would send nothing")
 
 
 def _expected_jobs(kind: str, params: Mapping, duration_s: float) -> float:
