@@ -31,7 +31,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--freq-mhz",
         type=float,
-        help="clock in MHz, snapped down to each unit's table (default: max)",
+        help="clock in MHz, snapped down to each unit's table (below it: its lowest clock; "
+             "default: max)",
     )
     parser.add_argument("--prompt-tokens", type=int, help="LLM prompt length (default: catalog's)")
     parser.add_argument(
