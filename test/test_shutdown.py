@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from ros_harness import REPO, ClientNode, SchedulerProcess, test_domain_id
+from ros_harness import PARAMS_FILE, REPO, ClientNode, SchedulerProcess, test_domain_id
 from twill_msgs.msg import JobResult
 
 from twill_ros.client import SchedulerError, make_request
@@ -122,4 +122,45 @@ def test_calls_that_cannot_wait_are_refused_at_once_while_no_scheduler_is_there(
         with pytest.raises(SchedulerError, match="not available"):
             ros.client.submit_async(make_request("tiny-cnn", job_id="a"))
     finally:
+        ros.close()
+
+
+FAULTY_SCHEDULER = """\
+from twill_ros.node.lifecycle import node_main
+from twill_ros.node.scheduler_node import TwillSchedulerNode
+
+
+class FaultyScheduler(TwillSchedulerNode):
+    def __init__(self):
+        super().__init__()
+        self.create_timer(0.1, self._bug)
+
+    def _bug(self):
+        if self._live:
+            raise RuntimeError("a bug in a callback")
+
+
+node_main(FaultyScheduler)()
+"""
+
+
+def test_a_callback_that_raises_still_gives_live_jobs_their_result():
+    """A bug in a callback ended the spin before the node's goodbyes: the live jobs got no
+    result (their clients learnt of it only when DDS noticed the node gone, 20 s on)."""
+    domain = test_domain_id() + 19
+    proc = subprocess.Popen([sys.executable, "-c", FAULTY_SCHEDULER, "--ros-args",
+                             "--params-file", str(PARAMS_FILE)], cwd=REPO,
+                            env=child_env(domain), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    ros = ClientNode(domain, name="faulty_client")
+    try:
+        assert ros.client.wait_for_scheduler(30.0)
+        job_id = ros.client.submit(make_request("llama-3.2-1b", prompt="a long story",
+                                                max_new_tokens=512), via="service")
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 1 and "RuntimeError: a bug in a callback" in out, out
+        result = ros.client.wait_result(job_id, 5.0)
+        assert result is not None and result.status == JobResult.CANCELLED, out
+    finally:
+        proc.kill()
         ros.close()

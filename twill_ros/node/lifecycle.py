@@ -57,14 +57,17 @@ def spin_while(executor: Executor, keep_going: Callable[[], bool],
 def spin_until_stopped(nodes: Sequence[Node], executor: Executor,
                        before_exit: Callable[[Executor], None] | None = None) -> None:
     """Spin ``nodes`` on ``executor`` until SIGINT/SIGTERM, run ``before_exit`` still
-    spinning, clean up."""
+    spinning, clean up. A callback that raises stops the spin too: ``before_exit`` still
+    runs (live jobs get their results, clocks go back), then the error propagates."""
     stop = stop_on_signals()
     for node in nodes:
         executor.add_node(node)
     try:
-        spin_while(executor, lambda: True, stop)
-        if before_exit is not None:
-            before_exit(executor)
+        try:
+            spin_while(executor, lambda: True, stop)
+        finally:
+            if before_exit is not None:
+                before_exit(executor)
     finally:
         executor.shutdown()
         for node in nodes:

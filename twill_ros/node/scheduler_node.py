@@ -666,12 +666,15 @@ class TwillSchedulerNode(Node):
         return len(live_ids)
 
     def on_exit(self, executor) -> None:
-        """Cancel live jobs with a reason, let results go out, stop the backends."""
+        """Cancel live jobs with a reason, let results go out, stop the backends (and put the
+        clocks back) even when a callback raises again meanwhile."""
         count = self.cancel_all("scheduler shutting down")
         self.get_logger().info(f"shutting down: cancelled {count} live job(s)")
-        spin_while(executor, lambda: self._goals_in_flight > 0, timeout_s=2.0)
-        spin_while(executor, lambda: True, timeout_s=0.3)  # flush the last messages
-        self.execution.close()
+        try:
+            spin_while(executor, lambda: self._goals_in_flight > 0, timeout_s=2.0)
+            spin_while(executor, lambda: True, timeout_s=0.3)  # flush the last messages
+        finally:
+            self.execution.close()
 
 
 main = node_main(TwillSchedulerNode)
