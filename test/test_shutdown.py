@@ -4,9 +4,11 @@ the jobs it had pending there."""
 
 from __future__ import annotations
 
+import itertools
 import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 from ros_harness import PARAMS_FILE, REPO, ClientNode, SchedulerProcess, test_domain_id
@@ -41,6 +43,47 @@ def test_shutdown_cancels_live_jobs_with_a_reason(sig):
         assert action_result.status == JobResult.CANCELLED
         assert any("cancelled 5 live job(s)" in line for line in scheduler.log)
     finally:
+        ros.close()
+        scheduler.stop()
+
+
+def test_a_job_sent_while_the_scheduler_shuts_down_is_refused_not_lost():
+    """The node spins on after SIGINT to send its goodbyes; a job it accepted then got no
+    result (the node exited with it live). Jobs keep coming until the node is gone."""
+    domain = test_domain_id() + 18
+    scheduler = SchedulerProcess(domain)
+    ros = ClientNode(domain, name="late_client")
+    accepted, refusals = [], []
+    stop = threading.Event()
+
+    def keep_submitting() -> None:
+        for i in itertools.count():
+            request = make_request("llama-3.2-1b", prompt="late", max_new_tokens=512,
+                                   job_id=f"late-{i}")
+            try:
+                accepted.append(ros.client.submit(request, via="service", timeout_s=1.0))
+            except SchedulerError as error:
+                if "job refused" not in str(error):
+                    return              # the service has gone
+                refusals.append(str(error))
+            if stop.wait(0.01):
+                return
+
+    try:
+        assert ros.client.wait_for_scheduler(30.0), scheduler.tail()
+        pump = threading.Thread(target=keep_submitting)
+        pump.start()
+        assert ros.wait_until(lambda: len(accepted) >= 20, 10.0)
+        assert scheduler.stop(signal.SIGINT) == 0, scheduler.tail()
+        stop.set()
+        pump.join(10.0)
+        assert any("scheduler shutting down" in r for r in refusals), refusals
+        assert ros.wait_until(lambda: all(ros.results_for(j) for j in accepted), 5.0), \
+            [j for j in accepted if not ros.results_for(j)]
+        assert all([r.status for r in ros.results_for(j)] == [JobResult.CANCELLED]
+                   for j in accepted)
+    finally:
+        stop.set()
         ros.close()
         scheduler.stop()
 

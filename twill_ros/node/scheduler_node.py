@@ -124,6 +124,7 @@ class TwillSchedulerNode(Node):
         self._lock = threading.RLock()
         self._live: dict[str, LiveJob] = {}
         self._goals_in_flight = 0
+        self._closing = False      # set at SIGINT/SIGTERM: no job is admitted after it
         # Ids it assigns: unique to this start, so they collide neither with ids clients chose
         # (twill-2 sent by a client) nor with those of an earlier run of the node.
         self._ids = (f"twill-{uuid.uuid4().hex[:8]}-{n}" for n in itertools.count(1))
@@ -426,6 +427,8 @@ class TwillSchedulerNode(Node):
         received = time.monotonic()
         with self._lock:
             job_id = request.job_id or next(self._ids)
+            if self._closing:   # it still spins to send its goodbyes, but would exit with it
+                raise Refused(job_id, "scheduler shutting down")
             if job_id in self._live:
                 raise Refused(job_id, f"duplicate job_id '{job_id}': a job with it is still live")
             try:
@@ -653,8 +656,9 @@ class TwillSchedulerNode(Node):
 
     # ------------------------------------------------------------ shutdown
     def cancel_all(self, reason: str) -> int:
-        """Give every live job a CANCELLED result (used on SIGINT/SIGTERM)."""
+        """Give every live job a CANCELLED result and refuse new ones (SIGINT/SIGTERM)."""
         with self._lock:
+            self._closing = True
             live_ids = list(self._live)
             for job_id in live_ids:
                 self._feed(ev.CancelRequested(time.monotonic(), job_id, reason))
