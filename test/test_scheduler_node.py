@@ -210,6 +210,18 @@ def test_bad_goal_is_aborted_with_reason(ros):
     assert result.status == JobResult.REJECTED and reason in result.message
 
 
+def test_an_id_of_a_refused_goal_can_be_used_again(ros):
+    """A goal refused before admission has no copy on /twill/results: the client kept
+    watching it, took the result of the next job with its id for the refused goal's copy
+    (wait_result got nothing), and reported it lost once the scheduler left."""
+    refused = ros.client.run(make_request("tiny-cnm", job_id="cam-1")).result(RESULT_TIMEOUT_S)
+    assert refused.status == JobResult.REJECTED and "unknown model 'tiny-cnm'" in refused.message
+    assert "cam-1" not in ros.client._pending
+    job_id = ros.client.submit(make_request("tiny-cnn", job_id="cam-1"), via="topic")
+    result = ros.client.wait_result(job_id, RESULT_TIMEOUT_S)
+    assert result is not None and result.status == JobResult.COMPLETED
+
+
 def test_duplicate_live_job_id_is_rejected(ros):
     first = make_request("llama-3.2-1b", prompt="long", max_new_tokens=64, job_id="dup-1")
     assert ros.client.submit(first, via="service") == "dup-1"

@@ -275,13 +275,20 @@ class TwillClient:
                 return
             run._accepted(handle)
             handle.get_result_async().add_done_callback(
-                lambda f: run._succeed(f.result().result.result))
+                lambda f: self._goal_answered(run, f.result().result.result))
 
         self._run.send_goal_async(
             RunJob.Goal(request=request),
             feedback_callback=(lambda msg: feedback(msg.feedback)) if feedback else None,
         ).add_done_callback(on_goal)
         return run
+
+    def _goal_answered(self, run: JobRun, result: JobResult) -> None:
+        """The goal's result is in: the job is no longer the scheduler's to lose. A goal it
+        refused before admission gets no copy on the results topic, so nothing else would
+        stop watching it (the client reported it lost once the scheduler left)."""
+        self._untrack(run.job_id)
+        run._succeed(result)
 
     def _reserve(self, job_id: str) -> str:
         """Claim an id the caller chose (``""``: none, the scheduler or this client makes
@@ -294,6 +301,9 @@ class TwillClient:
             if job_id:
                 self._chosen_ids.add(job_id)
                 self._ended.pop(job_id, None)      # an id used again is a new job
+                run = self._runs.get(job_id)
+                if run is not None and run.done():   # a refused goal's: no copy will come
+                    del self._runs[job_id]           # to take the new job's result
         return job_id
 
     def _release(self, job_id: str) -> None:
