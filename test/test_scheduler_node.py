@@ -336,6 +336,34 @@ def test_state_and_diagnostics_are_published(ros):
     assert all(s.hardware_id == "orin_nx_16gb" for s in diag.status)
 
 
+def test_diagnostics_count_the_queue_as_the_state_does(ros):
+    """Frozen jobs are not queued: /twill/state counts them apart, and the core's max_queue
+    does not count them. /diagnostics called queued and frozen jobs together 'queued'."""
+    low = [ros.client.submit(make_request("llama-3.2-1b", prompt="patrol", job_id=f"low-{i}",
+                                          max_new_tokens=MAX_NEW_TOKENS,
+                                          priority=JobRequest.LOW), via="service")
+           for i in range(6)]
+    assert ros.wait_until(lambda: ros.states and ros.states[-1][1].running >= 3, 10.0)
+    urgent = [ros.client.submit(make_request("llama-3.2-1b", prompt="stop", job_id=f"hi-{i}",
+                                             max_new_tokens=MAX_NEW_TOKENS,
+                                             priority=JobRequest.CRITICAL), via="service")
+              for i in range(6)]
+
+    def agree() -> bool:
+        state = ros.states[-1][1]
+        status = ros.newest_status("twill/queue")
+        values = {v.key: v.value for v in status.values} if status else {}
+        return state.frozen > 0 and values.get("queued") == str(state.queued) \
+            and values.get("frozen") == str(state.frozen)
+    try:
+        assert ros.wait_until(agree, 10.0), (ros.states[-1][1], ros.newest_status("twill/queue"))
+    finally:
+        for job_id in low + urgent:
+            ros.client.cancel(job_id)
+    for job_id in low + urgent:
+        assert ros.client.wait_result(job_id, RESULT_TIMEOUT_S) is not None
+
+
 def test_tensor_payload_roundtrip_through_dds(ros):
     """Little-endian float data of the right size passes validation end to end."""
     values = struct.pack("<" + "f" * (3 * 32 * 32), *([0.5] * (3 * 32 * 32)))

@@ -57,7 +57,7 @@ class Snapshot:
     power_source: str
     control: str                 # who can set clocks, e.g. "simulated clocks (full control)"
     control_level: int
-    queued: int
+    queued: int                  # waiting to start; max_queue counts these
     queue_limit: int
     deadline_misses: int         # since the previous snapshot
     completed: int
@@ -70,6 +70,7 @@ class Snapshot:
     last_rejection: str = ""     # the latest refusal's reason
     alarm: str = ""              # the sensor's worst over-current alarm in the period
     alarm_level: int = OK
+    frozen: int = 0              # preempted, waiting to resume (not in the queue)
 
 
 class HealthMonitor:
@@ -117,7 +118,8 @@ class HealthMonitor:
 
     @staticmethod
     def _queue(snap: Snapshot) -> Status:
-        values = {"queued": str(snap.queued), "queue_limit": str(snap.queue_limit),
+        values = {"queued": str(snap.queued), "frozen": str(snap.frozen),
+                  "queue_limit": str(snap.queue_limit),
                   "deadline_misses": str(snap.deadline_misses), "completed": str(snap.completed),
                   "rejected": str(snap.rejected)}
         problems = []
@@ -130,7 +132,7 @@ class HealthMonitor:
             problems.append(f"queue near its limit ({snap.queued}/{snap.queue_limit})")
         if problems:
             return Status("twill/queue", WARN, "; ".join(problems), values)
-        return Status("twill/queue", OK, f"{snap.queued} queued", values)
+        return Status("twill/queue", OK, f"{snap.queued} queued, {snap.frozen} frozen", values)
 
     @staticmethod
     def _platform(snap: Snapshot) -> Status:

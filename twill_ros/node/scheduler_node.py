@@ -224,7 +224,7 @@ class TwillSchedulerNode(Node):
         self.declare_parameter("state_rate_hz", 5.0, descriptor(
             "Rate of /twill/state.", read_only=True, float_range=(0.1, 100.0)))
         self.declare_parameter("max_queue", 1000, descriptor(
-            "Most jobs waiting (queued or frozen) before new ones are rejected.",
+            "Most jobs queued (frozen ones not counted) before new ones are rejected.",
             int_range=(1, 1_000_000)))
         self.declare_parameter("max_payload_bytes", 16 * 1024 * 1024, descriptor(
             "Largest accepted request payload (input tensors + prompt), bytes.",
@@ -630,7 +630,7 @@ class TwillSchedulerNode(Node):
                 power_w=None if self._power_lost else self._mean_power(),
                 budget_w=self.scheduler.budget_w,
                 power_source=self._power_source, control=control, control_level=control_level,
-                queued=len(self._live) - counts[JobStatus.RUNNING],
+                queued=counts[JobStatus.QUEUED], frozen=counts[JobStatus.FROZEN],
                 queue_limit=self._param("max_queue"), deadline_misses=self._deadline_misses,
                 completed=self._counters[JobStatus.COMPLETED], units=tuple(units),
                 overhead_s={name: tuple(samples) for name, samples in self._overhead.items()},
