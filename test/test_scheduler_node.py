@@ -414,6 +414,23 @@ def test_queue_limit_refuses_jobs_when_full_and_is_dynamic(ros):
     assert not set_parameter(ros, "max_queue", "many").successful
 
 
+def test_a_scheduler_on_simulated_time_still_controls_power():
+    """use_sim_time:=true (a robot stack in simulation) put the node's timers on /clock:
+    with no /clock, or a slow one, the power samples, the control tick, /twill/state and
+    /diagnostics stopped, while jobs still ran at full speed."""
+    domain = test_domain_id() + 9
+    scheduler = SchedulerProcess(domain, {"use_sim_time": "true"})
+    ros = ClientNode(domain, name="sim_time_client")
+    try:
+        assert ros.client.wait_for_scheduler(30.0), scheduler.tail()
+        assert ros.wait_until(lambda: len(ros.states) >= 3 and ros.diagnostics, 5.0), \
+            (len(ros.states), len(ros.diagnostics))
+        assert ros.states[-1][1].power_w > 0
+    finally:
+        ros.close()
+        assert scheduler.stop() == 0, scheduler.tail()
+
+
 @pytest.mark.parametrize("param, value, reason", [
     ("policy", "nope", "unknown policy 'nope'; known: twill"),
     ("platform", "orin_agx", "config/platforms/orin_agx.yaml' not found"),

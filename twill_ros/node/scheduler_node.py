@@ -21,6 +21,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.task import Future
@@ -188,13 +189,19 @@ class TwillSchedulerNode(Node):
             self, RunJob, ifc.name(ifc.RUN), execute_callback=self._execute_goal,
             goal_callback=lambda _goal: GoalResponse.ACCEPT,
             cancel_callback=self._on_cancel_goal, callback_group=group, **ifc.ACTION_QOS)
-        self.create_timer(p("control_period_s"), self._on_control_tick, callback_group=group)
+        # The board's power and the jobs run on real time, also under use_sim_time:=true
+        # (the node clock would then follow /clock, or stand still without one); stamps
+        # stay on the node clock.
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(p("control_period_s"), self._on_control_tick, callback_group=group,
+                          clock=steady)
         # every sample goes to the core, at the cadence the twin feeds it: the controller's
         # intra-period boost ends on the sample after which it would overspend
         self.create_timer(self.platform.power_sample_period_s, self._on_power_sample,
-                          callback_group=group)
-        self.create_timer(1.0 / p("state_rate_hz"), self._publish_state, callback_group=group)
-        self.create_timer(1.0, self._publish_diagnostics, callback_group=group)
+                          callback_group=group, clock=steady)
+        self.create_timer(1.0 / p("state_rate_hz"), self._publish_state, callback_group=group,
+                          clock=steady)
+        self.create_timer(1.0, self._publish_diagnostics, callback_group=group, clock=steady)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         fixed = ", ".join(f"{name} {hz / 1e6:g} MHz"
                           for name, hz in self.scheduler.fixed_clocks_hz.items())
