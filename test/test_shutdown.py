@@ -151,6 +151,27 @@ def test_a_crashed_scheduler_fails_its_pending_jobs_and_its_restart_takes_new_on
         scheduler.stop()
 
 
+def test_a_client_on_simulated_time_still_notices_a_crashed_scheduler():
+    """The client watched for its scheduler on its node's clock: under use_sim_time with
+    no /clock (or a paused simulation) the check never ran and jobs waited forever."""
+    from rclpy.parameter import Parameter
+
+    domain = test_domain_id() + 19
+    scheduler = SchedulerProcess(domain)
+    ros = ClientNode(domain, name="sim_time_client")
+    try:
+        ros.node.set_parameters([Parameter("use_sim_time", value=True)])
+        assert ros.client.wait_for_scheduler(30.0), scheduler.tail()
+        job_id = ros.client.submit(make_request("llama-3.2-1b", prompt="a long story",
+                                                max_new_tokens=512), via="service")
+        scheduler.stop(signal.SIGKILL)
+        with pytest.raises(SchedulerError, match=f"{job_id}: the scheduler went away"):
+            ros.client.wait_result(job_id, LOSS_TIMEOUT_S)
+    finally:
+        ros.close()
+        scheduler.stop()
+
+
 def test_calls_that_cannot_wait_are_refused_at_once_while_no_scheduler_is_there():
     ros = ClientNode(test_domain_id() + 17, name="lonely_client")
     try:

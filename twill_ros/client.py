@@ -22,6 +22,7 @@ from concurrent.futures import TimeoutError as FutureTimeout  # not the builtin 
 
 from rclpy.action import ActionClient
 from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from twill_msgs.action import RunJob
 from twill_msgs.msg import JobRequest, JobResult
@@ -83,7 +84,9 @@ class TwillClient:
         self._results_sub = node.create_subscription(
             JobResult, ifc.name(ifc.RESULTS, namespace), self._on_result, ifc.JOB_QOS,
             callback_group=group)
-        node.create_timer(SCHEDULER_CHECK_S, self._check_scheduler, callback_group=group)
+        # steady: a node under use_sim_time would check only while /clock runs
+        node.create_timer(SCHEDULER_CHECK_S, self._check_scheduler, callback_group=group,
+                          clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def wait_for_scheduler(self, timeout_s: float = 10.0) -> bool:
         """True once the submit service and the action server are reachable."""
