@@ -11,7 +11,7 @@ from rcl_interfaces.msg import SetParametersResult
 from ros_harness import ClientNode, SchedulerProcess, image_tensor, test_domain_id
 from twill_msgs.msg import JobRequest, JobResult, Tensor
 
-from twill_ros.client import SchedulerError, TwillClient, make_request
+from twill_ros.client import JobRun, SchedulerError, TwillClient, make_request
 
 UNITS = {"gpu", "dla0", "dla1", "cpu_a", "cpu_b"}
 MAX_NEW_TOKENS = 256
@@ -153,6 +153,15 @@ def test_a_run_cancelled_before_its_goal_is_accepted_is_cancelled(ros):
     assert result.status == JobResult.CANCELLED and result.job_id == run.job_id
     # its result went to the JobRun; the client keeps no copy nobody would claim
     assert ros.client.wait_result(run.job_id, 0.5) is None
+
+
+def test_a_run_that_has_not_finished_in_time_raises_the_builtin_timeout_error():
+    """concurrent.futures.TimeoutError is the builtin only from Python 3.11: on Humble's 3.10
+    an `except TimeoutError` around run.result() let it through."""
+    run = JobRun("slow-1")
+    with pytest.raises(TimeoutError, match=r"job slow-1: no result within 0.05 s") as raised:
+        run.result(0.05)
+    assert type(raised.value) is TimeoutError
 
 
 def test_a_request_submitted_twice_is_two_jobs_and_stays_as_it_was(ros):

@@ -395,7 +395,10 @@ class JobRun:
     def result(self, timeout_s: float | None = None) -> JobResult:
         """The goal's JobResult; TimeoutError if it has not finished in time, SchedulerError
         if the goal was refused or the scheduler went away with it."""
-        return self._future.result(timeout_s)
+        try:
+            return self._future.result(timeout_s)
+        except FutureTimeout:   # on 3.10 (Humble) not the builtin an `except TimeoutError` sees
+            raise TimeoutError(f"job {self.job_id}: no result within {timeout_s} s") from None
 
     def add_done_callback(self, callback: Callable[[JobResult], None],
                           on_error: Callable[[SchedulerError], None] | None = None) -> None:
