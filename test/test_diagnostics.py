@@ -107,3 +107,10 @@ def test_refusals_and_failures_of_the_period_warn_with_the_latest_reason():
     status = by_name(monitor.statuses(snap(units=[unit])))["twill/units/cpu_a"]
     assert status.level == WARN and "3 job(s) failed in the last period (latest: boom)" in \
         status.message and status.values["failed"] == "3"
+
+
+def test_jobs_frozen_for_power_warn_although_within_the_budget():
+    status = by_name(HealthMonitor().statuses(snap(power_w=5.9, budget_w=6.0, power_held=1)))[
+        "twill/power"]
+    assert status.level == WARN and status.message.startswith("1 LLM job(s) frozen for power")
+    assert status.values["held_for_power"] == "1"

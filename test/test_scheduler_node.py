@@ -7,6 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from diagnostic_msgs.msg import DiagnosticStatus
 from rcl_interfaces.msg import SetParametersResult
 from ros_harness import ClientNode, SchedulerProcess, image_tensor, test_domain_id
 from twill_msgs.msg import JobRequest, JobResult, Tensor
@@ -371,6 +372,26 @@ def test_diagnostics_count_the_queue_as_the_state_does(ros):
             ros.client.cancel(job_id)
     for job_id in low + urgent:
         assert ros.client.wait_result(job_id, RESULT_TIMEOUT_S) is not None
+
+
+def test_diagnostics_say_when_the_budget_fits_work_only_by_freezing_it(ros):
+    """At 6 W an LLM job does not fit even at the lowest clocks: the controller keeps it
+    frozen and lets it run only in turns. The power stayed within the budget, so
+    /diagnostics said OK while the job hardly moved."""
+    assert ros.client.set_power_budget_async(6.0).result(RESULT_TIMEOUT_S) == 6.0
+    job_id = ros.client.submit(make_request("llama-3.2-1b", prompt="tight", job_id="tight",
+                                            max_new_tokens=MAX_NEW_TOKENS), via="service")
+
+    def held() -> bool:
+        status = ros.newest_status("twill/power")
+        return status is not None and status.level == DiagnosticStatus.WARN \
+            and "frozen for power" in status.message
+    try:
+        assert ros.wait_until(held, 10.0), ros.newest_status("twill/power")
+    finally:
+        ros.client.cancel(job_id)
+        assert ros.client.set_power_budget_async(15.0).result(RESULT_TIMEOUT_S) == 15.0
+    assert ros.client.wait_result(job_id, RESULT_TIMEOUT_S) is not None
 
 
 def test_tensor_payload_roundtrip_through_dds(ros):

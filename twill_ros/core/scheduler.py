@@ -275,6 +275,12 @@ class Scheduler:
         return len(self.jobs)
 
     @property
+    def power_held(self) -> int:
+        """Jobs the power controller holds frozen because even the lowest clocks would not
+        fit the budget with them running (they run again in turns, see ``_power_release``)."""
+        return self._power_held
+
+    @property
     def static_clocks_hz(self) -> dict[str, int]:
         """The static caps a policy without DVFS runs on (empty for one with DVFS)."""
         return dict(self._static)

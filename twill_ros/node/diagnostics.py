@@ -71,6 +71,7 @@ class Snapshot:
     alarm: str = ""              # the sensor's worst over-current alarm in the period
     alarm_level: int = OK
     frozen: int = 0              # preempted, waiting to resume (not in the queue)
+    power_held: int = 0          # of those, frozen because the budget does not fit them
 
 
 class HealthMonitor:
@@ -114,6 +115,11 @@ class HealthMonitor:
         if snap.windows_over > WINDOWS_OVER_LIMIT * WINDOWS_SPAN:
             return Status("twill/power", WARN, f"{snap.windows_over} of the last {snap.windows} "
                           f"100 ms windows over budget", values)
+        if snap.power_held:     # within the budget only by starving work: say so
+            return Status("twill/power", WARN, f"{snap.power_held} LLM job(s) frozen for power: "
+                          "the budget does not fit them even at the lowest clocks; they run "
+                          "in turns, far slower",
+                          {**values, "held_for_power": str(snap.power_held)})
         return Status("twill/power", OK, "within budget", values)
 
     @staticmethod

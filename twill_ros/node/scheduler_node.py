@@ -638,6 +638,7 @@ class TwillSchedulerNode(Node):
                 budget_w=self.scheduler.budget_w,
                 power_source=self._power_source, control=control, control_level=control_level,
                 queued=counts[JobStatus.QUEUED], frozen=counts[JobStatus.FROZEN],
+                power_held=self.scheduler.power_held,
                 queue_limit=self._param("max_queue"), deadline_misses=self._deadline_misses,
                 completed=self._counters[JobStatus.COMPLETED], units=tuple(units),
                 overhead_s={name: tuple(samples) for name, samples in self._overhead.items()},
