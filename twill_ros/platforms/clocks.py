@@ -232,9 +232,6 @@ class ClockControl(PlatformControl):
         return min(applied) if applied else None
 
     def restore(self) -> None:
-        self._put_back_windows()
-
-    def _put_back_windows(self) -> None:
         """Put back the start windows; those that fail stay changed, and recorded for the
         next start to try again."""
         failed = set()
