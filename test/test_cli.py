@@ -144,6 +144,41 @@ def test_user_errors_exit_2_with_a_message(workload, argv, capsys):
     assert "twill: error:" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["compare", "--budgets", "10,,20"], "--budgets '10,,20' has an empty item"),
+    (["compare", "--budgets", "10,15,"], "--budgets '10,15,' has an empty item"),
+    (["compare", "--budgets", "10,10"], "--budgets '10,10' gives 10 twice"),
+    (["compare", "--budgets", "10,10.0"], "--budgets '10,10.0' gives 10.0 twice"),
+    (["compare", "--budgets", "10,abc"], "--budgets: 'abc' is not a number in watts (e.g. "
+                                         "10,15,20)"),
+    (["compare", "--budgets", "10,nan"], "power budget must be 1 to 100 W, got nan"),
+    (["compare", "--budgets", "0"], "power budget must be 1 to 100 W, got 0"),
+    (["compare", "--budgets", "10,inf"], "power budget must be 1 to 100 W, got inf"),
+    (["compare", "--policies", "twill,,edf"], "--policies 'twill,,edf' has an empty item"),
+    (["compare", "--policies", "twill, edf,twill"],
+     "--policies 'twill, edf,twill' gives twill twice"),
+    (["evaluate", "--budgets", "15,15"], "--budgets '15,15' gives 15 twice"),
+    (["evaluate", "--policies", "edf,edf"], "--policies 'edf,edf' gives edf twice"),
+    (["evaluate", "--workloads", "{workload},{workload}"],
+     "--workloads '{workload},{workload}' gives {workload} twice"),
+    (["evaluate", "--workloads", "{workload},"], "--workloads '{workload},' has an empty item"),
+])
+def test_a_list_option_with_an_empty_or_repeated_item_is_refused(workload, tmp_path, argv,
+                                                                 message, capsys):
+    """An empty item was dropped and a repeated one run twice, without a word."""
+    args = [a.format(workload=workload) for a in argv]
+    if args[0] == "evaluate":
+        args += ["--no-bench", "--out", str(tmp_path / "EVAL.md"),
+                 "--eval-dir", str(tmp_path / "eval")]
+        if "--workloads" not in args:
+            args += ["--workloads", workload]
+    else:
+        args += ["--workload", workload]
+    assert cli.main(args) == 2
+    assert capsys.readouterr() == ("", f"twill: error: {message.format(workload=workload)}\n")
+    assert not (tmp_path / "EVAL.md").exists()
+
+
 @pytest.mark.parametrize("argv", [["sim", "--budget", "4.5"], ["compare", "--budgets", "10,4.5"]])
 def test_a_budget_below_the_idle_power_is_refused(workload, argv, capsys):
     assert cli.main([argv[0], "--workload", workload, *argv[1:]]) == 2

@@ -71,20 +71,46 @@ class Comparison:
         return tuple(dict.fromkeys(run.policy for run in self.runs))
 
 
+def split_items(spec: str, flag: str) -> list[str]:
+    """The stripped items of a comma-separated option value (none if it is blank). An empty
+    item (``10,,20``) or one given twice is an error naming it: dropped or run twice
+    without a word, it would hide a typo."""
+    items = [item.strip() for item in spec.split(",")]
+    if not any(items):
+        return []
+    if "" in items:
+        raise ValueError(f"{flag} {spec.strip()!r} has an empty item")
+    return _once(items, items, flag, spec)
+
+
+def _once(values: list, items: list[str], flag: str, spec: str) -> list:
+    """``values`` (parsed from ``items``) if none repeats an earlier one; else an error
+    naming the repeated item."""
+    for i, value in enumerate(values):
+        if value in values[:i]:
+            raise ValueError(f"{flag} {spec.strip()!r} gives {items[i]} twice")
+    return values
+
+
 def parse_policies(spec: str) -> tuple[str, ...]:
     """``all`` (every registered policy) or a comma-separated list of names."""
     if spec.strip() == "all":
         return tuple(POLICIES)
-    return tuple(name.strip() for name in spec.split(",") if name.strip())
+    return tuple(split_items(spec, "--policies"))
 
 
 def parse_budgets(spec: str) -> tuple[float, ...]:
-    """A comma-separated list of watt values, e.g. ``10,15,20``."""
-    try:
-        return tuple(float(x) for x in spec.split(",") if x.strip())
-    except ValueError:
-        raise ValueError(f"budgets must be numbers in watts, e.g. 10,15,20 (got {spec!r})"
-                         ) from None
+    """A comma-separated list of watt values, e.g. ``10,15,20`` (``10`` and ``10.0`` are
+    the same budget)."""
+    items = split_items(spec, "--budgets")
+    values = []
+    for item in items:
+        try:
+            values.append(float(item))
+        except ValueError:
+            raise ValueError(f"--budgets: {item!r} is not a number in watts "
+                             "(e.g. 10,15,20)") from None
+    return tuple(_once(values, items, "--budgets", spec))
 
 
 def run_comparison(workload: str | Workload, platform: str, budgets: Sequence[float],

@@ -125,7 +125,7 @@ def write_json(comparison: Comparison, path: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        budgets = parse_budgets(args.budgets)
+        budgets, policies = parse_budgets(args.budgets), parse_policies(args.policies)
     except ValueError as exc:
         return user_error(exc)
-    return execute(args, budgets, parse_policies(args.policies))
+    return execute(args, budgets, policies)

@@ -13,10 +13,11 @@ import os
 import subprocess
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 from twill_ros.commands.compare import path_problem, user_error, write_json
-from twill_ros.comparison import parse_budgets, parse_policies, run_comparison
+from twill_ros.comparison import parse_budgets, parse_policies, run_comparison, split_items
 from twill_ros.evaluation import WorkloadEvaluation, latency_floors_ms, lost_jobs, render
 from twill_ros.report import paired_means, write_plots
 from twill_ros.sim.workload import SCENARIOS, generate_jobs
@@ -49,12 +50,13 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _evaluate(workload: str, args: argparse.Namespace) -> WorkloadEvaluation:
+def _evaluate(workload: str, args: argparse.Namespace, budgets: tuple[float, ...],
+              policies: tuple[str, ...]) -> WorkloadEvaluation:
     """One workload: simulate, write its JSON and plots (runs in a worker process). The
     simulator results are dropped before returning: the document needs only the summaries,
     figures and lost-job checks, and the records and traces would be pickled back."""
-    comparison = run_comparison(workload, args.platform, parse_budgets(args.budgets),
-                                parse_policies(args.policies), args.seed, progress=True)
+    comparison = run_comparison(workload, args.platform, budgets, policies, args.seed,
+                                progress=True)
     name = comparison.workload.name
     json_path = os.path.join(args.eval_dir, f"{name}.json")
     write_json(comparison, json_path)
@@ -96,7 +98,11 @@ def _commands(args: argparse.Namespace, workloads: list[str], benched: bool) -> 
 
 
 def run(args: argparse.Namespace) -> int:
-    workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    try:
+        workloads = split_items(args.workloads, "--workloads")
+        budgets, policies = parse_budgets(args.budgets), parse_policies(args.policies)
+    except ValueError as exc:
+        return user_error(exc)
     if not workloads:
         return user_error("no workload given (--workloads)")
     problem = (path_problem("--out", args.out)
@@ -105,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
         return user_error(problem)
     try:
         with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-            evaluations = list(pool.map(_evaluate, workloads, [args] * len(workloads)))
+            evaluations = list(pool.map(partial(_evaluate, args=args, budgets=budgets,
+                                                policies=policies), workloads))
     except (ValueError, FileNotFoundError) as exc:
         return user_error(exc)
     bench = _bench(args)
