@@ -245,6 +245,21 @@ def test_invalid_workload_exits_2(tmp_path, capsys):
     assert "bad.yaml: stream 'text': field 'arrival.rate_hz'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, what", [
+    (["sim", "--workload", "{dir}"], "file"),
+    (["sim", "--workload", "{workload}", "--platform", "{dir}"], "file"),
+    (["profile", "--model", "resnet50", "--catalog", "{dir}"], "catalog file"),
+    (["analyze", "{dir}"], "model file"),
+])
+def test_a_directory_given_as_a_file_is_called_a_directory(workload, tmp_path, argv, what,
+                                                           capsys):
+    """It was reported as "file not found", which sends one looking for a typo."""
+    folder = tmp_path / "dir.yaml"
+    folder.mkdir()
+    assert cli.main([a.format(workload=workload, dir=folder) for a in argv]) == 2
+    assert capsys.readouterr().err == f"twill: error: {folder} is a directory, not a {what}\n"
+
+
 def test_missing_subcommand_modules_are_skipped(monkeypatch):
     monkeypatch.setattr(cli, "COMMANDS", ("sim", "not_written_yet"))
     parser = cli.build_parser()

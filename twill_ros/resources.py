@@ -44,14 +44,21 @@ def find_resource(relpath: str | Path) -> Path:
     raise FileNotFoundError(f"resource '{relpath}' not found (tried {tried})")
 
 
+def existing_file(path: Path, what: str = "file") -> Path:
+    """``path`` if it is a file; else FileNotFoundError saying whether nothing is there or
+    a directory is (reported as "not found", a directory sends one looking for a typo)."""
+    if path.is_file():
+        return path
+    if path.is_dir():
+        raise FileNotFoundError(f"{path} is a directory, not a {what}")
+    raise FileNotFoundError(f"{what} not found: {path}")
+
+
 def resolve_named(name_or_path: str | Path, subdir: str) -> Path:
     """A bare name (no suffix, no separator) -> ``<subdir>/<name>.yaml``; else the path itself."""
     text = str(name_or_path)
     if Path(text).suffix or "/" in text or "\\" in text:
-        path = Path(text)
-        if not path.is_file():
-            raise FileNotFoundError(f"file not found: {path}")
-        return path
+        return existing_file(Path(text))
     return find_resource(f"{subdir}/{text}.yaml")
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from twill_ros.commands.compare import path_problem, user_error
 from twill_ros.core.catalog import load_catalog
 from twill_ros.core.onnx_analysis import OnnxAnalysis, analyze_onnx, profile_from_analysis
+from twill_ros.resources import existing_file
 
 
 def add_parser(subparsers) -> None:
@@ -32,8 +33,10 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not args.model.is_file():
-        return user_error(f"no such file: {args.model}")
+    try:
+        existing_file(args.model, "model file")
+    except FileNotFoundError as exc:
+        return user_error(exc)
     problem = args.json and path_problem("--json", args.json)
     if problem:
         return user_error(problem)

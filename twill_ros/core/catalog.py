@@ -14,7 +14,13 @@ from pathlib import Path
 from types import MappingProxyType
 
 from twill_ros.core.platform import UNIT_KINDS
-from twill_ros.resources import Fields, find_resource, load_yaml_mapping, search_roots
+from twill_ros.resources import (
+    Fields,
+    existing_file,
+    find_resource,
+    load_yaml_mapping,
+    search_roots,
+)
 
 MODEL_KINDS = ("dnn", "transformer", "llm")
 # Files a model can be run from: a TorchScript module, an ONNX graph (TensorRT builds from it),
@@ -179,9 +185,8 @@ class Catalog:
 
 def load_catalog(path: str | Path | None = None) -> Catalog:
     """Load ``models/catalog.yaml`` (``None``) or the given catalog file."""
-    file = find_resource("models/catalog.yaml") if path is None else Path(path)
-    if not file.is_file():
-        raise FileNotFoundError(f"catalog file not found: {file}")
+    file = find_resource("models/catalog.yaml") if path is None else existing_file(
+        Path(path), "catalog file")
     top = load_yaml_mapping(file, CatalogError)
     top.unknown_keys(("reference_platform", "models"))
     profiles: dict[str, ModelProfile] = {}
