@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from twill_ros import cli
-from twill_ros.comparison import Run, best_caps_run
+from twill_ros.comparison import Run, best_caps_run, run_comparison
 from twill_ros.core.power import CAP_PROFILES
 
 SHORT = """\
@@ -106,6 +106,17 @@ def test_best_caps_run_weighs_a_few_unfinished_jobs_against_the_mean():
     # a tie keeps the first profile
     assert best_caps_run([run("all-used", 1000, 300.0), run("gpu", 1000, 300.0)]
                          ).summary["static_caps"] == "all-used"
+
+
+def test_energy_per_job_is_the_twins_exact_energy_even_shorter_than_one_sample(tmp_path):
+    """It came from the 10 ms power samples alone: 0 for a run that ends before the first."""
+    path = tmp_path / "one.yaml"
+    path.write_text("name: one\nduration_s: 0.001\nstreams:\n  - {name: img, model: resnet50, "
+                    "arrival: {type: trace, times_s: [0.0]}}\n")
+    (run,) = run_comparison(str(path), "orin_nx_16gb", (15.0,), ("twill",), seed=0).runs
+    assert run.result.power_trace == [] and run.summary["completed"] == 1
+    assert run.summary["energy_j_per_job"] > 0.0
+    assert run.summary["energy_j_per_job"] == run.result.energy_j
 
 
 def test_same_seed_gives_identical_json(workload, tmp_path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
-from engine_fixtures import PLATFORM, catalog, job
+from engine_fixtures import MHZ, PLATFORM, catalog, job
 
 from twill_ros.core.catalog import load_catalog
 from twill_ros.core.jobs import JobStatus
@@ -123,6 +123,17 @@ def test_power_trace_is_sampled_every_10_ms_and_matches_the_model():
     idle = [p for t, p in res.power_trace if t >= 0.3]
     assert all(9.7 <= p <= 10.3 for p in busy)
     assert all(1.94 <= p <= 2.06 for p in idle)
+
+
+def test_the_runs_energy_is_the_exact_integral_even_shorter_than_one_sample():
+    """The samples leave out the time before the first one: all of a run that ends before
+    it, whose energy per job was 0."""
+    res = run([job("a", "cnn")], policy="gpu_fifo", duration_s=0.001,
+              fixed_clocks_hz={"gpu": 1000 * MHZ})
+    (rec,) = res.records
+    assert rec.finish_s < 0.01 and res.power_trace == [] and res.duration_s == 0.01
+    # the idle module (2 W) throughout, the GPU at 1 GHz (8 W) while the job runs
+    assert res.energy_j == pytest.approx(2.0 * res.duration_s + 8.0 * rec.exec_s, rel=1e-12)
 
 
 def test_freq_trace_starts_with_every_unit_and_records_dvfs_after_transition_delay():

@@ -154,7 +154,8 @@ def run_comparison(workload: str | Workload, platform: str, budgets: Sequence[fl
                 summary = summarize(result.records, result.power_trace, policy=policy,
                                     budget_w=budget, profiler=profiler,
                                     duration_s=result.duration_s, streams=streams,
-                                    static_caps=None if dvfs else profile)
+                                    static_caps=None if dvfs else profile,
+                                    run_energy_j=result.energy_j)
                 tried.append(Run(policy=policy, budget_w=budget, summary=summary, result=result))
             runs.append(best_caps_run(tried))
             if progress:

@@ -13,8 +13,8 @@ live ROS run. Conventions, stated once:
 * power: mean and peak of the periodic samples; a 100 ms window ``[k*0.1, (k+1)*0.1)`` of
   the run violates the budget when the mean of its samples exceeds it (windows without
   samples are not counted).
-* energy per job = module energy over the run (each sample held until the next one) /
-  completed jobs.
+* energy per job = module energy over the run / completed jobs: the twin's exact integral
+  where given (``run_energy_j``), else from the samples, each held until the next one.
 * LLM: TTFT = first token - submit, TPS = decode rate = (tokens - 1) / decode time (the
   prefill gives the first token, each further one a decode step), averaged over completed
   LLM jobs (jobs with ``first_token_s``; TPS over those with more than one token).
@@ -119,13 +119,16 @@ def _job_stats(records: Sequence[JobRecord],
 
 def summarize(records: Sequence[JobRecord], power_trace: Sequence[tuple[float, float]], *,
               policy: str, budget_w: float, profiler, duration_s: float | None = None,
-              streams: Sequence[str] = (), static_caps: str | None = None) -> dict[str, object]:
+              streams: Sequence[str] = (), static_caps: str | None = None,
+              run_energy_j: float | None = None) -> dict[str, object]:
     """One object of the ``compare`` JSON ``results`` list.
 
     ``streams`` lists stream names to report even when they produced no job (their order is
     kept; streams seen only in the records follow, sorted). ``duration_s`` is the end of
-    the run for the energy integral. ``static_caps``: the static-cap profile the policy ran
-    on (``power.CAP_PROFILES``), None for a policy with its own DVFS."""
+    the run for the energy integral over the samples; ``run_energy_j``, the run's exact
+    energy where known (the twin's: the samples miss the time before the first one, all of
+    a run shorter than a sample period). ``static_caps``: the static-cap profile the policy
+    ran on (``power.CAP_PROFILES``), None for a policy with its own DVFS."""
     counts = {status: 0 for status in JobStatus}
     for r in records:
         counts[r.status] += 1
@@ -135,6 +138,7 @@ def summarize(records: Sequence[JobRecord], power_trace: Sequence[tuple[float, f
                  if _done(r) and r.job.model in profiler.catalog else None for r in records]
     stats = _job_stats(records, slowdowns)
     powers = [p for _, p in power_trace]
+    energy = energy_j(power_trace, duration_s) if run_energy_j is None else run_energy_j
     completed = counts[JobStatus.COMPLETED]
     llm = [r for r in records if r.status is JobStatus.COMPLETED and r.first_token_s is not None]
     names = list(streams) + sorted({r.job.stream for r in records} - set(streams))
@@ -155,7 +159,7 @@ def summarize(records: Sequence[JobRecord], power_trace: Sequence[tuple[float, f
         "deadline_violation_rate": stats["deadline_violation_rate"],
         "power_w": {"mean": mean(powers), "peak": max(powers) if powers else None},
         "budget_violation_fraction": budget_violation_fraction(power_trace, budget_w),
-        "energy_j_per_job": energy_j(power_trace, duration_s) / completed if completed else None,
+        "energy_j_per_job": energy / completed if completed else None,
         "llm": {
             "ttft_ms_mean": mean((r.first_token_s - r.job.submit_s) * 1000.0 for r in llm),
             "tps_mean": mean((r.tokens - 1) / r.decode_s for r in llm

@@ -17,7 +17,8 @@ It models what the scheduler cannot see directly, from the platform file and the
 * DVFS: a SetFrequency takes effect after the platform's transition latency;
 * power: ``core.power`` module model integrated exactly between events and reported every
   ``power_sample_period_s`` as the period's mean x a seeded +-3 % sensor noise; each sample
-  goes to the scheduler as a PowerSample; a Tick every ``scheduler.tick_period_s``.
+  goes to the scheduler as a PowerSample; a Tick every ``scheduler.tick_period_s``. The
+  exact integral over the whole run is the run's energy (``SimResult.energy_j``).
 
 The run lasts ``duration_s`` (default: the last submission) and then drains until every
 job is terminal; jobs still live ``drain_s`` after the end are cancelled with a reason.
@@ -71,6 +72,8 @@ class SimResult:
     power_trace: list[tuple[float, float]]    # (t, module power W) every sample period
     freq_trace: list[tuple[float, str, int]]  # (t, unit, freq_hz) initial + every change
     duration_s: float                         # end of the simulated run (after draining)
+    energy_j: float | None = None             # module energy over the run, exact; None when
+                                              # only the samples know it (a live run)
 
 
 class _Unit:
@@ -442,6 +445,8 @@ class _Twin:
                 self._feed(Tick(t))
                 n_tick += 1
                 t_tick = n_tick * tick_dt
+        self.energy += self.module_power * (t - self.energy_t)     # the run's last stretch
+        self.energy_t = t
         return t
 
     def _apply_freq(self, t: float, u: _Unit, freq: int) -> None:
@@ -489,4 +494,4 @@ def simulate(jobs: Sequence[Job], platform: PlatformSpec, catalog: Catalog,
         raise RuntimeError(f"simulate: {len(missing)} jobs without a terminal record: "
                            f"{missing[:5]}")
     return SimResult(records=[twin.records[j] for j in ids], power_trace=twin.power_trace,
-                     freq_trace=twin.freq_trace, duration_s=t_end)
+                     freq_trace=twin.freq_trace, duration_s=t_end, energy_j=twin.energy)
