@@ -23,6 +23,7 @@ from twill_ros.evaluation import (
     target_checks,
 )
 from twill_ros.report import paired_markdown, paired_means, write_report
+from twill_ros.resources import find_resource
 from twill_ros.sim.simulator import EXEC_NOISE, SimResult
 from twill_ros.sim.workload import Arrival, StreamSpec, Workload
 
@@ -104,6 +105,21 @@ def test_the_latency_floor_bounds_every_policy_and_a_lone_job_reaches_it():
     for run in mixed.runs:
         assert run.summary["completed"] == run.summary["jobs"] > 0
         assert run.summary["latency_ms"]["mean"] >= floors[run.budget_w]
+
+
+def test_the_latency_floor_is_on_the_platform_the_runs_used(tmp_path):
+    """A platform file that reuses a shipped platform's name: the floors came from the
+    shipped one, reloaded by name (a name no file ships ended the evaluation)."""
+    shipped = find_resource("config/platforms/orin_nx_16gb.yaml").read_text()
+    slow = tmp_path / "slow_gpu.yaml"       # the GPU half as fast, the name the same
+    slow.write_text(shipped.replace("speed_scale: 1.0            # the catalog's reference",
+                                    "speed_scale: 2.0            # the catalog's reference", 1))
+    lone = Workload(name="lone", duration_s=1.0, streams=(
+        StreamSpec("classify", "resnet50", Arrival("trace", {"times_s": [0.1]})),))
+    comparison = run_comparison(lone, str(slow), (20.0,), ("twill",), seed=1)
+    latency = comparison.runs[0].summary["latency_ms"]["mean"]
+    floor = latency_floors_ms(comparison)[20.0]
+    assert floor <= latency <= floor * (1 + EXEC_NOISE) / (1 - EXEC_NOISE)
 
 
 def test_losses_report_the_best_rival_beyond_the_margin():

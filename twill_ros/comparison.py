@@ -47,6 +47,8 @@ class Comparison:
     platform: str
     seed: int
     runs: tuple[Run, ...]
+    profiler: Profiler | None = None    # the runs' catalog and platform (the platform may be
+                                        # a file, not the named one); None once dropped
 
     def to_json(self) -> dict:
         """The ``compare`` JSON contract: workload, platform, seed, results."""
@@ -54,9 +56,11 @@ class Comparison:
                 "results": [run.summary for run in self.runs]}
 
     def without_results(self) -> Comparison:
-        """The same comparison with only the summaries (no records or traces): what is left
-        to pass between processes once the plots and the record checks are done."""
-        return replace(self, runs=tuple(replace(run, result=None) for run in self.runs))
+        """The same comparison with only the summaries (no records, traces or profiler):
+        what is left to pass between processes once the plots and the record checks are
+        done."""
+        return replace(self, runs=tuple(replace(run, result=None) for run in self.runs),
+                       profiler=None)
 
     def runs_at(self, budget: float) -> list[Run]:
         """The runs of one budget, in policy order."""
@@ -162,7 +166,8 @@ def run_comparison(workload: str | Workload, platform: str, budgets: Sequence[fl
                 print(f"[{len(runs)}/{total}] {workload.name}: {policy} @ {budget:g} W: "
                       f"{len(jobs)} jobs in {time.perf_counter() - started:.1f} s",
                       file=sys.stderr)
-    return Comparison(workload=workload, platform=spec.name, seed=seed, runs=tuple(runs))
+    return Comparison(workload=workload, platform=spec.name, seed=seed, runs=tuple(runs),
+                      profiler=profiler)
 
 
 def _profiles(spec: PlatformSpec, catalog: Catalog, policy: str, budget: float, dvfs: bool,

@@ -12,11 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from twill_ros.comparison import Comparison
-from twill_ros.core.catalog import load_catalog
 from twill_ros.core.metrics import isolated_floor_ms
-from twill_ros.core.platform import load_platform
 from twill_ros.core.policies import POLICIES
-from twill_ros.core.profiler import Profiler
 from twill_ros.report import (
     TWILL,
     Figure,
@@ -83,12 +80,12 @@ def _at_most(workload, budget, criterion, value, limit, floor=None) -> Check:
 def latency_floors_ms(comparison: Comparison) -> dict[float, float | None]:
     """Per budget, the floor under Twill's mean latency: its completed jobs each alone on
     its best unit at max clock, and as much faster than the catalog as the twin's per-job
-    noise allows, so no schedule of those jobs on the twin has a lower mean."""
-    profiler = Profiler(load_catalog(), load_platform(comparison.platform))
+    noise allows, so no schedule of those jobs on the twin has a lower mean. Needs the
+    comparison's results and profiler (``run_comparison``'s, not yet dropped)."""
     floors: dict[float, float | None] = {}
     for run in comparison.runs:
         if run.policy == TWILL and run.result is not None:
-            floor = isolated_floor_ms(run.result.records, profiler)
+            floor = isolated_floor_ms(run.result.records, comparison.profiler)
             floors[run.budget_w] = None if floor is None else floor * (1.0 - EXEC_NOISE)
     return floors
 
