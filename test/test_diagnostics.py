@@ -114,3 +114,14 @@ def test_jobs_frozen_for_power_warn_although_within_the_budget():
         "twill/power"]
     assert status.level == WARN and status.message.startswith("1 LLM job(s) frozen for power")
     assert status.values["held_for_power"] == "1"
+
+
+def test_jobs_frozen_for_power_are_reported_beside_windows_over_budget():
+    """A short overshoot after the budget drops filled the status with the windows over it
+    for ten seconds, and hid that the budget now fits the LLM job only frozen."""
+    status = by_name(HealthMonitor().statuses(
+        snap(power_w=5.9, budget_w=6.0, windows_over=6, windows=100, power_held=1)))[
+        "twill/power"]
+    assert status.level == WARN and status.message.startswith(
+        "6 of the last 100 100 ms windows over budget; 1 LLM job(s) frozen for power")
+    assert status.values["held_for_power"] == "1"

@@ -109,17 +109,20 @@ class HealthMonitor:
         if over and len(self._over) == self._over.maxlen and all(self._over):
             return Status("twill/power", ERROR, f"over budget for {SUSTAINED_OVERSHOOT_S} s: "
                           f"{snap.power_w:.1f} W > {snap.budget_w:.1f} W", values)
+        # every warning that holds, so a short overshoot cannot hide jobs held for power
+        warnings = []
         if over:
-            return Status("twill/power", WARN,
-                          f"over budget: {snap.power_w:.1f} W > {snap.budget_w:.1f} W", values)
+            warnings.append(f"over budget: {snap.power_w:.1f} W > {snap.budget_w:.1f} W")
         if snap.windows_over > WINDOWS_OVER_LIMIT * WINDOWS_SPAN:
-            return Status("twill/power", WARN, f"{snap.windows_over} of the last {snap.windows} "
-                          f"100 ms windows over budget", values)
+            warnings.append(f"{snap.windows_over} of the last {snap.windows} 100 ms windows "
+                            "over budget")
         if snap.power_held:     # within the budget only by starving work: say so
-            return Status("twill/power", WARN, f"{snap.power_held} LLM job(s) frozen for power: "
-                          "the budget does not fit them even at the lowest clocks; they run "
-                          "in turns, far slower",
-                          {**values, "held_for_power": str(snap.power_held)})
+            warnings.append(f"{snap.power_held} LLM job(s) frozen for power: the budget does "
+                            "not fit them even at the lowest clocks; they run in turns, far "
+                            "slower")
+            values["held_for_power"] = str(snap.power_held)
+        if warnings:
+            return Status("twill/power", WARN, "; ".join(warnings), values)
         return Status("twill/power", OK, "within budget", values)
 
     @staticmethod
